@@ -1,0 +1,154 @@
+"""Entry points `llmcc` and `llmcc++` (and the PATH shims that run them).
+
+The passthrough path is kept cheap: classify argv with the options table and `os.execv` the
+real clang, without importing subprocess, diskcache or anything heavier.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from llmcc import config, events
+from llmcc.invocation import Passthrough, classify, expand_response_files
+from llmcc.options import SOURCE_LANGUAGES
+from llmcc.toolchain import ToolchainError, cxx_name, default_clang, find_program
+
+SHIM_VARIABLE = "LLMCC_SHIM"  # set by shims/llmcc-shim to the path it was invoked as
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"llmcc: warning: {message}; compiling with plain clang\n")
+    sys.stderr.flush()
+
+
+def _exec(program: str, argv0: str, args: list[str]) -> int:
+    """Become the real compiler: same arguments, same streams, same exit code."""
+    try:
+        os.execv(program, [argv0, *args])
+    except OSError as err:
+        sys.stderr.write(f"llmcc: error: cannot run {program}: {err.strerror}\n")
+        return 127
+    return 0  # not reached
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return handle.read()
+
+
+def _self_paths(environ: dict[str, str]) -> frozenset[str]:
+    """Real paths that are llmcc itself, never to be taken for the real compiler."""
+    paths = {os.path.realpath(sys.argv[0])}
+    if environ.get(SHIM_VARIABLE):
+        paths.add(os.path.realpath(environ[SHIM_VARIABLE]))
+    return frozenset(paths)
+
+
+def _looks_like_compiler(arg: str) -> bool:
+    """Launcher form `llmcc clang-19 -c x.c`: the first argument names a program, not a file."""
+    return not arg.startswith(("-", "@")) and os.path.splitext(arg)[1] not in SOURCE_LANGUAGES
+
+
+def locate_compiler(argv: list[str], language: str, settings: config.Settings | None,
+                    environ: dict[str, str]) -> tuple[str, str, list[str]]:
+    """(program to run, its argv[0], the compiler arguments) for the three ways to call llmcc."""
+    path_env = environ.get("PATH", os.defpath)
+    skip = _self_paths(environ)
+    shim = environ.pop(SHIM_VARIABLE, None)
+    args = argv[1:]
+    if shim:
+        name = os.path.basename(shim)
+        found = find_program(name, path_env, skip)
+        if found is None:
+            raise ToolchainError(f"no real {name} on PATH after the llmcc shim {shim}")
+        return found, name, args
+    if args and _looks_like_compiler(args[0]):
+        found = find_program(args[0], path_env, skip)
+        if found is not None:
+            return found, args[0], args[1:]
+    clang = default_clang(settings.clang if settings else "", path_env, skip)
+    if language == "c++":
+        clang = cxx_name(clang)
+    return clang, clang, args
+
+
+def main(argv: list[str], language: str) -> int:
+    environ = os.environ
+    settings = None
+    try:
+        settings = config.load(dict(environ))
+    except config.ConfigError as err:
+        sys.stderr.write(f"llmcc: warning: {err}; passing calls to plain clang\n")
+    try:
+        program, argv0, args = locate_compiler(argv, language, settings, environ)
+    except ToolchainError as err:
+        sys.stderr.write(f"llmcc: error: {err}\n")
+        return 127
+    if settings is None or settings.disable:
+        return _exec(program, argv0, args)
+    expanded = expand_response_files(args, _read_text)
+    inv = classify(expanded, settings.levels)
+    cache_dir = config.cache_dir(settings)
+    if isinstance(inv, Passthrough):
+        events.count(cache_dir, {"outcome": events.PASSTHROUGH})
+        _log(settings, {"outcome": events.PASSTHROUGH, "reason": inv.reason, "args": args})
+        return _exec(program, argv0, args)
+    reason = _intercept(inv, expanded, program, settings, cache_dir)
+    if reason is None:
+        return 0
+    return _exec(program, argv0, args)
+
+
+def _log(settings: config.Settings, event: dict) -> None:
+    if settings.log:
+        events.append_line(settings.log, event)
+
+
+def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
+               cache_dir: str) -> str | None:
+    """Run the compile through llmcc; None when done, else why plain clang must do it."""
+    import signal
+
+    from llmcc import driver
+    from llmcc.cache import CacheError
+    from llmcc.cache.disk import DiskCache
+
+    # SIGTERM unwinds like Ctrl-C, so temporary files go and no partial output is left.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    warnings: list[str] = []
+    cache = None
+    try:
+        cache = DiskCache(cache_dir, settings.cache_size)
+    except CacheError as err:
+        warnings.append(str(err))
+    ctx = driver.Context(inv=inv, args=args, clang=clang, settings=settings,
+                         environ=dict(os.environ), cache=cache,
+                         stderr_tty=sys.stderr.isatty(), warnings=warnings)
+    try:
+        event = driver.compile_tu(ctx)
+        handed_over = None
+    except driver.UsePlainClang as exc:
+        event = {"source": inv.source, "output": inv.output, "outcome": events.FALLBACK,
+                 "reason": exc.reason}
+        if exc.warn:
+            _warn(exc.reason)
+        handed_over = exc.reason
+    except KeyboardInterrupt:
+        sys.exit(130)  # temporary files are gone by now; the output was never half-written
+    for message in dict.fromkeys(warnings):
+        sys.stderr.write(f"llmcc: warning: {message}\n")
+    events.count(cache_dir, {k: event.get(k) for k in ("outcome", "baseline_size", "size")}
+                 | {"seconds": event.get("stages", {}).get("total")})
+    _log(settings, event)
+    if cache is not None:
+        cache.close()
+    return handed_over
+
+
+def main_cc() -> None:
+    sys.exit(main(sys.argv, "c"))
+
+
+def main_cxx() -> None:
+    sys.exit(main(sys.argv, "c++"))

@@ -1,0 +1,149 @@
+"""Settings: defaults <- config file <- environment (`LLMCC_*`), each with where it came from.
+
+`resolve` is pure; `load` does the reading. Every compiler call, passthrough included, reads
+the settings, so this module imports little.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class ConfigError(Exception):
+    """A setting has a value llmcc cannot use."""
+
+
+def _boolean(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _size(text: str) -> int:
+    """Bytes from `5G`, `500M`, `1024`."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def _levels(text: str) -> frozenset[str]:
+    """`sz` or `s,z,2` -> the optimisation levels llmcc takes over."""
+    letters = frozenset(part for part in str(text).replace(",", "") if part.strip())
+    unknown = letters - set("123sz")
+    if unknown:
+        raise ValueError(f"unknown levels {''.join(sorted(unknown))!r} (use letters from 123sz)")
+    return letters
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return "LLMCC_" + self.name.upper()
+
+
+SETTINGS = (
+    Setting("disable", "0", _boolean, "pass every call straight to the real clang"),
+    Setting("clang", "", str, "the real clang (default: clang-19 on PATH, then /usr/lib/llvm-19/bin)"),
+    Setting("opt", "", str, "the opt to run pass lists with (default: beside the real clang)"),
+    Setting("advisor", "popular", str, "where candidate pass lists come from: popular, none"),
+    Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
+    Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
+    Setting("cache_dir", "", str, "decision cache directory (default: the user cache dir)"),
+    Setting("cache_size", "5G", _size, "cache size limit; older entries are evicted"),
+    Setting("direct_mode", "1", _boolean, "skip the frontend when the source and headers are unchanged"),
+    Setting("log", "", str, "append one JSON line per compile to this file"),
+    Setting("record", "", str, "save each TU's frontend IR and codegen arguments in this directory"),
+    Setting("timeout", "30", float, "seconds one opt or codegen step may take before it is abandoned"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: dict[str, Any]
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def resolve(file_values: dict[str, Any], file_name: str, environ: dict[str, str]) -> Settings:
+    """Merge the layers; raise ConfigError naming the layer that holds a bad value."""
+    known = {s.name for s in SETTINGS}
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ConfigError(f"{file_name}: unknown setting(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for setting in SETTINGS:
+        raw, origin = setting.default, "default"
+        if setting.name in file_values:
+            raw, origin = file_values[setting.name], file_name
+        if setting.env in environ:
+            raw, origin = environ[setting.env], "environment " + setting.env
+        try:
+            values[setting.name] = setting.parse(raw if not isinstance(raw, bool) else str(raw))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{setting.name} = {raw!r} from {origin}: {err}") from None
+        origins[setting.name] = origin
+    return Settings(values, origins)
+
+
+def config_path(environ: dict[str, str]) -> str:
+    """The config file: `LLMCC_CONFIG`, else config.toml in the platformdirs config dir."""
+    if environ.get("LLMCC_CONFIG"):
+        return environ["LLMCC_CONFIG"]
+    import platformdirs
+
+    return os.path.join(platformdirs.user_config_dir("llmcc"), "config.toml")
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ) if environ is None else environ
+    path = config_path(environ)
+    file_values: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as handle:
+            import tomllib
+
+            try:
+                file_values = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError(f"{path}: {err}") from None
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return resolve(file_values, path, environ)
+
+
+def default_cache_dir() -> str:
+    import platformdirs
+
+    return platformdirs.user_cache_dir("llmcc")
+
+
+def cache_dir(settings: Settings) -> str:
+    return settings.cache_dir or default_cache_dir()

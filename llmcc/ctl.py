@@ -1,0 +1,188 @@
+"""`llmcc-ctl`: stats, explain, doctor, clear, config, id."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from llmcc import __version__, config, events
+
+
+def _settings() -> config.Settings:
+    try:
+        return config.load()
+    except config.ConfigError as err:
+        sys.exit(f"llmcc-ctl: {err}")
+
+
+def _open_cache(settings: config.Settings):
+    from llmcc.cache import CacheError
+    from llmcc.cache.disk import DiskCache
+
+    try:
+        return DiskCache(config.cache_dir(settings), settings.cache_size)
+    except CacheError as err:
+        sys.exit(f"llmcc-ctl: {err}")
+
+
+def summarise(totals: dict) -> dict:
+    """Pure: the figures `stats` shows, from the raw totals."""
+    outcome = {name: totals.get("outcome_" + name, 0) for name in
+               (events.PASSTHROUGH, events.DIRECT_HIT, events.HIT, events.MISS,
+                events.FALLBACK)}
+    baseline, final = totals.get("baseline_size", 0), totals.get("size", 0)
+    return {
+        "compiles": totals.get("compiles", 0),
+        "intercepted": outcome[events.DIRECT_HIT] + outcome[events.HIT] + outcome[events.MISS],
+        "hits_direct": outcome[events.DIRECT_HIT],
+        "hits": outcome[events.HIT],
+        "misses": outcome[events.MISS],
+        "fallbacks": outcome[events.FALLBACK],
+        "passthrough": outcome[events.PASSTHROUGH],
+        "baseline_bytes": baseline,
+        "bytes": final,
+        "bytes_saved": baseline - final,
+        "percent_saved": round(100.0 * (baseline - final) / baseline, 3) if baseline else 0.0,
+        "seconds": round(totals.get("seconds", 0.0), 3),
+    }
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    figures = summarise(events.read_totals(config.cache_dir(_settings())))
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    else:
+        for name, value in figures.items():
+            print(f"{name.replace('_', ' '):<16} {value}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    cache = _open_cache(_settings())
+    path = os.path.abspath(args.path)
+    record = cache.get("explain", path)
+    if record is None:  # a source: find the object built from it most recently
+        record = _explain_by_source(cache, path)
+    if record is None:
+        print(f"llmcc-ctl: no decision recorded for {args.path}", file=sys.stderr)
+        return 1
+    chosen = record["passes"] or "clang's own pipeline (no candidate was smaller)"
+    saved = record["baseline_size"] - record["size"]
+    print(f"source:   {record['source']}\nkey:      {record['key']}\nadvisor:  {record['advisor']}")
+    print(f"chosen:   {chosen}")
+    print(f"size:     {record['size']} bytes (clang: {record['baseline_size']}, saved {saved})")
+    for tried in record["tried"]:
+        label = tried["passes"] or "<clang pipeline>"
+        outcome = tried["error"] or f"{tried['size']} bytes"
+        print(f"  tried {label}: {outcome} ({tried['seconds']:.3f}s)")
+    return 0
+
+
+def _explain_by_source(cache, source: str) -> dict | None:
+    for key in cache.keys("explain"):
+        record = cache.get("explain", key)
+        if record and record["source"] == source:
+            return record
+    return None
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from llmcc.advisor import AdvisorError, load_advisor
+    from llmcc.toolchain import ToolchainError, check_tools, default_clang
+
+    settings = _settings()
+    problems = 0
+    try:
+        tools = check_tools(default_clang(settings.clang, os.environ.get("PATH", ""),
+                                          frozenset()), settings.opt)
+        print(f"ok   clang {tools.clang}: {tools.version}\nok   opt   {tools.opt}")
+    except ToolchainError as err:
+        print(f"FAIL toolchain: {err}")
+        problems += 1
+    directory = config.cache_dir(settings)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, ".doctor-probe")
+        with open(probe, "w") as handle:
+            handle.write("ok")
+        os.unlink(probe)
+        cache = _open_cache(settings)
+        print(f"ok   cache {directory} ({cache.volume() / 1e6:.1f} MB used, "
+              f"limit {settings.cache_size / 1e9:.1f} GB)")
+    except OSError as err:
+        print(f"FAIL cache {directory}: {err}")
+        problems += 1
+    try:
+        advisor = load_advisor(settings.advisor)
+        print(f"ok   advisor {settings.advisor} ({advisor.identity}), "
+              f"{settings.candidates} candidates per TU")
+    except AdvisorError as err:
+        print(f"FAIL advisor: {err}")
+        problems += 1
+    return 1 if problems else 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    settings = _settings()
+    removed = _open_cache(settings).clear()
+    events.reset(config.cache_dir(settings))
+    print(f"removed {removed} cache entries and the statistics")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    print(f"# config file: {config.config_path(dict(os.environ))}")
+    for setting in config.SETTINGS:
+        value = settings.values[setting.name]
+        if isinstance(value, frozenset):
+            value = "".join(sorted(value))
+        print(f"{setting.name:<12} = {value!s:<24} # {settings.origins[setting.name]}")
+    return 0
+
+
+def identity_line(settings: config.Settings) -> str:
+    """What decides llmcc's output besides the IR: for ccache's compiler_check."""
+    from llmcc.advisor import AdvisorError, advisor_identity
+    from llmcc.toolchain import ToolchainError, check_tools, default_clang
+
+    try:
+        advisor = advisor_identity(settings.advisor)
+    except AdvisorError as err:
+        advisor = f"broken ({err})"
+    try:
+        clang = check_tools(default_clang(settings.clang, os.environ.get("PATH", ""),
+                                          frozenset()), settings.opt).version
+    except ToolchainError as err:
+        clang = f"broken ({err})"
+    levels = "".join(sorted(settings.levels))
+    return (f"llmcc {__version__} advisor={advisor} candidates={settings.candidates} "
+            f"levels={levels} disable={int(settings.disable)} {clang}")
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    print(identity_line(_settings()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmcc-ctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llmcc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stats = sub.add_parser("stats", help="compiles, hits, misses, bytes saved")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
+    explain = sub.add_parser("explain", help="the decision for an object or source file")
+    explain.add_argument("path")
+    explain.set_defaults(func=cmd_explain)
+    sub.add_parser("doctor", help="check clang, opt, cache and advisor").set_defaults(
+        func=cmd_doctor)
+    sub.add_parser("clear", help="empty the cache and the statistics").set_defaults(
+        func=cmd_clear)
+    sub.add_parser("config", help="effective settings and where each came from").set_defaults(
+        func=cmd_config)
+    sub.add_parser("id", help="one line for ccache's compiler_check").set_defaults(func=cmd_id)
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,225 @@
+"""One intercepted compile, end to end: direct-mode lookup, frontend, decision cache, candidate
+search, atomic write.
+
+Anything that goes wrong here raises `UsePlainClang`; the caller then runs the real clang on
+the original arguments, so the user sees exactly what plain clang says and does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from llmcc import __version__, direct, events
+from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
+from llmcc.cache import CacheError
+from llmcc.config import Settings
+from llmcc.files import write_atomic
+from llmcc.invocation import Compile
+from llmcc.optimize import BaselineUnusable, Evaluator, choose
+from llmcc.passes import to_text
+from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
+
+
+class UsePlainClang(Exception):
+    """Let the real clang compile: `warn` says whether the user should hear why."""
+
+    def __init__(self, reason: str, warn: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.warn = reason, warn
+
+
+@dataclass
+class Context:
+    """Everything one compile needs from outside: settings, tools, cache, environment."""
+
+    inv: Compile
+    args: list[str]  # the expanded arguments, as the user gave them
+    clang: str
+    settings: Settings
+    environ: dict[str, str]
+    cache: object | None  # a backend from llmcc.cache, or None when unavailable
+    stderr_tty: bool
+    warnings: list[str]
+
+    def cache_get(self, namespace: str, key: str) -> dict | None:
+        if self.cache is None:
+            return None
+        try:
+            return self.cache.get(namespace, key)
+        except CacheError as err:
+            self.warnings.append(str(err))
+            return None
+
+    def cache_put(self, namespace: str, key: str, value: dict) -> None:
+        if self.cache is None:
+            return
+        try:
+            self.cache.put(namespace, key, value)
+        except CacheError as err:
+            self.warnings.append(str(err))
+
+
+def tools_for(ctx: Context) -> Tools:
+    """Check clang and opt once per (binary, mtime): the versions go into every key."""
+    opt = ctx.settings.opt
+    try:
+        stat = os.stat(ctx.clang)
+    except OSError as err:
+        raise UsePlainClang(f"cannot stat {ctx.clang}: {err.strerror}", warn=True) from None
+    key = direct.digest(f"{os.path.realpath(ctx.clang)}\0{stat.st_mtime_ns}\0{stat.st_size}"
+                        f"\0{opt}".encode())
+    known = ctx.cache_get("tools", key)
+    if known:
+        return Tools(known["clang"], known["opt"], known["version"])
+    try:
+        tools = check_tools(ctx.clang, opt)
+    except ToolchainError as err:
+        raise UsePlainClang(str(err), warn=True) from None
+    ctx.cache_put("tools", key, {"clang": tools.clang, "opt": tools.opt, "version": tools.version})
+    return tools
+
+
+def _diagnostic_flags(ctx: Context) -> list[str]:
+    """Clang colours and wraps diagnostics only on a terminal; its stderr is now a pipe."""
+    if not ctx.stderr_tty or any("color-diagnostics" in a or "diagnostics-color" in a
+                                 for a in ctx.args):
+        return []
+    return ["-fcolor-diagnostics"]
+
+
+def _write_outputs(ctx: Context, obj: bytes, depfile: bytes | None) -> None:
+    try:
+        write_atomic(ctx.inv.output, obj)
+        if depfile is not None and ctx.inv.depfile is not None:
+            write_atomic(ctx.inv.depfile, depfile)
+    except OSError as err:
+        # e.g. a missing output directory: plain clang reports it in its own words
+        raise UsePlainClang(f"cannot write {ctx.inv.output}: {err.strerror}", warn=False) from None
+
+
+def _record(directory: str, ir_key: str, bitcode: bytes, ctx: Context) -> None:
+    """LLMCC_RECORD: keep the TU's IR and how to generate code for it (training data)."""
+    os.makedirs(directory, exist_ok=True)
+    write_atomic(os.path.join(directory, ir_key + ".bc"), bitcode)
+    meta = {"source": os.path.abspath(ctx.inv.source), "cwd": os.getcwd(),
+            "language": ctx.inv.language, "level": ctx.inv.level, "pic": ctx.inv.pic,
+            "codegen": list(ctx.inv.codegen)}
+    write_atomic(os.path.join(directory, ir_key + ".json"), json.dumps(meta, indent=1).encode())
+
+
+def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str) -> tuple[dict, dict]:
+    """Baseline plus the advisor's candidates; returns (decision to cache, event fields)."""
+    evaluator = Evaluator(ctx.inv, tools, bitcode_path, workdir, ctx.settings.timeout)
+    try:
+        baseline = evaluator.baseline()
+    except BaselineUnusable as err:
+        raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
+    k = ctx.settings.candidates
+    try:
+        lists = load_advisor(ctx.settings.advisor).suggest(bitcode_path, k) if k else []
+    except AdvisorError as err:
+        raise UsePlainClang(str(err), warn=True) from None
+    results = [evaluator.candidate(passes) for passes in lists]
+    best = choose(baseline, results)
+    tried = [r.summary() for r in [baseline, *results]]
+    decision = {"passes": None if best.passes is None else to_text(best.passes),
+                "baseline_size": baseline.size, "size": best.size, "object": best.object,
+                "tried": tried}
+    return decision, {"tried": tried}
+
+
+def compile_tu(ctx: Context) -> dict:
+    """Compile one TU; returns the log event. Raises UsePlainClang to hand over to clang."""
+    started = time.time()
+    inv, settings = ctx.inv, ctx.settings
+    try:
+        advisor_id = advisor_identity(settings.advisor)
+    except AdvisorError as err:
+        raise UsePlainClang(str(err), warn=True) from None
+    tools = tools_for(ctx)
+    identity = [__version__, tools.version, advisor_id, str(settings.candidates)]
+    frontend_extra = _diagnostic_flags(ctx)
+    event: dict = {"source": inv.source, "output": inv.output, "advisor": advisor_id}
+    stages: dict[str, float] = {}
+
+    call_key = None
+    if settings.direct_mode and ctx.cache is not None:
+        try:
+            call_key = direct.call_key([ctx.clang, *identity, os.getcwd(), *frontend_extra,
+                                        direct.file_digest(inv.source), *ctx.args], ctx.environ)
+        except direct.Unrecordable:
+            call_key = None
+    manifest = ctx.cache_get("direct", call_key) if call_key else None
+    if manifest:
+        entry = direct.match(manifest["entries"])
+        decision = ctx.cache_get("ir", entry["ir_key"]) if entry else None
+        if decision:
+            _write_outputs(ctx, decision["object"], entry["depfile"])
+            sys.stderr.buffer.write(entry["stderr"])
+            stages["total"] = time.time() - started
+            return {**event, "outcome": events.DIRECT_HIT, "key": entry["ir_key"],
+                    "passes": decision["passes"], "baseline_size": decision["baseline_size"],
+                    "size": decision["size"], "stages": stages}
+
+    with tempfile.TemporaryDirectory(prefix="llmcc-") as workdir:
+        bitcode_path = os.path.join(workdir, "tu.bc")
+        listing = os.path.join(workdir, "headers.txt")
+        env = {**ctx.environ, "CC_PRINT_HEADERS": "1", "CC_PRINT_HEADERS_FILE": listing}
+        code, out, err = run([ctx.clang, *inv.frontend_args(bitcode_path), *frontend_extra],
+                             timeout=None, env=env)
+        stages["frontend"] = time.time() - started
+        if code != 0 or out:
+            # the user's own compile error (or something unusual): clang reports it itself
+            raise UsePlainClang(f"the frontend exited {code}", warn=False)
+        with open(bitcode_path, "rb") as handle:
+            bitcode = handle.read()
+        ir_key = direct.digest(b"\0".join([bitcode, *(s.encode() for s in identity),
+                                           repr((inv.codegen, inv.pic)).encode()]))
+        event["key"] = ir_key
+        if settings.record:
+            _record(settings.record, ir_key, bitcode, ctx)
+        decision = ctx.cache_get("ir", ir_key)
+        if decision is None:
+            search_started = time.time()
+            try:
+                decision, extra = search(ctx, tools, bitcode_path, workdir)
+            except StepFailed as exc:
+                raise UsePlainClang(str(exc), warn=True) from None
+            stages["search"] = time.time() - search_started
+            event.update(extra, outcome=events.MISS)
+            ctx.cache_put("ir", ir_key, decision)
+        else:
+            event["outcome"] = events.HIT
+        depfile = None
+        if inv.depfile is not None:
+            with open(inv.depfile, "rb") as handle:
+                depfile = handle.read()
+        _write_outputs(ctx, decision["object"], None)
+        if call_key:
+            _remember_headers(ctx, call_key, manifest, listing, started, ir_key, err, depfile)
+    summary = {"passes": decision["passes"], "baseline_size": decision["baseline_size"],
+               "size": decision["size"]}
+    ctx.cache_put("explain", os.path.abspath(inv.output),
+                  {**summary, "source": os.path.abspath(inv.source), "key": ir_key,
+                   "tried": decision["tried"], "advisor": advisor_id})
+    sys.stderr.buffer.write(err)
+    stages["total"] = time.time() - started
+    return {**event, **summary, "stages": {k: round(v, 4) for k, v in stages.items()}}
+
+
+def _remember_headers(ctx: Context, call_key: str, manifest: dict | None, listing: str,
+                      started: float, ir_key: str, stderr: bytes, depfile: bytes | None) -> None:
+    try:
+        with open(listing) as handle:
+            headers = direct.headers_read(handle.read())
+        entry = {"headers": direct.record(headers, started), "ir_key": ir_key,
+                 "stderr": stderr, "depfile": depfile}
+    except (OSError, direct.Unrecordable):
+        return
+    entries = direct.add_entry(manifest["entries"] if manifest else [], entry)
+    ctx.cache_put("direct", call_key, {"entries": entries})

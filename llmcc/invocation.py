@@ -1,0 +1,184 @@
+"""argv -> what this compiler call is. Pure: no I/O, no subprocesses.
+
+`classify` answers either `Compile` (exactly one C/C++ source compiled to an object at a level
+llmcc optimises) or `Passthrough` with the reason the real clang should get the call as it is.
+"""
+
+from __future__ import annotations
+
+import os.path
+from dataclasses import dataclass
+
+from llmcc.options import LANGUAGES, OPT_LEVELS, SOURCE_LANGUAGES, Opt, lookup
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """The real clang gets the call unchanged."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Compile:
+    """One translation unit compiled to one object file, understood completely."""
+
+    source: str
+    language: str
+    output: str  # as clang will name it: the `-o` value or `<stem>.o` in the current directory
+    level: str  # a letter from OPT_LEVELS: "s", "z", "2", ...
+    pic: bool  # relocation model, for `opt`
+    depfile: str | None  # where clang writes the depfile, when -MD/-MMD asks for one
+    frontend_base: tuple[str, ...]  # the user's arguments without `-o <output>`
+    codegen: tuple[str, ...]  # the user's arguments that still matter once IR exists
+    dep_target_given: bool  # -MT/-MQ present, so clang does not derive the target itself
+    depfile_given: bool  # -MF present
+
+    def frontend_args(self, bitcode: str) -> list[str]:
+        """Arguments that make clang stop before LLVM passes and write `bitcode` instead.
+
+        The depfile path and target are spelled out because clang would otherwise derive
+        them from `-o`, which now names the bitcode file.
+        """
+        args = [*self.frontend_base, "-o", bitcode, "-emit-llvm", "-Xclang", "-disable-llvm-passes"]
+        if self.depfile is not None:
+            if not self.depfile_given:
+                args += ["-MF", self.depfile]
+            if not self.dep_target_given:
+                args += ["-MQ", self.output]
+        return args
+
+    def codegen_args(self, bitcode: str, obj: str, run_pipeline: bool) -> list[str]:
+        """Arguments that compile `bitcode` to `obj` with the user's code generation flags.
+
+        With `run_pipeline` clang runs its own pipeline for the user's level (the baseline);
+        without it, clang only generates code for IR a pass list already optimised.
+        """
+        args = [*self.codegen, "-Wno-unused-command-line-argument",
+                "-c", "-x", "ir", bitcode, "-o", obj]
+        if not run_pipeline:
+            args += ["-Xclang", "-disable-llvm-passes"]
+        return args
+
+
+def _replace_extension(path: str, ext: str) -> str:
+    """llvm::sys::path::replace_extension: drop the last `.suffix` of the file name, add `ext`."""
+    head, name = os.path.split(path)
+    stem, dot, _ = name.rpartition(".")
+    return os.path.join(head, (stem if dot else name) + ext)
+
+
+def _stem(path: str) -> str:
+    return _replace_extension(os.path.basename(path), "")
+
+
+def classify(args: list[str], levels: frozenset[str]) -> Compile | Passthrough:
+    """Decide whether llmcc understands this call; `args` excludes the program name."""
+    sources: list[tuple[str, str]] = []
+    output = None
+    language = None
+    level = "0"
+    compile_only = False
+    pic = True  # Debian's clang builds PIE unless told otherwise
+    wants_depfile = False
+    depfile = None
+    dep_target_given = False
+    frontend: list[str] = []
+    codegen: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-":
+            return Passthrough("reads the source from standard input")
+        if arg.startswith("@"):
+            return Passthrough(f"nested response file {arg}")
+        if not arg.startswith("-"):
+            lang = language or SOURCE_LANGUAGES.get(os.path.splitext(arg)[1])
+            if lang is None:
+                return Passthrough(f"input {arg!r} is not a C or C++ source")
+            sources.append((arg, lang))
+            frontend.append(arg)
+            i += 1
+            continue
+        flags, value = lookup(arg)
+        if flags & Opt.TOO_HARD:
+            return Passthrough(f"option {arg} is not handled")
+        taken = 1
+        if flags & Opt.TAKES_ARG and value is None:
+            if i + 1 >= len(args):
+                return Passthrough(f"option {arg} lacks its value")
+            value = args[i + 1]
+            taken = 2
+        tokens = args[i:i + taken]
+        i += taken
+        if flags & Opt.OUTPUT:
+            output = value
+            continue
+        frontend.extend(tokens)
+        if flags & Opt.LANGUAGE:
+            if value == "none":
+                language = None
+            elif value in LANGUAGES:
+                language = LANGUAGES[value]
+            else:
+                return Passthrough(f"language {value!r} is not C or C++")
+        elif flags & Opt.COMPILE_ONLY:
+            compile_only = True
+        elif flags & Opt.OPT_LEVEL:
+            if arg not in OPT_LEVELS:
+                return Passthrough(f"optimisation level {arg} is not handled")
+            level = OPT_LEVELS[arg]
+        elif flags & Opt.PIC:
+            pic = not arg.startswith("-fno-")
+        elif flags & Opt.DEPFILE:
+            if arg in ("-MD", "-MMD"):
+                wants_depfile = True
+            elif arg.startswith("-MF"):
+                depfile = value
+            elif arg.startswith(("-MT", "-MQ")):
+                dep_target_given = True
+        if not flags & (Opt.AFFECTS_CPP | Opt.LANGUAGE | Opt.COMPILE_ONLY):
+            codegen.extend(tokens)
+
+    if not compile_only:
+        return Passthrough("not a compile to an object (-c)")
+    if len(sources) != 1:
+        return Passthrough(f"{len(sources)} source files")
+    if output == "-":
+        return Passthrough("writes the object to standard output")
+    if level not in levels:
+        return Passthrough(f"optimisation level -O{level} is not optimised by llmcc")
+    source, lang = sources[0]
+    if output is None:
+        output = _stem(source) + ".o"
+    depfile_given = depfile is not None
+    if wants_depfile and depfile is None:
+        depfile = _replace_extension(output, ".d")  # clang's rule, with or without -o
+    return Compile(
+        source=source, language=lang, output=output, level=level, pic=pic,
+        depfile=depfile if wants_depfile else None,
+        frontend_base=tuple(frontend), codegen=tuple(codegen),
+        dep_target_given=dep_target_given, depfile_given=depfile_given,
+    )
+
+
+def expand_response_files(args: list[str], read_text) -> list[str]:
+    """Replace each `@file` by its arguments, split the way GNU tools quote them.
+
+    `read_text(path)` does the reading, so this stays free of I/O. A file that cannot be read
+    stays as it is (clang then treats `@file` as an input and says what is wrong).
+    """
+    import shlex
+
+    expanded: list[str] = []
+    for arg in args:
+        if arg.startswith("@") and len(arg) > 1:
+            try:
+                text = read_text(arg[1:])
+            except OSError:
+                expanded.append(arg)
+                continue
+            expanded.extend(shlex.split(text, comments=False, posix=True))
+        else:
+            expanded.append(arg)
+    return expanded

@@ -1,0 +1,103 @@
+"""Apply candidate pass lists, measure, verify, choose: never worse than clang's own pipeline.
+
+`choose` is the pure rule; `Evaluator` runs opt and clang's code generation for one TU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from llmcc.invocation import Compile
+from llmcc.objfile import NotAnObject, ObjectInfo, read_object, same_interface
+from llmcc.passes import PassList, to_pipeline, to_text
+from llmcc.toolchain import StepFailed, Tools, run
+
+
+class BaselineUnusable(Exception):
+    """Clang's own pipeline on the IR failed or printed diagnostics: let plain clang do it."""
+
+
+@dataclass
+class Result:
+    """One pass list (None: clang's pipeline) tried on one TU."""
+
+    passes: PassList | None
+    size: int | None = None  # text + data, None if rejected
+    error: str | None = None
+    seconds: float = 0.0
+    object: bytes = field(default=b"", repr=False)
+
+    def summary(self) -> dict:
+        return {"passes": None if self.passes is None else to_text(self.passes),
+                "size": self.size, "error": self.error, "seconds": round(self.seconds, 4)}
+
+
+def choose(baseline: Result, candidates: list[Result]) -> Result:
+    """The smallest verified candidate if strictly smaller than the baseline, else the baseline."""
+    best = baseline
+    for result in candidates:
+        if result.error is None and result.size is not None and result.size < best.size:
+            best = result
+    return best
+
+
+class Evaluator:
+    """Runs the baseline and candidates for one TU inside a private temporary directory."""
+
+    def __init__(self, inv: Compile, tools: Tools, bitcode: str, workdir: str,
+                 timeout: float) -> None:
+        self.inv, self.tools, self.bitcode = inv, tools, bitcode
+        self.workdir, self.timeout = workdir, timeout
+        self.baseline_info: ObjectInfo | None = None
+        self._count = 0
+
+    def _codegen(self, bitcode: str, run_pipeline: bool) -> tuple[bytes, bytes]:
+        obj = bitcode + ".o"
+        code, _, err = run([self.tools.clang, *self.inv.codegen_args(bitcode, obj, run_pipeline)],
+                           self.timeout)
+        if code != 0:
+            raise StepFailed(f"codegen exited {code}: {err.decode(errors='replace')[:200]}")
+        with open(obj, "rb") as handle:
+            return handle.read(), err
+
+    def baseline(self) -> Result:
+        """Clang's own pipeline for the user's level: byte-identical to a plain compile."""
+        start = time.perf_counter()
+        try:
+            blob, err = self._codegen(self.bitcode, run_pipeline=True)
+            info = read_object(blob)
+        except (StepFailed, NotAnObject, OSError) as exc:
+            raise BaselineUnusable(str(exc)) from None
+        if err:
+            raise BaselineUnusable("code generation printed diagnostics")
+        self.baseline_info = info
+        return Result(None, info.size, None, time.perf_counter() - start, blob)
+
+    def candidate(self, passes: PassList) -> Result:
+        """Apply `passes`, generate code, and check the object still fits the baseline."""
+        assert self.baseline_info is not None, "run the baseline first"
+        start = time.perf_counter()
+        self._count += 1
+        optimised = os.path.join(self.workdir, f"candidate{self._count}.bc")
+        result = Result(passes)
+        try:
+            opt_cmd = [self.tools.opt, f"-passes={to_pipeline(passes)}", self.bitcode,
+                       "-o", optimised]
+            if self.inv.pic:
+                opt_cmd.insert(1, "-relocation-model=pic")
+            code, _, err = run(opt_cmd, self.timeout)
+            if code != 0:
+                raise StepFailed(f"opt exited {code}: {err.decode(errors='replace')[:200]}")
+            blob, _ = self._codegen(optimised, run_pipeline=False)
+            info = read_object(blob)
+            reason = same_interface(info, self.baseline_info)
+            if reason:
+                result.error = reason
+            else:
+                result.size, result.object = info.size, blob
+        except (StepFailed, NotAnObject, OSError) as exc:
+            result.error = str(exc)
+        result.seconds = time.perf_counter() - start
+        return result

@@ -1,0 +1,224 @@
+"""Facts about clang's command-line options, as data.
+
+The logic in `invocation.py` asks this table questions and never spells a flag itself
+(the ccache `compopt` idea). An option is looked up by its exact spelling first, then by
+the longest matching prefix in `FAMILIES`. Anything the table does not know is treated as
+too hard, so the real clang sees it unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+
+class Opt(IntFlag):
+    """What llmcc needs to know about one option."""
+
+    NONE = 0
+    TAKES_ARG = 1  # the value may follow as the next argument: `-o out.o`
+    TAKES_CONCAT_ARG = 2  # the value may be glued on: `-oout.o`, `-DX=1`
+    AFFECTS_CPP = 4  # only the preprocessor/frontend cares: dropped when compiling IR
+    TOO_HARD = 8  # llmcc does not fully understand it: the real clang gets the call
+    DEPFILE = 16  # part of depfile generation (-MD and friends)
+    OUTPUT = 32  # names the output file
+    LANGUAGE = 64  # `-x`: the language of the inputs that follow
+    COMPILE_ONLY = 128  # `-c`
+    OPT_LEVEL = 256  # `-O<level>`
+    PIC = 512  # chooses the relocation model (the last one wins)
+
+
+_ARG = Opt.TAKES_ARG | Opt.TAKES_CONCAT_ARG
+_CPP_ARG = _ARG | Opt.AFFECTS_CPP
+
+# Exact spellings. Kept sorted; `tests/test_options.py` checks the table itself.
+OPTIONS: dict[str, Opt] = {
+    "--": Opt.TOO_HARD,
+    "--analyze": Opt.TOO_HARD,
+    "--config": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "--help": Opt.TOO_HARD,
+    "--param": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "--save-temps": Opt.TOO_HARD,
+    "--serialize-diagnostics": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "--version": Opt.TOO_HARD,
+    "-###": Opt.TOO_HARD,
+    "-B": Opt.TOO_HARD | _ARG,
+    "-C": Opt.AFFECTS_CPP,
+    "-CC": Opt.AFFECTS_CPP,
+    "-D": _CPP_ARG,
+    "-E": Opt.TOO_HARD,
+    "-F": _CPP_ARG,
+    "-H": Opt.TOO_HARD,
+    "-I": _CPP_ARG,
+    "-I-": Opt.TOO_HARD,
+    "-L": _ARG,
+    "-M": Opt.TOO_HARD,
+    "-MD": Opt.DEPFILE | Opt.AFFECTS_CPP,
+    "-MF": Opt.DEPFILE | _CPP_ARG,
+    "-MG": Opt.DEPFILE | Opt.AFFECTS_CPP,
+    "-MJ": Opt.TOO_HARD | _ARG,
+    "-MM": Opt.TOO_HARD,
+    "-MMD": Opt.DEPFILE | Opt.AFFECTS_CPP,
+    "-MP": Opt.DEPFILE | Opt.AFFECTS_CPP,
+    "-MQ": Opt.DEPFILE | _CPP_ARG,
+    "-MT": Opt.DEPFILE | _CPP_ARG,
+    "-MV": Opt.DEPFILE | Opt.AFFECTS_CPP,
+    "-P": Opt.AFFECTS_CPP,
+    "-Qunused-arguments": Opt.NONE,
+    "-S": Opt.TOO_HARD,
+    "-T": _ARG,
+    "-U": _CPP_ARG,
+    "-Xassembler": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "-Xclang": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "-Xlinker": Opt.TAKES_ARG,
+    "-Xpreprocessor": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "-ansi": Opt.NONE,
+    "-arch": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "-c": Opt.COMPILE_ONLY,
+    "-dumpmachine": Opt.TOO_HARD,
+    "-dumpversion": Opt.TOO_HARD,
+    "-emit-llvm": Opt.TOO_HARD,
+    "-fPIC": Opt.PIC,
+    "-fPIE": Opt.PIC,
+    "-fno-PIC": Opt.PIC,
+    "-fno-PIE": Opt.PIC,
+    "-fno-pic": Opt.PIC,
+    "-fno-pie": Opt.PIC,
+    "-fpic": Opt.PIC,
+    "-fpie": Opt.PIC,
+    "-fsyntax-only": Opt.TOO_HARD,
+    "-idirafter": _CPP_ARG,
+    "-imacros": _CPP_ARG,
+    "-include": _CPP_ARG,
+    "-iprefix": _CPP_ARG,
+    "-iquote": _CPP_ARG,
+    "-isysroot": _CPP_ARG,
+    "-isystem": _CPP_ARG,
+    "-isystem-after": _CPP_ARG,
+    "-iwithprefix": _CPP_ARG,
+    "-iwithprefixbefore": _CPP_ARG,
+    "-l": _ARG,
+    "-mkernel": Opt.TOO_HARD,
+    "-mllvm": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "-no-integrated-as": Opt.TOO_HARD,
+    "-nostdinc": Opt.AFFECTS_CPP,
+    "-nostdinc++": Opt.AFFECTS_CPP,
+    "-nostdlib": Opt.NONE,
+    "-o": Opt.OUTPUT | _ARG,
+    "-pedantic": Opt.NONE,
+    "-pedantic-errors": Opt.NONE,
+    "-pg": Opt.TOO_HARD,
+    "-pipe": Opt.NONE,
+    "-pthread": Opt.NONE,
+    "-rdynamic": Opt.NONE,
+    "-save-temps": Opt.TOO_HARD,
+    "-shared": Opt.NONE,
+    "-static": Opt.TOO_HARD,
+    "-target": Opt.TOO_HARD | Opt.TAKES_ARG,
+    "-u": _ARG,
+    "-v": Opt.TOO_HARD,
+    "-w": Opt.NONE,
+    "-x": Opt.LANGUAGE | _ARG,
+}
+
+# Prefixes for whole families of options (`-W…`, `-f…`, `-O…`). The longest match wins, so a
+# narrower entry such as `-fsanitize` overrides `-f`. Values glued to the prefix belong to it.
+FAMILIES: dict[str, Opt] = {
+    "--coverage": Opt.TOO_HARD,
+    "--gcc-toolchain=": Opt.TOO_HARD,
+    "--save-temps=": Opt.TOO_HARD,
+    "--std=": Opt.NONE,
+    "--sysroot=": Opt.AFFECTS_CPP,
+    "--target=": Opt.TOO_HARD,
+    "-O": Opt.OPT_LEVEL,
+    "-Wa,": Opt.TOO_HARD,
+    "-Wl,": Opt.NONE,
+    "-Wp,": Opt.TOO_HARD,
+    "-W": Opt.NONE,
+    "-Xarch_": Opt.TOO_HARD,
+    "-d": Opt.TOO_HARD,
+    "-f": Opt.NONE,
+    "-fcoverage": Opt.TOO_HARD,
+    "-fcrash-diagnostics": Opt.TOO_HARD,
+    "-fcs-profile": Opt.TOO_HARD,
+    "-fdebug-pass": Opt.TOO_HARD,
+    "-fdriver-only": Opt.TOO_HARD,
+    "-fembed-bitcode": Opt.TOO_HARD,
+    "-femit-dwarf-unwind": Opt.TOO_HARD,
+    "-fexperimental": Opt.TOO_HARD,
+    "-ffat-lto-objects": Opt.TOO_HARD,
+    "-fintegrated-cc1": Opt.TOO_HARD,
+    "-flto": Opt.TOO_HARD,
+    "-fmemory-profile": Opt.TOO_HARD,
+    "-fmodule": Opt.TOO_HARD,
+    "-fmodules": Opt.TOO_HARD,
+    "-fno-integrated-as": Opt.TOO_HARD,
+    "-fpass-plugin": Opt.TOO_HARD,
+    "-fplugin": Opt.TOO_HARD,
+    "-fproc-stat-report": Opt.TOO_HARD,
+    "-fprofile": Opt.TOO_HARD,
+    "-fpseudo-probe": Opt.TOO_HARD,
+    "-fsample-profile": Opt.TOO_HARD,
+    "-fsanitize": Opt.TOO_HARD,
+    "-fsave-optimization-record": Opt.TOO_HARD,
+    "-fsplit-dwarf": Opt.TOO_HARD,
+    "-fsplit-lto-unit": Opt.TOO_HARD,
+    "-fstack-usage": Opt.TOO_HARD,
+    "-ftest-coverage": Opt.TOO_HARD,
+    "-fthinlto": Opt.TOO_HARD,
+    "-ftime-report": Opt.TOO_HARD,
+    "-ftime-trace": Opt.TOO_HARD,
+    "-fvirtual-function-elimination": Opt.TOO_HARD,
+    "-fwhole-program-vtables": Opt.TOO_HARD,
+    "-fxray": Opt.TOO_HARD,
+    "-g": Opt.NONE,
+    "-gmodules": Opt.TOO_HARD,
+    "-gsplit-dwarf": Opt.TOO_HARD,
+    "-m": Opt.NONE,
+    "-m16": Opt.TOO_HARD,
+    "-m32": Opt.TOO_HARD,
+    "-mx32": Opt.TOO_HARD,
+    "-print": Opt.TOO_HARD,
+    "-specs": Opt.TOO_HARD,
+    "-std=": Opt.NONE,
+}
+
+_FAMILY_PREFIXES = sorted(FAMILIES, key=len, reverse=True)
+_CONCAT_PREFIXES = sorted((name for name, flags in OPTIONS.items() if flags & Opt.TAKES_CONCAT_ARG),
+                          key=len, reverse=True)
+
+# What the driver treats as a C or C++ source, by extension (clang's types::lookupTypeForExtension).
+SOURCE_LANGUAGES: dict[str, str] = {
+    ".C": "c++",
+    ".c": "c",
+    ".c++": "c++",
+    ".cc": "c++",
+    ".cp": "c++",
+    ".cpp": "c++",
+    ".cxx": "c++",
+    ".i": "c",
+    ".ii": "c++",
+}
+
+# Languages llmcc accepts after `-x`.
+LANGUAGES = {"c": "c", "c++": "c++", "cpp-output": "c", "c++-cpp-output": "c++"}
+
+# Optimisation levels and the letters the `levels` setting uses for them.
+OPT_LEVELS = {"-O": "1", "-O0": "0", "-O1": "1", "-O2": "2", "-O3": "3", "-O4": "3",
+              "-Os": "s", "-Oz": "z", "-Ofast": "fast", "-Og": "g"}
+
+
+def lookup(arg: str) -> tuple[Opt, str | None]:
+    """Return the facts for `arg` and the value glued to it, if any.
+
+    Unknown options come back as TOO_HARD, so they reach the real clang untouched.
+    """
+    flags = OPTIONS.get(arg)
+    if flags is not None:
+        return flags, None
+    for name in _CONCAT_PREFIXES:
+        if arg.startswith(name):
+            return OPTIONS[name], arg[len(name):]
+    for prefix in _FAMILY_PREFIXES:
+        if arg.startswith(prefix):
+            return FAMILIES[prefix], None
+    return Opt.TOO_HARD, None

@@ -1,0 +1,80 @@
+"""The pass-list language: a vetted vocabulary, parsing, validation, printing for `opt`.
+
+A pass list is a tuple of vocabulary names. Every name maps to one `opt -passes` element
+with the nesting it needs (`function(loop-mssa(licm))`), so a list can never carry anything
+outside the vocabulary to `opt`: no plugins, no arbitrary pipeline text. Lists arriving from a
+data file, a cache, a model or a server are untrusted and go through `parse`.
+
+Excluded on purpose: passes that change what a TU exports (internalize, strip*, globaldce on
+external symbols) and flatten-cfg, which crashes opt-19 on some inputs (../shared/NOTES.md).
+"""
+
+from __future__ import annotations
+
+# name -> how `opt -passes` spells it. Scope is explicit so each pass runs where it belongs.
+_FUNCTION = (
+    "mem2reg", "sroa<modify-cfg>", "early-cse", "early-cse<memssa>", "gvn", "newgvn",
+    "instcombine<no-verify-fixpoint>", "aggressive-instcombine", "instsimplify", "simplifycfg",
+    "simplifycfg<hoist-common-insts;sink-common-insts>", "reassociate", "jump-threading",
+    "correlated-propagation", "dse", "mldst-motion", "sccp", "adce", "bdce", "dce",
+    "tailcallelim", "div-rem-pairs", "float2int", "lower-expect", "memcpyopt",
+    "constraint-elimination", "gvn-hoist", "gvn-sink", "sink", "consthoist", "mergeicmps",
+    "lower-constant-intrinsics", "infer-alignment", "loop-sink", "vector-combine",
+)
+_LOOP_MSSA = ("licm", "loop-simplifycfg", "simple-loop-unswitch")
+_LOOP = (
+    "loop-rotate<header-duplication;prepare-for-lto>", "loop-rotate<no-header-duplication>",
+    "loop-deletion", "indvars", "loop-idiom", "loop-instsimplify", "loop-reduce", "loop-flatten",
+)
+_CGSCC = ("inline", "function-attrs", "argpromotion")
+_MODULE = (
+    "always-inline", "ipsccp", "deadargelim", "mergefunc", "constmerge",
+    "called-value-propagation", "globalopt", "hotcoldsplit", "iroutliner",
+    "rpo-function-attrs", "attributor-light",
+)
+
+VOCABULARY: dict[str, str] = {
+    **{name: f"function({name})" for name in _FUNCTION},
+    **{name: f"function(loop-mssa({name}))" for name in _LOOP_MSSA},
+    **{name: f"function(loop({name}))" for name in _LOOP},
+    **{name: f"cgscc({name})" for name in _CGSCC},
+    **{name: name for name in _MODULE},
+}
+
+# Clang runs always-inline even at -O0: every candidate does too, so no list wins bytes by
+# ignoring `always_inline`.
+REQUIRED_FIRST = "always-inline"
+
+PassList = tuple[str, ...]
+
+
+class PassListError(ValueError):
+    """A pass list names something outside the vocabulary or is malformed."""
+
+
+def parse(text: str) -> PassList:
+    """`"sroa<modify-cfg> gvn inline"` (spaces or commas) -> a validated PassList."""
+    names = tuple(part for part in text.replace(",", " ").split() if part)
+    return validate(names)
+
+
+def validate(names: PassList | list[str]) -> PassList:
+    names = tuple(names)
+    if not names:
+        raise PassListError("empty pass list")
+    unknown = [name for name in names if name not in VOCABULARY]
+    if unknown:
+        raise PassListError(f"not in the vocabulary: {', '.join(unknown[:5])}")
+    if names[0] != REQUIRED_FIRST:
+        names = (REQUIRED_FIRST, *names)
+    return names
+
+
+def to_text(passes: PassList) -> str:
+    """The form stored in data files and logs, readable and re-parsable."""
+    return " ".join(passes)
+
+
+def to_pipeline(passes: PassList) -> str:
+    """The `opt -passes=` argument for a validated list."""
+    return ",".join(VOCABULARY[name] for name in validate(passes))
