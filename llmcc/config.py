@@ -7,8 +7,9 @@ the settings, so this module imports little.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class ConfigError(Exception):

@@ -114,7 +114,8 @@ def _record(directory: str, ir_key: str, bitcode: bytes, ctx: Context) -> None:
 
 def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str) -> tuple[dict, dict]:
     """Baseline plus the advisor's candidates; returns (decision to cache, event fields)."""
-    evaluator = Evaluator(ctx.inv, tools, bitcode_path, workdir, ctx.settings.timeout)
+    evaluator = Evaluator(ctx.inv.codegen, ctx.inv.pic, tools, bitcode_path, workdir,
+                          ctx.settings.timeout)
     try:
         baseline = evaluator.baseline()
     except BaselineUnusable as err:

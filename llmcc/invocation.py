@@ -48,17 +48,16 @@ class Compile:
                 args += ["-MQ", self.output]
         return args
 
-    def codegen_args(self, bitcode: str, obj: str, run_pipeline: bool) -> list[str]:
-        """Arguments that compile `bitcode` to `obj` with the user's code generation flags.
+def codegen_args(codegen: tuple[str, ...], bitcode: str, obj: str, run_pipeline: bool) -> list[str]:
+    """Arguments that compile `bitcode` to `obj` with the user's code generation flags.
 
-        With `run_pipeline` clang runs its own pipeline for the user's level (the baseline);
-        without it, clang only generates code for IR a pass list already optimised.
-        """
-        args = [*self.codegen, "-Wno-unused-command-line-argument",
-                "-c", "-x", "ir", bitcode, "-o", obj]
-        if not run_pipeline:
-            args += ["-Xclang", "-disable-llvm-passes"]
-        return args
+    With `run_pipeline` clang runs its own pipeline for the user's level (the baseline);
+    without it, clang only generates code for IR a pass list already optimised.
+    """
+    args = [*codegen, "-Wno-unused-command-line-argument", "-c", "-x", "ir", bitcode, "-o", obj]
+    if not run_pipeline:
+        args += ["-Xclang", "-disable-llvm-passes"]
+    return args
 
 
 def _replace_extension(path: str, ext: str) -> str:

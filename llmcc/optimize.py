@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from llmcc.invocation import Compile
+from llmcc.invocation import codegen_args
 from llmcc.objfile import NotAnObject, ObjectInfo, read_object, same_interface
 from llmcc.passes import PassList, to_pipeline, to_text
 from llmcc.toolchain import StepFailed, Tools, run
@@ -44,18 +44,22 @@ def choose(baseline: Result, candidates: list[Result]) -> Result:
 
 
 class Evaluator:
-    """Runs the baseline and candidates for one TU inside a private temporary directory."""
+    """Runs the baseline and candidates for one TU inside a private temporary directory.
 
-    def __init__(self, inv: Compile, tools: Tools, bitcode: str, workdir: str,
-                 timeout: float) -> None:
-        self.inv, self.tools, self.bitcode = inv, tools, bitcode
+    `codegen` and `pic` describe the user's code generation (see invocation.Compile), so a TU
+    recorded for training is measured exactly as a live compile.
+    """
+
+    def __init__(self, codegen: tuple[str, ...], pic: bool, tools: Tools, bitcode: str,
+                 workdir: str, timeout: float) -> None:
+        self.codegen, self.pic, self.tools, self.bitcode = codegen, pic, tools, bitcode
         self.workdir, self.timeout = workdir, timeout
         self.baseline_info: ObjectInfo | None = None
         self._count = 0
 
     def _codegen(self, bitcode: str, run_pipeline: bool) -> tuple[bytes, bytes]:
         obj = bitcode + ".o"
-        code, _, err = run([self.tools.clang, *self.inv.codegen_args(bitcode, obj, run_pipeline)],
+        code, _, err = run([self.tools.clang, *codegen_args(self.codegen, bitcode, obj, run_pipeline)],
                            self.timeout)
         if code != 0:
             raise StepFailed(f"codegen exited {code}: {err.decode(errors='replace')[:200]}")
@@ -85,7 +89,7 @@ class Evaluator:
         try:
             opt_cmd = [self.tools.opt, f"-passes={to_pipeline(passes)}", self.bitcode,
                        "-o", optimised]
-            if self.inv.pic:
+            if self.pic:
                 opt_cmd.insert(1, "-relocation-model=pic")
             code, _, err = run(opt_cmd, self.timeout)
             if code != 0:

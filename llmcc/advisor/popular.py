@@ -40,7 +40,7 @@ class PopularAdvisor:
     identity: str
 
     @classmethod
-    def load(cls, path: str = DATA_FILE) -> "PopularAdvisor":
+    def load(cls, path: str = DATA_FILE) -> PopularAdvisor:
         blob = _read(path)
         try:
             entries = json.loads(blob)["lists"]
