@@ -7,20 +7,18 @@ llmcc optimises) or `Passthrough` with the reason the real clang should get the 
 from __future__ import annotations
 
 import os.path
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from llmcc.options import LANGUAGES, OPT_LEVELS, SOURCE_LANGUAGES, Opt, lookup
 
 
-@dataclass(frozen=True)
-class Passthrough:
+class Passthrough(NamedTuple):
     """The real clang gets the call unchanged."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class Compile:
+class Compile(NamedTuple):
     """One translation unit compiled to one object file, understood completely."""
 
     source: str

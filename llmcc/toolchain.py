@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_CLANG = "clang-19"
 LLVM_BIN = "/usr/lib/llvm-19/bin"
@@ -62,8 +62,7 @@ def default_clang(setting: str, path_env: str, skip: frozenset[str]) -> str:
     return found
 
 
-@dataclass(frozen=True)
-class Tools:
+class Tools(NamedTuple):
     """The real programs one intercepted compile uses."""
 
     clang: str
