@@ -1,0 +1,70 @@
+"""Shared fixtures: the real clang-19, the installed llmcc commands, an isolated environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+LLVM_BIN = "/usr/lib/llvm-19/bin"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _command(name: str) -> str:
+    """An installed console script, preferring the one beside the running interpreter."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    found = beside if os.path.exists(beside) else shutil.which(name)
+    if not found:
+        pytest.exit(f"{name} is not installed: run `pip install .[test]` first", returncode=2)
+    return found
+
+
+@pytest.fixture(scope="session")
+def clang() -> str:
+    path = shutil.which("clang-19") or os.path.join(LLVM_BIN, "clang")
+    if not os.path.exists(path):
+        pytest.exit("clang-19 is missing: apt-get install clang-19 llvm-19", returncode=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clangxx(clang: str) -> str:
+    return os.path.join(os.path.dirname(clang), os.path.basename(clang).replace("clang", "clang++"))
+
+
+@pytest.fixture(scope="session")
+def llmcc() -> str:
+    return _command("llmcc")
+
+
+@pytest.fixture(scope="session")
+def llmccxx() -> str:
+    return _command("llmcc++")
+
+
+@pytest.fixture(scope="session")
+def llmcc_ctl() -> str:
+    return _command("llmcc-ctl")
+
+
+@pytest.fixture
+def env(tmp_path, clang) -> dict[str, str]:
+    """Environment for one test: its own cache, config and log, the real clang pinned."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCC_", "CCACHE_"))}
+    environ.update(
+        LLMCC_CACHE_DIR=str(tmp_path / "cache"),
+        LLMCC_CONFIG=str(tmp_path / "config.toml"),
+        LLMCC_LOG=str(tmp_path / "llmcc.log"),
+        LLMCC_CLANG=clang,
+        PATH=os.path.dirname(sys.executable) + os.pathsep + environ.get("PATH", ""),
+    )
+    return environ
+
+
+def run(cmd: list[str], cwd, env: dict[str, str] | None = None,
+        input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run a command and capture bytes, for byte-for-byte comparisons."""
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, input=input, check=False)
