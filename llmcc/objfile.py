@@ -1,8 +1,9 @@
 """Size and symbols of an ELF object, read directly (no llvm-size/llvm-nm process per candidate).
 
 Size follows llvm-size's Berkeley format (as GNU size does): text = allocated sections that are
-executable or read-only (so .rodata and .eh_frame count as text), data = allocated writable
-PROGBITS; the test suite checks both against llvm-size and llvm-nm.
+executable or read-only (so .rodata and .eh_frame count as text), data = the other allocated
+sections with contents (.data, .tdata, .init_array); the test suite checks both against
+llvm-size and llvm-nm.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def read_object(blob: bytes) -> ObjectInfo:
     for _name, kind, flags, _addr, offset, size, link, _info, _align, entsize in sections:
         if flags & SHF_ALLOC and (flags & SHF_EXECINSTR or not flags & SHF_WRITE):
             text += size
-        elif kind == SHT_PROGBITS and flags & SHF_ALLOC and flags & SHF_WRITE:
+        elif kind != SHT_NOBITS and flags & SHF_ALLOC:  # .data, .tdata, .init_array, ...
             data += size
         elif kind == SHT_NOBITS and flags & (SHF_ALLOC | SHF_WRITE):
             bss += size

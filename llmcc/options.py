@@ -32,6 +32,7 @@ _CPP_ARG = _ARG | Opt.AFFECTS_CPP
 
 # Exact spellings. Kept sorted; `tests/test_options.py` checks the table itself.
 OPTIONS: dict[str, Opt] = {
+    "-###": Opt.TOO_HARD,
     "--": Opt.TOO_HARD,
     "--analyze": Opt.TOO_HARD,
     "--config": Opt.TOO_HARD | Opt.TAKES_ARG,
@@ -40,7 +41,6 @@ OPTIONS: dict[str, Opt] = {
     "--save-temps": Opt.TOO_HARD,
     "--serialize-diagnostics": Opt.TOO_HARD | Opt.TAKES_ARG,
     "--version": Opt.TOO_HARD,
-    "-###": Opt.TOO_HARD,
     "-B": Opt.TOO_HARD | _ARG,
     "-C": Opt.AFFECTS_CPP,
     "-CC": Opt.AFFECTS_CPP,
@@ -130,10 +130,10 @@ FAMILIES: dict[str, Opt] = {
     "--sysroot=": Opt.AFFECTS_CPP,
     "--target=": Opt.TOO_HARD,
     "-O": Opt.OPT_LEVEL,
+    "-W": Opt.NONE,
     "-Wa,": Opt.TOO_HARD,
     "-Wl,": Opt.NONE,
     "-Wp,": Opt.TOO_HARD,
-    "-W": Opt.NONE,
     "-Xarch_": Opt.TOO_HARD,
     "-d": Opt.TOO_HARD,
     "-f": Opt.NONE,

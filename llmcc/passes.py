@@ -78,3 +78,10 @@ def to_text(passes: PassList) -> str:
 def to_pipeline(passes: PassList) -> str:
     """The `opt -passes=` argument for a validated list."""
     return ",".join(VOCABULARY[name] for name in validate(passes))
+
+
+def random_list(rng, min_length: int = 3, max_length: int = 16) -> PassList:
+    """A uniformly drawn list (after always-inline): the starting point of any search."""
+    names = sorted(VOCABULARY)
+    length = rng.randint(min_length, max_length)
+    return validate([rng.choice(names) for _ in range(length)])
