@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what llmcc needs on Debian 12 and put it in ./.venv. Safe to run again.
+#   bash scripts/setup.sh          # runtime: clang-19, llvm-19, llmcc
+#   bash scripts/setup.sh test     # plus what the tests and benchmarks use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+packages=(clang-19 llvm-19 make dpkg-dev)
+[ "${1:-}" = test ] && packages+=(cmake ninja-build ccache redis-server hyperfine)
+# Source packages (apt-get source) feed the corpus, the project tests and the benchmark.
+if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && [ -f /etc/apt/sources.list.d/debian.sources ]; then
+  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+    | $SUDO tee /etc/apt/sources.list.d/debian-src.sources >/dev/null
+  stale=1
+fi
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ] || [ -n "${stale:-}" ]; then
+  $SUDO apt-get update -qq
+  [ ${#missing[@]} -gt 0 ] && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+python3 -m venv .venv
+extras=""; [ "${1:-}" = test ] && extras="[test,bench]"
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q ".$extras"
+echo "llmcc installed in $(pwd)/.venv/bin (add it to PATH: export PATH=\"$(pwd)/.venv/bin:\$PATH\")"
