@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from llmcc import __version__, direct, events
 from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
@@ -20,8 +19,6 @@ from llmcc.cache import CacheError
 from llmcc.config import Settings
 from llmcc.files import write_atomic
 from llmcc.invocation import Compile
-from llmcc.optimize import BaselineUnusable, Evaluator, choose
-from llmcc.passes import to_text
 from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
 
 
@@ -33,8 +30,7 @@ class UsePlainClang(Exception):
         self.reason, self.warn = reason, warn
 
 
-@dataclass
-class Context:
+class Context(NamedTuple):
     """Everything one compile needs from outside: settings, tools, cache, environment."""
 
     inv: Compile
@@ -114,6 +110,9 @@ def _record(directory: str, ir_key: str, bitcode: bytes, ctx: Context) -> None:
 
 def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str) -> tuple[dict, dict]:
     """Baseline plus the advisor's candidates; returns (decision to cache, event fields)."""
+    from llmcc.optimize import BaselineUnusable, Evaluator, choose
+    from llmcc.passes import to_text
+
     evaluator = Evaluator(ctx.inv.codegen, ctx.inv.pic, tools, bitcode_path, workdir,
                           ctx.settings.timeout)
     try:
@@ -166,6 +165,8 @@ def compile_tu(ctx: Context) -> dict:
             return {**event, "outcome": events.DIRECT_HIT, "key": entry["ir_key"],
                     "passes": decision["passes"], "baseline_size": decision["baseline_size"],
                     "size": decision["size"], "stages": stages}
+
+    import tempfile  # not needed on a direct-mode hit
 
     with tempfile.TemporaryDirectory(prefix="llmcc-") as workdir:
         bitcode_path = os.path.join(workdir, "tu.bc")
