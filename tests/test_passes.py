@@ -1,0 +1,56 @@
+"""The pass-list language: only vetted passes reach opt, always-inline always runs."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+
+import pytest
+
+from llmcc import passes
+from llmcc.toolchain import check_tools
+
+
+def test_parse_accepts_spaces_and_commas_and_puts_always_inline_first():
+    assert passes.parse("gvn, sroa<modify-cfg>  inline") == (
+        "always-inline", "gvn", "sroa<modify-cfg>", "inline")
+
+
+@pytest.mark.parametrize("text", [
+    "", "gvn,-load=/tmp/evil.so", "function(gvn)", "internalize", "strip", "flatten-cfg",
+    "gvn;rm -rf /", "default<O3>",
+])
+def test_parse_rejects_anything_outside_the_vocabulary(text):
+    with pytest.raises(passes.PassListError):
+        passes.parse(text)
+
+
+def test_pipeline_wraps_each_pass_in_its_scope():
+    pipeline = passes.to_pipeline(("always-inline", "licm", "indvars", "inline", "gvn"))
+    assert pipeline == ("always-inline,function(loop-mssa(licm)),function(loop(indvars)),"
+                        "cgscc(inline),function(gvn)")
+
+
+def test_text_round_trips():
+    rng = random.Random(3)
+    for _ in range(50):
+        listed = passes.random_list(rng)
+        assert passes.parse(passes.to_text(listed)) == listed
+        assert listed[0] == passes.REQUIRED_FIRST
+
+
+def test_every_vetted_pass_runs_through_opt(tmp_path, clang):
+    """Each vocabulary entry is a valid opt-19 pipeline element on real IR."""
+    source = tmp_path / "t.c"
+    source.write_text(
+        "static inline __attribute__((always_inline)) int sq(int x){return x*x;}\n"
+        "int g[64]; int f(int n){int s=0; for(int i=0;i<n;i++) s+=sq(g[i]); return s;}\n"
+        "int h(int *p, int n){for(int i=0;i<n;i++) p[i]=0; return f(n);}\n")
+    bitcode = tmp_path / "t.bc"
+    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
+                    str(source), "-o", str(bitcode)], check=True)
+    opt = check_tools(clang, "").opt
+    pipeline = ",".join(passes.VOCABULARY.values())
+    done = subprocess.run([opt, f"-passes={pipeline}", str(bitcode), "-o", str(tmp_path / "o.bc")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
