@@ -89,10 +89,15 @@ def _diagnostic_flags(ctx: Context) -> list[str]:
 
 
 def _write_outputs(ctx: Context, obj: bytes, depfile: bytes | None) -> None:
+    depfile_path = ctx.inv.depfile if depfile is not None else None
+    for path in filter(None, (ctx.inv.output, depfile_path)):
+        if not os.path.isdir(os.path.dirname(path) or "."):
+            # plain clang then writes neither file, and says why in its own words
+            raise UsePlainClang(f"no directory for {path}", warn=False)
     try:
         write_atomic(ctx.inv.output, obj)
-        if depfile is not None and ctx.inv.depfile is not None:
-            write_atomic(ctx.inv.depfile, depfile)
+        if depfile_path is not None:
+            write_atomic(depfile_path, depfile)
     except OSError as err:
         # e.g. a missing output directory: plain clang reports it in its own words
         raise UsePlainClang(f"cannot write {ctx.inv.output}: {err.strerror}", warn=False) from None
@@ -172,8 +177,9 @@ def compile_tu(ctx: Context) -> dict:
         bitcode_path = os.path.join(workdir, "tu.bc")
         listing = os.path.join(workdir, "headers.txt")
         env = {**ctx.environ, "CC_PRINT_HEADERS": "1", "CC_PRINT_HEADERS_FILE": listing}
-        code, out, err = run([ctx.clang, *inv.frontend_args(bitcode_path), *frontend_extra],
-                             timeout=None, env=env)
+        depfile_path = os.path.join(workdir, "tu.d")
+        code, out, err = run([ctx.clang, *inv.frontend_args(bitcode_path, depfile_path),
+                              *frontend_extra], timeout=None, env=env)
         stages["frontend"] = time.time() - started
         if code != 0 or out:
             # the user's own compile error (or something unusual): clang reports it itself
@@ -199,9 +205,9 @@ def compile_tu(ctx: Context) -> dict:
             event["outcome"] = events.HIT
         depfile = None
         if inv.depfile is not None:
-            with open(inv.depfile, "rb") as handle:
+            with open(depfile_path, "rb") as handle:
                 depfile = handle.read()
-        _write_outputs(ctx, decision["object"], None)
+        _write_outputs(ctx, decision["object"], depfile)
         if call_key:
             _remember_headers(ctx, call_key, manifest, listing, started, ir_key, err, depfile)
     summary = {"passes": decision["passes"], "baseline_size": decision["baseline_size"],

@@ -32,16 +32,18 @@ class Compile(NamedTuple):
     dep_target_given: bool  # -MT/-MQ present, so clang does not derive the target itself
     depfile_given: bool  # -MF present
 
-    def frontend_args(self, bitcode: str) -> list[str]:
+    def frontend_args(self, bitcode: str, depfile: str | None = None) -> list[str]:
         """Arguments that make clang stop before LLVM passes and write `bitcode` instead.
 
         The depfile path and target are spelled out because clang would otherwise derive
-        them from `-o`, which now names the bitcode file.
+        them from `-o`, which now names the bitcode file. A `depfile` given here replaces the
+        user's (the last -MF wins), so the real one can be written only with the object: a
+        compile that fails later must leave neither behind, as plain clang does.
         """
         args = [*self.frontend_base, "-o", bitcode, "-emit-llvm", "-Xclang", "-disable-llvm-passes"]
         if self.depfile is not None:
-            if not self.depfile_given:
-                args += ["-MF", self.depfile]
+            if depfile is not None or not self.depfile_given:
+                args += ["-MF", depfile or self.depfile]
             if not self.dep_target_given:
                 args += ["-MQ", self.output]
         return args

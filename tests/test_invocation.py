@@ -233,3 +233,13 @@ def test_response_file_naming_another_passes_the_call_through():
     expanded = expand_response_files(["@outer.rsp"], read)
     assert expanded == ["-Oz", "-c", "a.c", "@inner.rsp"]
     assert isinstance(classify(expanded, SZ), Passthrough)
+
+
+def test_frontend_depfile_can_be_redirected_past_the_users_mf():
+    """llmcc writes the real depfile only with the object, so the frontend's goes elsewhere."""
+    for args in (("-MD", "-MF", "x.d", "-MT", "y"), ("-MMD",)):
+        inv = compile_of("-Oz", "-c", "a.c", *args)
+        front = inv.frontend_args("/tmp/tu.bc", "/tmp/tu.d")
+        last_mf = len(front) - 1 - front[::-1].index("-MF")
+        assert front[last_mf + 1] == "/tmp/tu.d"
+    assert "-MF" not in compile_of("-Oz", "-c", "a.c").frontend_args("/tmp/tu.bc", "/tmp/tu.d")
