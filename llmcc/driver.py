@@ -153,7 +153,9 @@ def compile_tu(ctx: Context) -> dict:
     stages: dict[str, float] = {}
 
     call_key = None
-    if settings.direct_mode and ctx.cache is not None:
+    # Direct mode needs every header the frontend reads (CC_PRINT_HEADERS), and asking for that
+    # makes clang list system headers in the depfile too: -MMD must not, so it skips direct mode.
+    if settings.direct_mode and ctx.cache is not None and (inv.depfile is None or inv.system_deps):
         try:
             call_key = direct.call_key([ctx.clang, *identity, os.getcwd(), *frontend_extra,
                                         direct.file_digest(inv.source), *ctx.args], ctx.environ)
@@ -176,7 +178,9 @@ def compile_tu(ctx: Context) -> dict:
     with tempfile.TemporaryDirectory(prefix="llmcc-") as workdir:
         bitcode_path = os.path.join(workdir, "tu.bc")
         listing = os.path.join(workdir, "headers.txt")
-        env = {**ctx.environ, "CC_PRINT_HEADERS": "1", "CC_PRINT_HEADERS_FILE": listing}
+        env = ctx.environ
+        if call_key:
+            env = {**ctx.environ, "CC_PRINT_HEADERS": "1", "CC_PRINT_HEADERS_FILE": listing}
         depfile_path = os.path.join(workdir, "tu.d")
         code, out, err = run([ctx.clang, *inv.frontend_args(bitcode_path, depfile_path),
                               *frontend_extra], timeout=None, env=env)

@@ -31,6 +31,7 @@ class Compile(NamedTuple):
     codegen: tuple[str, ...]  # the user's arguments that still matter once IR exists
     dep_target_given: bool  # -MT/-MQ present, so clang does not derive the target itself
     depfile_given: bool  # -MF present
+    system_deps: bool = True  # the depfile lists system headers too (-MD rather than -MMD)
 
     def frontend_args(self, bitcode: str, depfile: str | None = None) -> list[str]:
         """Arguments that make clang stop before LLVM passes and write `bitcode` instead.
@@ -80,6 +81,7 @@ def classify(args: list[str], levels: frozenset[str]) -> Compile | Passthrough:
     compile_only = False
     pic = True  # Debian's clang builds PIE unless told otherwise
     wants_depfile = False
+    system_deps = True
     depfile = None
     dep_target_given = False
     frontend: list[str] = []
@@ -132,6 +134,7 @@ def classify(args: list[str], levels: frozenset[str]) -> Compile | Passthrough:
         elif flags & Opt.DEPFILE:
             if arg in ("-MD", "-MMD"):
                 wants_depfile = True
+                system_deps = system_deps and arg == "-MD"  # any -MMD drops them, as in clang
             elif arg.startswith("-MF"):
                 depfile = value
             elif arg.startswith(("-MT", "-MQ")):
@@ -158,6 +161,7 @@ def classify(args: list[str], levels: frozenset[str]) -> Compile | Passthrough:
         depfile=depfile if wants_depfile else None,
         frontend_base=tuple(frontend), codegen=tuple(codegen),
         dep_target_given=dep_target_given, depfile_given=depfile_given,
+        system_deps=system_deps,
     )
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmcc.invocation import (Compile, Passthrough, classify, codegen_args,
-                              expand_response_files)
+from llmcc.invocation import Compile, Passthrough, classify, codegen_args, expand_response_files
 
 SZ = frozenset("sz")
 
@@ -243,3 +242,11 @@ def test_frontend_depfile_can_be_redirected_past_the_users_mf():
         last_mf = len(front) - 1 - front[::-1].index("-MF")
         assert front[last_mf + 1] == "/tmp/tu.d"
     assert "-MF" not in compile_of("-Oz", "-c", "a.c").frontend_args("/tmp/tu.bc", "/tmp/tu.d")
+
+
+@pytest.mark.parametrize("args, system_deps", [
+    (("-MD",), True), (("-MMD",), False), (("-MD", "-MMD"), False), (("-MMD", "-MD"), False),
+])
+def test_any_mmd_keeps_system_headers_out_of_the_depfile(args, system_deps):
+    """clang -### shows -sys-header-deps only when -MD comes without any -MMD."""
+    assert compile_of("-Oz", "-c", "a.c", *args).system_deps is system_deps

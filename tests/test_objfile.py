@@ -6,10 +6,9 @@ import os
 import subprocess
 
 import pytest
+from conftest import LLVM_BIN
 
 from llmcc.objfile import NotAnObject, ObjectInfo, read_object, same_interface
-
-from conftest import LLVM_BIN
 
 C_DATA = r"""
 #include <stdio.h>

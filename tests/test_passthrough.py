@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import run
 
 MAIN_C = """#include "config.h"

@@ -1,0 +1,487 @@
+"""Intercepted compiles at -Oz/-Os against the real clang-19: what the user sees must be clang's,
+the object never larger, the interface the same; caches, launcher and shim forms, broken tools,
+and `llmcc-ctl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run
+
+from llmcc.objfile import read_object
+
+SIZE_H = """#ifndef SIZE_H
+#define SIZE_H
+#define SCALE 3
+struct point { int x, y; };
+static inline int dot(struct point a, struct point b) { return a.x * b.x + a.y * b.y; }
+#endif
+"""
+
+SIZE_C = """#include <string.h>
+#include "size.h"
+int counter;
+const char banner[] = "llmcc test unit";
+static int helper(int x) { return x * SCALE + 1; }
+int work(int n) {
+    int s = 0;
+    int unused;
+    for (int i = 0; i < n; i++) s += helper(i);
+    return s;
+}
+int norm(const struct point *p, int n) {
+    int total = 0;
+    for (int i = 0; i < n; i++) total += dot(p[i], p[i]);
+    return total + (int)strlen(banner) + counter;
+}
+void fill(int *out, int n) { for (int i = 0; i < n; i++) out[i] = work(i) - norm(0, 0); }
+"""
+
+SHAPES_CC = """#include <vector>
+template <class T> class Stack {
+public:
+    void push(const T &v) { items.push_back(v); }
+    T pop() { T v = items.back(); items.pop_back(); return v; }
+    bool empty() const { return items.empty(); }
+private:
+    std::vector<T> items;
+};
+class Shape {
+public:
+    explicit Shape(int side) : side_(side) {}
+    virtual ~Shape() = default;
+    virtual int area() const { return side_ * side_; }
+protected:
+    int side_;
+};
+int total_area(int n) {
+    Stack<Shape> shapes;
+    for (int i = 0; i < n; i++) shapes.push(Shape(i));
+    int sum = 0, unused;
+    while (!shapes.empty()) sum += shapes.pop().area();
+    return sum;
+}
+"""
+
+QUIET_C = "int quiet(int x) { return x * 2 + 1; }\n"
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    """A small project beside (not inside) the per-test cache, config and log."""
+    root = tmp_path / "src"
+    (root / "sub").mkdir(parents=True)
+    (root / "out").mkdir()
+    (root / "size.h").write_text(SIZE_H)
+    (root / "size.c").write_text(SIZE_C)
+    (root / "sub" / "size.c").write_text(SIZE_C.replace('"size.h"', '"../size.h"'))
+    (root / "shapes.cc").write_text(SHAPES_CC)
+    (root / "quiet.c").write_text(QUIET_C)
+    return root
+
+
+def _events(env: dict[str, str]) -> list[dict]:
+    try:
+        with open(env["LLMCC_LOG"]) as handle:
+            return [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def _outcomes(env: dict[str, str]) -> list[str]:
+    return [event["outcome"] for event in _events(env)]
+
+
+def _build(program: str, args: list[str], cwd: Path, env: dict[str, str],
+           outputs: list[str]) -> tuple:
+    """Run one compile; return (rc, stderr, {output: bytes or None}) and remove the outputs."""
+    done = run([program, *args], cwd=cwd, env=env)
+    files = {}
+    for name in outputs:
+        path = cwd / name
+        files[name] = path.read_bytes() if path.exists() else None
+        if path.exists():
+            path.unlink()
+    return done.returncode, done.stderr, files
+
+
+def _run_bounded(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A shim that found itself instead of clang would loop forever: make that a failure."""
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, timeout=60, check=False)
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(path)
+
+
+# --- what the user sees --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", ["-Oz", "-Os"])
+def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env, level):
+    args = [level, "-Wall", "-c", "size.c", "-o", "size.o"]
+    rc, expected, _ = _build(clang, args, tree, env, ["size.o"])
+    assert rc == 0 and b"unused variable 'unused'" in expected
+    rc, actual, files = _build(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0 and files["size.o"] is not None
+    assert actual.decode() == expected.decode()
+    assert actual.count(b"unused variable 'unused'") == 1
+    assert _outcomes(env) == ["miss"]
+
+
+@pytest.mark.parametrize("level", ["-Oz", "-Os"])
+@pytest.mark.parametrize("source, extra", [("size.c", []), ("size.c", ["-fno-pic"]),
+                                           ("size.c", ["-g"]), ("quiet.c", [])])
+def test_object_is_never_larger_and_defines_the_same_symbols(tree, clang, llmcc, env, level,
+                                                             source, extra):
+    args = [level, *extra, "-c", source, "-o", "x.o"]
+    rc, _, plain = _build(clang, args, tree, env, ["x.o"])
+    assert rc == 0
+    rc, _, tuned = _build(llmcc, args, tree, env, ["x.o"])
+    assert rc == 0
+    plain_info, tuned_info = read_object(plain["x.o"]), read_object(tuned["x.o"])
+    assert tuned_info.size <= plain_info.size
+    assert tuned_info.defined == plain_info.defined
+    assert tuned_info.undefined <= plain_info.undefined
+    event = _events(env)[-1]
+    assert event["outcome"] == "miss"
+    assert event["baseline_size"] == plain_info.size and event["size"] == tuned_info.size
+
+
+def test_cxx_through_llmcxx_is_intercepted_and_never_larger(tree, clangxx, llmccxx, env):
+    args = ["-Oz", "-Wall", "-c", "shapes.cc"]
+    rc, expected, plain = _build(clangxx, args, tree, env, ["shapes.o"])
+    assert rc == 0 and b"unused variable 'unused'" in expected
+    rc, actual, tuned = _build(llmccxx, args, tree, env, ["shapes.o"])
+    assert rc == 0
+    assert actual.decode() == expected.decode()
+    plain_info, tuned_info = read_object(plain["shapes.o"]), read_object(tuned["shapes.o"])
+    assert tuned_info.size <= plain_info.size
+    assert tuned_info.defined == plain_info.defined
+    assert any("total_area" in name for name in tuned_info.defined)
+    assert _outcomes(env) == ["miss"]
+
+
+@pytest.mark.parametrize("level", ["-Oz", "-Os"])
+@pytest.mark.parametrize("extra", [[], ["-g"], ["-fno-pic"], ["-ffunction-sections"]])
+def test_baseline_reproduces_plain_clang_byte_for_byte(tree, clang, llmcc, env, level, extra):
+    """With no advisor llmcc keeps clang's own pipeline, which must be exactly clang's object."""
+    env["LLMCC_ADVISOR"] = "none"
+    args = [level, *extra, "-c", "size.c", "-o", "size.o"]
+    _, _, plain = _build(clang, args, tree, env, ["size.o"])
+    rc, _, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0
+    assert tuned["size.o"] == plain["size.o"]
+    assert _outcomes(env) == ["miss"]
+
+
+# --- depfiles ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, outputs", [
+    (["-MD", "-c", "size.c", "-o", "out/size.o"], ["out/size.o", "out/size.d"]),
+    (["-MMD", "-c", "size.c", "-o", "out/size.o"], ["out/size.o", "out/size.d"]),
+    (["-MD", "-MF", "x.d", "-MT", "y", "-c", "size.c", "-o", "out/size.o"], ["out/size.o", "x.d"]),
+    (["-MMD", "-MP", "-MQ", "$(OBJ)", "-c", "size.c"], ["size.o", "size.d"]),
+    (["-MD", "-c", "sub/size.c"], ["size.o", "size.d", "sub/size.d"]),
+    (["-MD", "-c", "size.c", "-o", "out/size.c.obj"], ["out/size.c.obj", "out/size.c.d"]),
+], ids=["md", "mmd", "md-mf-mt", "mmd-mp-mq", "md-without-o", "md-double-extension"])
+def test_depfile_matches_plain_clang(tree, clang, llmcc, env, args, outputs):
+    args = ["-Oz", *args]
+    rc, _, plain = _build(clang, args, tree, env, outputs)
+    assert rc == 0
+    rc, _, tuned = _build(llmcc, args, tree, env, outputs)
+    assert rc == 0
+    assert _outcomes(env) == ["miss"]
+    for name in outputs:
+        if name.endswith(".d"):
+            assert tuned[name] == plain[name], name
+        else:
+            assert tuned[name] is not None and plain[name] is not None
+    assert {n for n, blob in tuned.items() if blob} == {n for n, blob in plain.items() if blob}
+
+
+# --- caches --------------------------------------------------------------------------------------
+
+def test_second_compile_is_a_direct_hit_with_the_same_bytes_depfile_and_warning(tree, llmcc,
+                                                                                  env):
+    args = ["-Oz", "-Wall", "-MD", "-c", "size.c", "-o", "out/size.o"]
+    first = _build(llmcc, args, tree, env, ["out/size.o", "out/size.d"])
+    second = _build(llmcc, args, tree, env, ["out/size.o", "out/size.d"])
+    assert _outcomes(env) == ["miss", "direct_hit"]
+    assert second == first
+    assert first[1].count(b"unused variable 'unused'") == 1
+    assert first[2]["out/size.d"] is not None
+
+
+@pytest.mark.parametrize("flags", [["-MMD"], ["-MD", "-MMD"]])
+def test_user_header_depfile_stays_free_of_system_headers_when_cached(tree, clang, llmcc, env,
+                                                                       flags):
+    """Listing headers for direct mode would add system headers to an -MMD depfile."""
+    args = ["-Oz", *flags, "-c", "size.c"]
+    _, _, plain = _build(clang, args, tree, env, ["size.o", "size.d"])
+    assert b"/usr/include" not in plain["size.d"]
+    first = _build(llmcc, args, tree, env, ["size.o", "size.d"])
+    second = _build(llmcc, args, tree, env, ["size.o", "size.d"])
+    assert first[2]["size.d"] == second[2]["size.d"] == plain["size.d"]
+    assert _outcomes(env) == ["miss", "hit"]
+
+
+def test_header_changed_only_in_a_comment_is_an_ir_hit(tree, llmcc, env):
+    args = ["-Oz", "-c", "size.c"]
+    _, _, first = _build(llmcc, args, tree, env, ["size.o"])
+    with open(tree / "size.h", "a") as handle:
+        handle.write("/* a comment changes the header, not the IR */\n")
+    _, _, second = _build(llmcc, args, tree, env, ["size.o"])
+    assert _outcomes(env) == ["miss", "hit"]
+    assert second == first
+
+
+def test_header_change_that_changes_the_code_is_a_miss(tree, llmcc, env):
+    args = ["-Oz", "-c", "size.c"]
+    _build(llmcc, args, tree, env, ["size.o"])
+    (tree / "size.h").write_text(SIZE_H.replace("#define SCALE 3", "#define SCALE 5"))
+    _build(llmcc, args, tree, env, ["size.o"])
+    assert _outcomes(env) == ["miss", "miss"]
+
+
+def test_changed_arguments_are_not_a_direct_hit(tree, llmcc, env):
+    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    _build(llmcc, ["-Oz", "-c", "size.c", "-DEXTRA=1"], tree, env, ["size.o"])
+    assert _outcomes(env) == ["miss", "hit"]  # same IR, different call
+
+
+def test_disabled_llmcc_is_plain_clang(tree, clang, llmcc, env):
+    env["LLMCC_DISABLE"] = "1"
+    args = ["-Oz", "-Wall", "-MD", "-c", "size.c"]
+    expected = _build(clang, args, tree, env, ["size.o", "size.d"])
+    actual = _build(llmcc, args, tree, env, ["size.o", "size.d"])
+    assert actual == expected
+    assert _events(env) == []
+
+
+# --- ways to call llmcc --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compiler", ["path", "name"])
+def test_launcher_form_compiles_with_the_named_clang(tree, clang, llmcc, env, compiler):
+    env.pop("LLMCC_CLANG")
+    named = clang if compiler == "path" else os.path.basename(clang)
+    env["PATH"] = os.path.dirname(clang) + os.pathsep + env["PATH"]
+    args = ["-Oz", "-Wall", "-c", "size.c"]
+    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = _build(llmcc, [named, *args], tree, env, ["size.o"])
+    assert rc == 0
+    assert actual.decode() == expected.decode()
+    assert read_object(tuned["size.o"]).size <= read_object(plain["size.o"]).size
+    assert _outcomes(env) == ["miss"]
+
+
+def test_launcher_form_passes_through_with_the_named_program(tree, llmcc, env):
+    """`llmcc clang-19 --version` runs clang-19 itself, with the name as given."""
+    env.pop("LLMCC_CLANG")
+    done = run([llmcc, "/usr/lib/llvm-19/bin/clang", "--version"], cwd=tree, env=env)
+    plain = run(["/usr/lib/llvm-19/bin/clang", "--version"], cwd=tree, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, plain.stdout, plain.stderr)
+
+
+def test_path_shim_runs_the_real_clang_without_recursion(tree, clang, env):
+    shim_dir = os.path.join(REPO, "shims", "bin")
+    real = shutil.which("clang-19", path=env["PATH"].replace(shim_dir, ""))
+    assert real is not None
+    env.pop("LLMCC_CLANG")
+    env["PATH"] = os.pathsep.join([shim_dir, env["PATH"], os.path.dirname(real)])
+    args = ["-Oz", "-Wall", "-c", "size.c"]
+    shimmed = _run_bounded(["clang-19", *args], tree, env)  # found through PATH: the shim
+    assert shimmed.returncode == 0, shimmed.stderr
+    assert _outcomes(env) == ["miss"]
+    tuned = (tree / "size.o").read_bytes()
+    (tree / "size.o").unlink()
+    plain = run([real, *args], cwd=tree, env=env)
+    assert shimmed.stderr.decode() == plain.stderr.decode()
+    plain_info, tuned_info = read_object((tree / "size.o").read_bytes()), read_object(tuned)
+    assert tuned_info.size <= plain_info.size
+    assert tuned_info.defined == plain_info.defined
+
+
+def test_path_shim_passthrough_reaches_the_real_clang(tree, env):
+    shim_dir = os.path.join(REPO, "shims", "bin")
+    env.pop("LLMCC_CLANG")
+    env["PATH"] = os.pathsep.join([shim_dir, env["PATH"], "/usr/bin"])
+    shimmed = _run_bounded(["clang-19", "--version"], tree, env)
+    plain = run(["/usr/bin/clang-19", "--version"], cwd=tree, env=env)
+    assert shimmed.returncode == 0
+    assert shimmed.stdout == plain.stdout
+    assert _outcomes(env) == ["passthrough"]
+
+
+# --- broken tools --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("failure", ["exit 1", "exec sleep 30", "kill -SEGV $$"],
+                         ids=["exits-1", "hangs", "crashes"])
+def test_broken_opt_still_gives_plain_clangs_object(tree, tmp_path, clang, llmcc, env, failure):
+    """Every candidate fails, so clang's own pipeline wins: exactly plain clang's object."""
+    real_opt = os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+    env["LLMCC_OPT"] = _script(tmp_path / "opt", f"""\
+if [ "$1" = --version ]; then exec {real_opt} --version; fi
+{failure}
+""")
+    env["LLMCC_TIMEOUT"] = "1"
+    args = ["-Oz", "-Wall", "-c", "size.c"]
+    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0
+    assert actual.decode() == expected.decode()
+    assert tuned["size.o"] == plain["size.o"]
+    event = _events(env)[-1]
+    assert event["outcome"] == "miss" and event["passes"] is None
+    assert [t["error"] is not None for t in event["tried"]] == [False] + [True] * (
+        len(event["tried"]) - 1)
+    assert len(event["tried"]) > 1
+
+
+def test_opt_of_another_llvm_release_warns_once_and_uses_plain_clang(tree, tmp_path, clang,
+                                                                     llmcc, env):
+    env["LLMCC_OPT"] = _script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
+    args = ["-Oz", "-Wall", "-c", "size.c"]
+    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0
+    ours = [line for line in actual.decode().splitlines(keepends=True) if "llmcc" in line]
+    assert len(ours) == 1
+    assert ours[0].startswith("llmcc: warning: ") and "14.0.6" in ours[0]
+    assert actual.decode().replace(ours[0], "", 1) == expected.decode()
+    assert tuned["size.o"] == plain["size.o"]
+    assert _outcomes(env) == ["fallback"]
+
+
+def test_unknown_advisor_warns_and_uses_plain_clang(tree, clang, llmcc, env):
+    env["LLMCC_ADVISOR"] = "oracle"
+    args = ["-Oz", "-c", "quiet.c"]
+    _, _, plain = _build(clang, args, tree, env, ["quiet.o"])
+    rc, err, tuned = _build(llmcc, args, tree, env, ["quiet.o"])
+    assert rc == 0 and tuned == plain
+    assert err.decode().count("llmcc: warning:") == 1 and "oracle" in err.decode()
+
+
+def test_bad_setting_warns_and_passes_through(tree, clang, llmcc, env):
+    env["LLMCC_CANDIDATES"] = "lots"
+    args = ["-Oz", "-c", "quiet.c"]
+    _, _, plain = _build(clang, args, tree, env, ["quiet.o"])
+    rc, err, tuned = _build(llmcc, args, tree, env, ["quiet.o"])
+    assert rc == 0 and tuned == plain
+    assert err.decode().startswith("llmcc: warning: candidates = 'lots' from environment")
+
+
+# --- llmcc-ctl -----------------------------------------------------------------------------------
+
+def _ctl(llmcc_ctl: str, env: dict[str, str], *args: str, cwd=None):
+    return run([llmcc_ctl, *args], cwd=cwd, env=env)
+
+
+def test_stats_count_the_compiles_made(tree, llmcc, llmcc_ctl, env):
+    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])       # miss
+    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])       # direct hit
+    _build(llmcc, ["-Oz", "-c", "size.c", "-DX"], tree, env, ["size.o"])  # IR hit
+    _build(llmcc, ["-O2", "-c", "quiet.c"], tree, env, ["quiet.o"])     # passthrough
+    (tree / "broken.c").write_text("int f( {\n")
+    _build(llmcc, ["-Oz", "-c", "broken.c"], tree, env, ["broken.o"])   # fallback
+    done = _ctl(llmcc_ctl, env, "stats", "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert {k: figures[k] for k in ("compiles", "intercepted", "hits_direct", "hits", "misses",
+                                    "fallbacks", "passthrough")} == {
+        "compiles": 5, "intercepted": 3, "hits_direct": 1, "hits": 1, "misses": 1,
+        "fallbacks": 1, "passthrough": 1}
+    sized = [e for e in _events(env) if e.get("size") is not None]
+    assert figures["baseline_bytes"] == sum(e["baseline_size"] for e in sized)
+    assert figures["bytes"] == sum(e["size"] for e in sized)
+    assert figures["bytes_saved"] == figures["baseline_bytes"] - figures["bytes"] >= 0
+    text = _ctl(llmcc_ctl, env, "stats").stdout.decode()
+    assert "compiles" in text and " 5\n" in text
+
+
+def test_explain_reports_the_decision_for_an_object_and_its_source(tree, llmcc, llmcc_ctl, env):
+    _build(llmcc, ["-Oz", "-c", "size.c", "-o", "out/size.o"], tree, env, [])
+    event = _events(env)[-1]
+    for path in ("out/size.o", "size.c"):
+        done = _ctl(llmcc_ctl, env, "explain", path, cwd=tree)
+        assert done.returncode == 0, done.stderr
+        text = done.stdout.decode()
+        assert f"source:   {tree / 'size.c'}\n" in text
+        assert f"key:      {event['key']}\n" in text
+        assert (f"size:     {event['size']} bytes (clang: {event['baseline_size']}, "
+                f"saved {event['baseline_size'] - event['size']})") in text
+        assert text.count("  tried ") == len(event["tried"])
+        assert "<clang pipeline>" in text
+    missing = _ctl(llmcc_ctl, env, "explain", "nothing.o", cwd=tree)
+    assert missing.returncode == 1 and b"no decision recorded" in missing.stderr
+
+
+def test_config_shows_effective_values_and_origins(tmp_path, llmcc_ctl, env):
+    (tmp_path / "config.toml").write_text('candidates = 2\nadvisor = "none"\n')
+    env["LLMCC_ADVISOR"] = "popular"
+    done = _ctl(llmcc_ctl, env, "config")
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.decode().splitlines()
+             if not line.startswith("#")}
+    assert lines["candidates"].split("#")[1].strip() == str(tmp_path / "config.toml")
+    assert lines["candidates"].split("=")[1].split()[0] == "2"
+    assert lines["advisor"].endswith("# environment LLMCC_ADVISOR")
+    assert lines["timeout"].endswith("# default")
+    assert lines["cache_dir"].split("=")[1].split()[0] == env["LLMCC_CACHE_DIR"]
+    assert done.stdout.decode().startswith(f"# config file: {tmp_path / 'config.toml'}\n")
+
+
+def test_bad_config_makes_ctl_fail_with_the_reason(tmp_path, llmcc_ctl, env):
+    (tmp_path / "config.toml").write_text("candidates = -4\n")
+    done = _ctl(llmcc_ctl, env, "config")
+    assert done.returncode == 1
+    assert b"candidates" in done.stderr and str(tmp_path / "config.toml").encode() in done.stderr
+
+
+def test_id_names_what_decides_the_output(clang, llmcc_ctl, env):
+    done = _ctl(llmcc_ctl, env, "id")
+    assert done.returncode == 0
+    line = done.stdout.decode().strip()
+    version = run([clang, "--version"], cwd=None).stdout.decode().splitlines()[0]
+    assert line.startswith("llmcc ")
+    assert " advisor=popular:" in line and " candidates=3 levels=sz disable=0 " in line
+    assert line.endswith(version)
+    env["LLMCC_CANDIDATES"] = "1"
+    assert _ctl(llmcc_ctl, env, "id").stdout.decode().strip() != line
+
+
+def test_doctor_passes_with_a_working_toolchain(llmcc_ctl, env):
+    done = _ctl(llmcc_ctl, env, "doctor")
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.decode().splitlines()
+    assert [line.split()[1] for line in lines] == ["clang", "opt", "cache", "advisor"]
+    assert all(line.startswith("ok ") for line in lines)
+    assert env["LLMCC_CACHE_DIR"] in lines[2]
+
+
+def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
+    env["LLMCC_OPT"] = _script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
+    done = _ctl(llmcc_ctl, env, "doctor")
+    assert done.returncode == 1
+    assert any(line.startswith("FAIL toolchain") and "14.0.6" in line
+               for line in done.stdout.decode().splitlines())
+
+
+def test_clear_empties_the_cache_and_the_statistics(tree, llmcc, llmcc_ctl, env):
+    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    done = _ctl(llmcc_ctl, env, "clear")
+    assert done.returncode == 0
+    removed = int(done.stdout.decode().split()[1])
+    assert removed >= 3  # tools, direct manifest, decision, explain
+    assert json.loads(_ctl(llmcc_ctl, env, "stats", "--json").stdout)["compiles"] == 0
+    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    assert _outcomes(env) == ["miss", "direct_hit", "miss"]
