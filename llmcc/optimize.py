@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -55,12 +57,15 @@ class Evaluator:
         self.codegen, self.pic, self.tools, self.bitcode = codegen, pic, tools, bitcode
         self.workdir, self.timeout = workdir, timeout
         self.baseline_info: ObjectInfo | None = None
-        self._count = 0
+        self._numbers = itertools.count(1)
+        # optimised IR digest -> (size, error, object): different lists often produce the same
+        # IR, and then code generation (half the cost of a candidate) need not run again
+        self._by_ir: dict[str, tuple[int | None, str | None, bytes]] = {}
 
     def _codegen(self, bitcode: str, run_pipeline: bool) -> tuple[bytes, bytes]:
         obj = bitcode + ".o"
-        code, _, err = run([self.tools.clang, *codegen_args(self.codegen, bitcode, obj, run_pipeline)],
-                           self.timeout)
+        code, _, err = run([self.tools.clang,
+                            *codegen_args(self.codegen, bitcode, obj, run_pipeline)], self.timeout)
         if code != 0:
             raise StepFailed(f"codegen exited {code}: {err.decode(errors='replace')[:200]}")
         with open(obj, "rb") as handle:
@@ -83,8 +88,7 @@ class Evaluator:
         """Apply `passes`, generate code, and check the object still fits the baseline."""
         assert self.baseline_info is not None, "run the baseline first"
         start = time.perf_counter()
-        self._count += 1
-        optimised = os.path.join(self.workdir, f"candidate{self._count}.bc")
+        optimised = os.path.join(self.workdir, f"candidate{next(self._numbers)}.bc")
         result = Result(passes)
         try:
             opt_cmd = [self.tools.opt, f"-passes={to_pipeline(passes)}", self.bitcode,
@@ -94,14 +98,26 @@ class Evaluator:
             code, _, err = run(opt_cmd, self.timeout)
             if code != 0:
                 raise StepFailed(f"opt exited {code}: {err.decode(errors='replace')[:200]}")
-            blob, _ = self._codegen(optimised, run_pipeline=False)
-            info = read_object(blob)
-            reason = same_interface(info, self.baseline_info)
-            if reason:
-                result.error = reason
-            else:
-                result.size, result.object = info.size, blob
-        except (StepFailed, NotAnObject, OSError) as exc:
+            with open(optimised, "rb") as handle:
+                ir_digest = hashlib.blake2b(handle.read(), digest_size=20).hexdigest()
+            if ir_digest not in self._by_ir:
+                self._by_ir[ir_digest] = self._measure(optimised)
+            result.size, result.error, result.object = self._by_ir[ir_digest]
+        except (StepFailed, OSError) as exc:
             result.error = str(exc)
+        finally:
+            for path in (optimised, optimised + ".o"):
+                if os.path.exists(path):
+                    os.unlink(path)
         result.seconds = time.perf_counter() - start
         return result
+
+    def _measure(self, optimised: str) -> tuple[int | None, str | None, bytes]:
+        """(size, None, object) for optimised IR that keeps the interface, else (None, why, b"")."""
+        try:
+            blob, _ = self._codegen(optimised, run_pipeline=False)
+            info = read_object(blob)
+        except (StepFailed, NotAnObject) as exc:
+            return None, str(exc), b""
+        reason = same_interface(info, self.baseline_info)
+        return (None, reason, b"") if reason else (info.size, None, blob)
