@@ -94,6 +94,9 @@ def _write_outputs(ctx: Context, obj: bytes, depfile: bytes | None) -> None:
         if not os.path.isdir(os.path.dirname(path) or "."):
             # plain clang then writes neither file, and says why in its own words
             raise UsePlainClang(f"no directory for {path}", warn=False)
+        if os.path.exists(path) and not os.path.isfile(path):
+            # `-o /dev/null`: clang writes into it; renaming over it would replace the device
+            raise UsePlainClang(f"{path} is not a regular file", warn=False)
     try:
         write_atomic(ctx.inv.output, obj)
         if depfile_path is not None:

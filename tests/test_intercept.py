@@ -208,6 +208,46 @@ def test_depfile_matches_plain_clang(tree, clang, llmcc, env, args, outputs):
     assert {n for n, blob in tuned.items() if blob} == {n for n, blob in plain.items() if blob}
 
 
+@pytest.mark.parametrize("args", [["-o", "null"], ["-MD", "-MF", "null", "-o", "size.o"]],
+                         ids=["object", "depfile"])
+def test_output_to_a_device_is_written_through_never_replaced(tree, clang, llmcc, env, args):
+    """`-o /dev/null` is common in flag probes; a rename over it would replace the device."""
+    device = tree / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a private /dev/null
+    except PermissionError:
+        pytest.skip("cannot create a device node here")
+    args = ["-Oz", "-c", "size.c", *args]
+    expected = run([clang, *args], cwd=tree, env=env)
+    actual = run([llmcc, *args], cwd=tree, env=env)
+    assert stat.S_ISCHR(device.stat().st_mode)
+    assert (actual.returncode, actual.stderr) == (expected.returncode, expected.stderr)
+    assert _outcomes(env) == ["fallback"]
+
+
+def test_output_through_a_symlink_replaces_the_link_like_clang(tree, clang, llmcc, env):
+    args = ["-Oz", "-c", "size.c", "-o", "link.o"]
+    for program in (clang, llmcc):
+        (tree / "target.o").write_bytes(b"old")
+        (tree / "link.o").unlink(missing_ok=True)
+        (tree / "link.o").symlink_to("target.o")
+        assert run([program, *args], cwd=tree, env=env).returncode == 0
+        assert not (tree / "link.o").is_symlink() and (tree / "target.o").read_bytes() == b"old"
+
+
+def test_object_permissions_follow_the_umask_like_clang(tree, clang, llmcc, env):
+    args = ["-Oz", "-c", "size.c", "-MD"]
+    modes = []
+    for program in (clang, llmcc):
+        assert run(["sh", "-c", 'umask 027 && exec "$@"', "sh", program, *args],
+                   cwd=tree, env=env).returncode == 0
+        modes.append(tuple(stat.S_IMODE((tree / name).stat().st_mode)
+                           for name in ("size.o", "size.d")))
+        (tree / "size.o").unlink()
+        (tree / "size.d").unlink()
+    assert modes[0] == modes[1] == (0o640, 0o640)
+
+
 # --- caches --------------------------------------------------------------------------------------
 
 def test_second_compile_is_a_direct_hit_with_the_same_bytes_depfile_and_warning(tree, llmcc,
