@@ -454,7 +454,8 @@ def test_parallel_make_cold_cache_gives_the_same_bytes_as_serial_and_then_all_hi
     make = _tool("make")
     project = tmp_path / "project"
     _write(project, C_PROJECT)
-    build = [make, f"CC={llmcc}", "CFLAGS=-Oz -MMD"]
+    # -MD, not -MMD: llmcc's direct mode needs the system headers listed (see driver.py)
+    build = [make, f"CC={llmcc}", "CFLAGS=-Oz -MD"]
 
     def built(jobs: str, cache: str, log: str) -> dict[str, bytes]:
         _ok([make, "clean"], project, env)
