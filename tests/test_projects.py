@@ -477,7 +477,7 @@ def test_parallel_make_cold_cache_gives_the_same_bytes_as_serial_and_then_all_hi
     assert set(cold_outcomes.values()) <= {events.MISS, events.HIT}
 
     warm = built("-j4", "shared-cache", "warm.log")
-    warm_events = [e for e in _log(str(tmp_path / "warm.log")) if e["outcome"] != "passthrough"]
+    warm_events = [e for e in _log(str(tmp_path / "warm.log")) if e["outcome"] != events.PASSTHROUGH]
     assert sorted(e["output"] for e in warm_events) == sorted(
         name for name in serial if name.endswith(".o"))
     assert {e["outcome"] for e in warm_events} == {events.DIRECT_HIT}
