@@ -183,6 +183,17 @@ def test_baseline_reproduces_plain_clang_byte_for_byte(tree, clang, llmcc, env, 
     assert _outcomes(env) == ["miss"]
 
 
+def test_response_file_compile_is_intercepted(tree, clang, llmcc, env):
+    (tree / "args.rsp").write_text('-Oz -Wall\n-MD -c "size.c" -o out/size.o\n')
+    rc, expected, plain = _build(clang, ["@args.rsp"], tree, env, ["out/size.o", "out/size.d"])
+    assert rc == 0
+    rc, actual, tuned = _build(llmcc, ["@args.rsp"], tree, env, ["out/size.o", "out/size.d"])
+    assert rc == 0 and actual == expected
+    assert tuned["out/size.d"] == plain["out/size.d"]
+    assert read_object(tuned["out/size.o"]).size <= read_object(plain["out/size.o"]).size
+    assert _outcomes(env) == ["miss"]
+
+
 # --- depfiles ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, outputs", [
@@ -275,13 +286,14 @@ def test_user_header_depfile_stays_free_of_system_headers_when_cached(tree, clan
 
 
 def test_header_changed_only_in_a_comment_is_an_ir_hit(tree, llmcc, env):
-    args = ["-Oz", "-c", "size.c"]
-    _, _, first = _build(llmcc, args, tree, env, ["size.o"])
+    args = ["-Oz", "-Wall", "-c", "size.c"]
+    first = _build(llmcc, args, tree, env, ["size.o"])
     with open(tree / "size.h", "a") as handle:
         handle.write("/* a comment changes the header, not the IR */\n")
-    _, _, second = _build(llmcc, args, tree, env, ["size.o"])
+    second = _build(llmcc, args, tree, env, ["size.o"])
     assert _outcomes(env) == ["miss", "hit"]
     assert second == first
+    assert second[1].count(b"unused variable 'unused'") == 1
 
 
 def test_header_change_that_changes_the_code_is_a_miss(tree, llmcc, env):
@@ -399,6 +411,20 @@ def test_opt_of_another_llvm_release_warns_once_and_uses_plain_clang(tree, tmp_p
     assert actual.decode().replace(ours[0], "", 1) == expected.decode()
     assert tuned["size.o"] == plain["size.o"]
     assert _outcomes(env) == ["fallback"]
+
+
+def test_unusable_cache_still_compiles_and_warns_once(tree, tmp_path, clang, llmcc, env):
+    (tmp_path / "not-a-directory").write_text("")
+    env["LLMCC_CACHE_DIR"] = str(tmp_path / "not-a-directory")
+    args = ["-Oz", "-Wall", "-c", "size.c"]
+    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0
+    ours = [line for line in actual.decode().splitlines(keepends=True) if "llmcc" in line]
+    assert len(ours) == 1 and "cache" in ours[0]
+    assert actual.decode().replace(ours[0], "", 1) == expected.decode()
+    assert read_object(tuned["size.o"]).size <= read_object(plain["size.o"]).size
+    assert _outcomes(env) == ["miss"]
 
 
 def test_unknown_advisor_warns_and_uses_plain_clang(tree, clang, llmcc, env):
