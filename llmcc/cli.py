@@ -73,7 +73,8 @@ def locate_compiler(argv: list[str], language: str, settings: config.Settings | 
     return clang, clang, args
 
 
-def main(argv: list[str], language: str) -> int:
+def main(argv: list[str], language: str, progress=None) -> int:
+    """Compile as clang would; `progress` (from `llmcc-ctl tune`) watches a search."""
     environ = os.environ
     settings = None
     try:
@@ -91,10 +92,13 @@ def main(argv: list[str], language: str) -> int:
     inv = classify(expanded, settings.levels)
     cache_dir = config.cache_dir(settings)
     if isinstance(inv, Passthrough):
+        if progress is not None:
+            sys.stderr.write(f"llmcc: this call is not a compile llmcc optimises: {inv.reason}\n")
+            return 2
         events.count(cache_dir, {"outcome": events.PASSTHROUGH})
         _log(settings, {"outcome": events.PASSTHROUGH, "reason": inv.reason, "args": args})
         return _exec(program, argv0, args)
-    reason = _intercept(inv, expanded, program, settings, cache_dir)
+    reason = _intercept(inv, expanded, program, settings, cache_dir, progress)
     if reason is None:
         return 0
     return _exec(program, argv0, args)
@@ -106,7 +110,7 @@ def _log(settings: config.Settings, event: dict) -> None:
 
 
 def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
-               cache_dir: str) -> str | None:
+               cache_dir: str, progress=None) -> str | None:
     """Run the compile through llmcc; None when done, else why plain clang must do it."""
     import signal
 
@@ -124,7 +128,7 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
         warnings.append(str(err))
     ctx = driver.Context(inv=inv, args=args, clang=clang, settings=settings,
                          environ=dict(os.environ), cache=cache,
-                         stderr_tty=sys.stderr.isatty(), warnings=warnings)
+                         stderr_tty=sys.stderr.isatty(), warnings=warnings, progress=progress)
     try:
         event = driver.compile_tu(ctx)
         handed_over = None

@@ -65,7 +65,7 @@ SETTINGS = (
     Setting("disable", "0", _boolean, "pass every call straight to the real clang"),
     Setting("clang", "", str, "the real clang (default: clang-19 on PATH, then /usr/lib/llvm-19/bin)"),
     Setting("opt", "", str, "the opt to run pass lists with (default: beside the real clang)"),
-    Setting("advisor", "popular", str, "where candidate pass lists come from: popular, none"),
+    Setting("advisor", "popular", str, "where candidate pass lists come from: popular, none, search"),
     Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
     Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
     Setting("cache_dir", "", str, "decision cache directory (default: the user cache dir)"),
@@ -73,6 +73,8 @@ SETTINGS = (
     Setting("direct_mode", "1", _boolean, "skip the frontend when the source and headers are unchanged"),
     Setting("log", "", str, "append one JSON line per compile to this file"),
     Setting("record", "", str, "save each TU's frontend IR and codegen arguments in this directory"),
+    Setting("search_budget", "200", _positive_int, "evaluations per TU for the search advisor"),
+    Setting("search_seconds", "300", float, "seconds per TU for the search advisor"),
     Setting("timeout", "30", float, "seconds one opt or codegen step may take before it is abandoned"),
 )
 

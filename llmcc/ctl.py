@@ -115,7 +115,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"FAIL cache {directory}: {err}")
         problems += 1
     try:
-        advisor = load_advisor(settings.advisor)
+        advisor = load_advisor(settings)
         print(f"ok   advisor {settings.advisor} ({advisor.identity}), "
               f"{settings.candidates} candidates per TU")
     except AdvisorError as err:
@@ -149,7 +149,7 @@ def identity_line(settings: config.Settings) -> str:
     from llmcc.toolchain import ToolchainError, check_tools, default_clang
 
     try:
-        advisor = advisor_identity(settings.advisor)
+        advisor = advisor_identity(settings)
     except AdvisorError as err:
         advisor = f"broken ({err})"
     try:
@@ -165,6 +165,40 @@ def identity_line(settings: config.Settings) -> str:
 def cmd_id(args: argparse.Namespace) -> int:
     print(identity_line(_settings()))
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Autotune one compile with the search advisor; the result lands in the decision cache."""
+    from llmcc import cli
+
+    if args.compiler_args[:1] == ["--"]:
+        args.compiler_args = args.compiler_args[1:]
+    os.environ.update(LLMCC_ADVISOR="search", LLMCC_SEARCH_BUDGET=str(args.budget),
+                      LLMCC_SEARCH_SECONDS=str(args.seconds))
+    best = [None]
+
+    def progress(count: int, result) -> None:
+        if result.size is not None and (best[0] is None or result.size < best[0]):
+            best[0] = result.size
+        filled = 30 * count // args.budget
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {count}/{args.budget} "
+                         f"best {best[0] if best[0] is not None else '-'} bytes")
+        sys.stderr.flush()
+
+    code = cli.main(["llmcc", *args.compiler_args], "c++" if args.cxx else "c", progress)
+    sys.stderr.write("\n")
+    if code == 0 and args.compiler_args:
+        output = _output_of(args.compiler_args)
+        if output:
+            return cmd_explain(argparse.Namespace(path=output))
+    return code
+
+
+def _output_of(compiler_args: list[str]) -> str | None:
+    from llmcc.invocation import Compile, classify
+
+    inv = classify(compiler_args, frozenset("123sz"))
+    return inv.output if isinstance(inv, Compile) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,5 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("config", help="effective settings and where each came from").set_defaults(
         func=cmd_config)
     sub.add_parser("id", help="one line for ccache's compiler_check").set_defaults(func=cmd_id)
+    tune = sub.add_parser("tune", help="autotune one compile: llmcc-ctl tune -- -Oz -c x.c")
+    tune.add_argument("--budget", type=int, default=200, help="evaluations (default 200)")
+    tune.add_argument("--seconds", type=float, default=600, help="time limit (default 600)")
+    tune.add_argument("--cxx", action="store_true", help="compile as C++ (llmcc++)")
+    tune.add_argument("compiler_args", nargs=argparse.REMAINDER)
+    tune.set_defaults(func=cmd_tune)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -21,6 +21,8 @@ from llmcc.files import write_atomic
 from llmcc.invocation import Compile
 from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
 
+MAX_SHOWN = 10  # candidates kept in a decision for `llmcc-ctl explain`, smallest first
+
 
 class UsePlainClang(Exception):
     """Let the real clang compile: `warn` says whether the user should hear why."""
@@ -41,6 +43,7 @@ class Context(NamedTuple):
     cache: object | None  # a backend from llmcc.cache, or None when unavailable
     stderr_tty: bool
     warnings: list[str]
+    progress: object = None  # called with (count, result) as the search advisor measures
 
     def cache_get(self, namespace: str, key: str) -> dict | None:
         if self.cache is None:
@@ -116,7 +119,8 @@ def _record(directory: str, ir_key: str, bitcode: bytes, ctx: Context) -> None:
     write_atomic(os.path.join(directory, ir_key + ".json"), json.dumps(meta, indent=1).encode())
 
 
-def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str) -> tuple[dict, dict]:
+def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
+           ir_key: str) -> tuple[dict, dict]:
     """Baseline plus the advisor's candidates; returns (decision to cache, event fields)."""
     from llmcc.optimize import BaselineUnusable, Evaluator, choose
     from llmcc.passes import to_text
@@ -129,16 +133,21 @@ def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str) -> tuple
         raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
     k = ctx.settings.candidates
     try:
-        lists = load_advisor(ctx.settings.advisor).suggest(bitcode_path, k) if k else []
+        advisor = load_advisor(ctx.settings)
     except AdvisorError as err:
         raise UsePlainClang(str(err), warn=True) from None
-    results = [evaluator.candidate(passes) for passes in lists]
+    if hasattr(advisor, "tune"):
+        results = advisor.tune(evaluator, seed=ir_key,
+                               progress=ctx.progress)
+    else:
+        results = [evaluator.candidate(p) for p in advisor.suggest(bitcode_path, k)] if k else []
     best = choose(baseline, results)
-    tried = [r.summary() for r in [baseline, *results]]
+    shown = sorted(results, key=lambda r: (r.size is None, r.size or 0))[:MAX_SHOWN]
+    tried = [r.summary() for r in [baseline, *shown]]
     decision = {"passes": None if best.passes is None else to_text(best.passes),
                 "baseline_size": baseline.size, "size": best.size, "object": best.object,
                 "tried": tried}
-    return decision, {"tried": tried}
+    return decision, {"tried": tried, "evaluated": len(results)}
 
 
 def compile_tu(ctx: Context) -> dict:
@@ -146,7 +155,7 @@ def compile_tu(ctx: Context) -> dict:
     started = time.time()
     inv, settings = ctx.inv, ctx.settings
     try:
-        advisor_id = advisor_identity(settings.advisor)
+        advisor_id = advisor_identity(settings)
     except AdvisorError as err:
         raise UsePlainClang(str(err), warn=True) from None
     tools = tools_for(ctx)
@@ -202,7 +211,7 @@ def compile_tu(ctx: Context) -> dict:
         if decision is None:
             search_started = time.time()
             try:
-                decision, extra = search(ctx, tools, bitcode_path, workdir)
+                decision, extra = search(ctx, tools, bitcode_path, workdir, ir_key)
             except StepFailed as exc:
                 raise UsePlainClang(str(exc), warn=True) from None
             stages["search"] = time.time() - search_started

@@ -37,10 +37,16 @@ class Result:
 
 
 def choose(baseline: Result, candidates: list[Result]) -> Result:
-    """The smallest verified candidate if strictly smaller than the baseline, else the baseline."""
+    """The smallest verified candidate if strictly smaller than the baseline, else the baseline.
+
+    Among equally small candidates the shortest list wins (cheaper to apply, easier to read).
+    """
     best = baseline
     for result in candidates:
-        if result.error is None and result.size is not None and result.size < best.size:
+        if result.error is not None or result.size is None:
+            continue
+        shorter = best.passes is not None and len(result.passes) < len(best.passes)
+        if result.size < best.size or (result.size == best.size and shorter):
             best = result
     return best
 

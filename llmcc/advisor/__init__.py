@@ -2,7 +2,8 @@
 
 An advisor has a cheap `identity` (part of every cache key, computed without loading anything
 heavy, so a cache hit never imports a model runtime) and `suggest`, which returns up to k
-pass lists, best first. `LLMCC_ADVISOR` picks one by name.
+pass lists, best first. `LLMCC_ADVISOR` picks one by name. The `search` advisor goes further:
+it measures as it searches (`tune`), so it is handed the evaluator itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from llmcc.passes import PassList
+
+NAMES = ("popular", "none", "search")
 
 
 class AdvisorError(Exception):
@@ -33,22 +36,37 @@ class NoAdvisor:
         return []
 
 
-def advisor_identity(name: str) -> str:
+def _unknown(name: str) -> AdvisorError:
+    return AdvisorError(f"unknown advisor {name!r} (known: {', '.join(NAMES)})")
+
+
+def advisor_identity(settings) -> str:
     """The advisor's identity without loading it (cheap: used before every cache lookup)."""
+    name = settings.advisor
     if name == "none":
         return NoAdvisor.identity
-    if name == "popular":
+    if name in ("popular", "search"):
         from llmcc.advisor import popular
 
-        return popular.identity()
-    raise AdvisorError(f"unknown advisor {name!r} (known: popular, none)")
+        if name == "popular":
+            return popular.identity()
+        from llmcc.advisor.search import identity
+
+        return identity(settings, popular.identity())
+    raise _unknown(name)
 
 
-def load_advisor(name: str) -> Advisor:
+def load_advisor(settings) -> Advisor:
+    name = settings.advisor
     if name == "none":
         return NoAdvisor()
-    if name == "popular":
+    if name in ("popular", "search"):
         from llmcc.advisor import popular
 
-        return popular.PopularAdvisor.load()
-    raise AdvisorError(f"unknown advisor {name!r} (known: popular, none)")
+        seeds = popular.PopularAdvisor.load()
+        if name == "popular":
+            return seeds
+        from llmcc.advisor.search import SearchAdvisor
+
+        return SearchAdvisor(settings, seeds)
+    raise _unknown(name)
