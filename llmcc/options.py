@@ -115,6 +115,7 @@ OPTIONS: dict[str, Opt] = {
     "-static": Opt.TOO_HARD,
     "-target": Opt.TOO_HARD | Opt.TAKES_ARG,
     "-u": _ARG,
+    "-undef": Opt.AFFECTS_CPP,
     "-v": Opt.TOO_HARD,
     "-w": Opt.NONE,
     "-x": Opt.LANGUAGE | _ARG,
