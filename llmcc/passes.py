@@ -31,6 +31,7 @@ _MODULE = (
     "always-inline", "ipsccp", "deadargelim", "mergefunc", "constmerge",
     "called-value-propagation", "globalopt", "hotcoldsplit", "iroutliner",
     "rpo-function-attrs", "attributor-light",
+    "default<Oz>",  # LLVM's whole -Oz pipeline as one step: where a search starts from
 )
 
 VOCABULARY: dict[str, str] = {
@@ -46,6 +47,9 @@ VOCABULARY: dict[str, str] = {
 REQUIRED_FIRST = "always-inline"
 
 PassList = tuple[str, ...]
+
+# The search's first seed: clang's own -Oz pipeline, to be improved on by mutation.
+OZ_PIPELINE: tuple[str, ...] = (REQUIRED_FIRST, "default<Oz>")
 
 
 class PassListError(ValueError):

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from llmcc.optimize import Evaluator, Result, choose
-from llmcc.passes import REQUIRED_FIRST, VOCABULARY, PassList, random_list, validate
+from llmcc.passes import (
+    OZ_PIPELINE,
+    REQUIRED_FIRST,
+    VOCABULARY,
+    PassList,
+    random_list,
+    validate,
+)
 
 _NAMES = sorted(VOCABULARY)
 
@@ -40,13 +47,14 @@ def tune(evaluator: Evaluator, seeds: list[PassList], budget: int, seconds: floa
          progress: Callable[[int, Result], None] | None = None) -> tuple[Result, list[Result]]:
     """Search up to `budget` evaluations or `seconds`; returns (best, everything tried).
 
-    The baseline must have been measured. Seeds go first; after them each round draws a fresh
-    random list with probability `explore`, else mutates one of the five best lists so far.
+    The baseline must have been measured. LLVM's -Oz pipeline and the seeds go first; after them
+    each round draws a fresh random list with probability `explore`, else mutates one of the
+    five best lists so far.
     """
     baseline = Result(None, evaluator.baseline_info.size)
     tried: list[Result] = []
     seen: set[PassList] = set()
-    queue = [validate(s) for s in seeds]
+    queue = [OZ_PIPELINE, *(validate(s) for s in seeds)]
     deadline = time.monotonic() + seconds
     with ThreadPoolExecutor(max_workers=jobs) as workers:
         while len(tried) < budget and time.monotonic() < deadline:

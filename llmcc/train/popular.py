@@ -117,10 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=DATA_FILE)
     args = parser.parse_args(argv)
 
-    pool = make_pool(args.pool, args.seed)
     tus = sample_tus(os.path.join(args.work, "records"), args.per_package, args.seed)
     results_path = os.path.join(args.work, "popular", f"results-{args.pool}-{args.seed}.jsonl")
     os.makedirs(os.path.dirname(results_path), exist_ok=True)
+    # The pool is kept beside the results: they index into it, and the vocabulary may grow.
+    pool_path = results_path.replace("results-", "pool-").replace(".jsonl", ".json")
+    if os.path.exists(pool_path):
+        with open(pool_path) as handle:
+            pool = json.load(handle)
+    else:
+        pool = make_pool(args.pool, args.seed)
+        write_atomic(pool_path, json.dumps(pool, indent=0).encode())
     done = {}
     if os.path.exists(results_path):
         with open(results_path) as handle:

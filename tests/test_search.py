@@ -1,0 +1,83 @@
+"""The autotuner: never worse than clang, minimised lists keep their size, runs are repeatable."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+
+import pytest
+
+from llmcc import passes
+from llmcc.optimize import Evaluator
+from llmcc.search import minimise, mutate, tune
+from llmcc.toolchain import check_tools
+
+SOURCE = r"""
+#include <string.h>
+struct item { int key; char name[16]; };
+static struct item table[32];
+static inline __attribute__((always_inline)) int hash(int k) { return (k * 2654435761u) >> 27; }
+int put(int key, const char *name) {
+    for (int probe = 0; probe < 32; probe++) {
+        struct item *it = &table[(hash(key) + probe) & 31];
+        if (it->key == 0 || it->key == key) {
+            it->key = key; strncpy(it->name, name, sizeof it->name - 1); return probe;
+        }
+    }
+    return -1;
+}
+const char *get(int key) {
+    for (int probe = 0; probe < 32; probe++) {
+        struct item *it = &table[(hash(key) + probe) & 31];
+        if (it->key == key) return it->name;
+        if (it->key == 0) break;
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture
+def evaluator(tmp_path, clang):
+    source = tmp_path / "table.c"
+    source.write_text(SOURCE)
+    bitcode = tmp_path / "table.bc"
+    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
+                    str(source), "-o", str(bitcode)], check=True)
+    ev = Evaluator(("-Oz",), True, check_tools(clang, ""), str(bitcode), str(tmp_path), 30)
+    ev.baseline()
+    return ev
+
+
+def test_mutation_keeps_lists_valid_and_always_inline_first():
+    rng = random.Random(7)
+    current = passes.random_list(rng)
+    for _ in range(300):
+        current = mutate(current, rng)
+        assert passes.validate(current) == current
+        assert current[0] == passes.REQUIRED_FIRST
+
+
+def test_search_never_returns_more_than_the_baseline(evaluator):
+    best, tried = tune(evaluator, [], budget=12, seconds=120, rng=random.Random(1))
+    assert len(tried) == 12
+    assert best.size <= evaluator.baseline_info.size
+    assert best.passes is None or best.error is None
+    assert tried[0].passes == passes.OZ_PIPELINE  # the search starts from clang's pipeline
+
+
+def test_search_is_repeatable_for_a_seed(evaluator):
+    first = [r.passes for r in tune(evaluator, [], 8, 120, random.Random(5), jobs=1)[1]]
+    second = [r.passes for r in tune(evaluator, [], 8, 120, random.Random(5), jobs=1)[1]]
+    assert first == second
+
+
+def test_minimised_list_is_no_longer_and_no_larger(evaluator):
+    rng = random.Random(3)
+    start = passes.random_list(rng, 10, 14)
+    size = evaluator.candidate(start).size
+    assert size is not None
+    shorter = minimise(evaluator, start, size)
+    assert len(shorter) <= len(start)
+    assert shorter[0] == passes.REQUIRED_FIRST
+    assert evaluator.candidate(shorter).size <= size
