@@ -85,6 +85,7 @@ def best_size(row: dict, chosen: list[int]) -> int:
 
 def geomean_saving(rows: list[dict], chosen: list[int]) -> float:
     """Geometric-mean size reduction vs clang over TUs, in percent."""
+    rows = [row for row in rows if row["baseline"] > 0]  # an empty object cannot shrink
     if not rows:
         return 0.0
     logs = [math.log(best_size(row, chosen) / row["baseline"]) for row in rows]

@@ -1,0 +1,161 @@
+"""Label recorded TUs: the best minimised list per TU, and the popular lists broadcast to all.
+
+    python -m llmcc.train.labels --work ~/.cache/llmcc-corpus --budget 60 --per-package 60
+
+Phase 1 (search) runs `llmcc.search.tune` on each sampled TU, seeded with LLVM's -Oz pipeline
+and the shipped popular lists, and minimises the winner. Phase 2 (broadcast) measures the N most
+frequent winners of the train split on every TU, as the LLM Compiler paper broadcast its top
+lists, so a ranker can be trained as well as a generator. Each TU carries its package's fixed
+split (`popular.split_of`). Both phases append to `<work>/labels/*.jsonl` and resume where they
+stopped, so a rerun with nothing left to do just prints the headroom table of the test split.
+`--write-popular` makes the best ten broadcast lists (chosen on train) the popular advisor's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+from collections import Counter
+from multiprocessing import Pool
+
+from llmcc.advisor.popular import PopularAdvisor
+from llmcc.files import write_atomic
+from llmcc.optimize import BaselineUnusable, Evaluator
+from llmcc.passes import parse, to_text
+from llmcc.search import minimise, tune
+from llmcc.toolchain import check_tools, default_clang
+from llmcc.train.popular import DATA_FILE, geomean_saving, greedy, sample_tus, split_of
+
+
+def _evaluator(bitcode: str, workdir: str, timeout: float) -> Evaluator:
+    with open(bitcode[:-3] + ".json") as handle:
+        meta = json.load(handle)
+    tools = check_tools(default_clang("", os.environ.get("PATH", ""), frozenset()), "")
+    return Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir, timeout)
+
+
+def _search_one(job: tuple[str, str, int, float, list[str]]) -> dict:
+    """Worker: search and minimise one TU."""
+    package, bitcode, budget, timeout, seeds = job
+    row = {"tu": os.path.basename(bitcode), "package": package, "split": split_of(package)}
+    with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
+        evaluator = _evaluator(bitcode, workdir, timeout)
+        try:
+            baseline = evaluator.baseline()
+        except BaselineUnusable as err:
+            return {**row, "error": str(err)}
+        best, tried = tune(evaluator, [parse(s) for s in seeds], budget, 3600,
+                           random.Random(row["tu"]), jobs=1)
+        passes = None
+        if best.passes is not None:
+            passes = minimise(evaluator, best.passes, best.size)
+    return {**row, "baseline": baseline.size, "size": best.size, "evaluated": len(tried),
+            "passes": None if passes is None else to_text(passes)}
+
+
+def _broadcast_one(job: tuple[str, str, list[str], float]) -> dict:
+    """Worker: every broadcast list on one TU."""
+    _package, bitcode, lists, timeout = job
+    with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
+        evaluator = _evaluator(bitcode, workdir, timeout)
+        evaluator.baseline()
+        sizes = [evaluator.candidate(parse(text)).size for text in lists]
+    return {"tu": os.path.basename(bitcode), "sizes": sizes}
+
+
+def _run(path: str, jobs: list, worker, processes: int) -> dict[str, dict]:
+    """Append each worker result to `path`; skip TUs already there. Returns all rows."""
+    done: dict[str, dict] = {}
+    if os.path.exists(path):
+        with open(path) as handle:
+            done = {row["tu"]: row for row in map(json.loads, handle)}
+    todo = [job for job in jobs if os.path.basename(job[1]) not in done]
+    with open(path, "a") as out, Pool(processes) as workers:
+        for n, row in enumerate(workers.imap_unordered(worker, todo), 1):
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            done[row["tu"]] = row
+            print(f"\r{os.path.basename(path)}: {n}/{len(todo)}", end="", file=sys.stderr,
+                  flush=True)
+    if todo:
+        print(file=sys.stderr)
+    return done
+
+
+def headroom(rows: list[dict], broadcast: list[str]) -> list[tuple[str, float]]:
+    """(what, geomean % saved vs -Oz) on the given TUs; rows need `sizes` over `broadcast`."""
+    n = len(broadcast)
+    single = max(range(n), key=lambda i: geomean_saving(rows, [i])) if n else None
+    table = []
+    if single is not None:
+        table.append((f"best single fixed list ({broadcast[single][:40]}...)",
+                      geomean_saving(rows, [single])))
+    for k in (1, 3, 5, 10):
+        if k <= n:
+            table.append((f"popular top-{k}, -Oz fallback", geomean_saving(rows, list(range(k)))))
+    oracle = [{"baseline": r["baseline"], "sizes": [r["size"]]} for r in rows]
+    table.append(("per-TU search (oracle)", geomean_saving(oracle, [0])))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=os.path.expanduser("~/.cache/llmcc-corpus"))
+    parser.add_argument("--budget", type=int, default=60, help="search evaluations per TU")
+    parser.add_argument("--per-package", type=int, default=60)
+    parser.add_argument("--broadcast", type=int, default=20, help="lists broadcast to all TUs")
+    parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--write-popular", action="store_true",
+                        help="write the ranked lists to the popular advisor's data file")
+    args = parser.parse_args(argv)
+
+    where = os.path.join(args.work, "labels")
+    os.makedirs(where, exist_ok=True)
+    tus = sample_tus(os.path.join(args.work, "records"), args.per_package, args.seed)
+    seeds = [to_text(p) for p in PopularAdvisor.load().lists]
+    searched = _run(os.path.join(where, f"search-{args.budget}.jsonl"),
+                    [(pkg, path, args.budget, args.timeout, seeds) for pkg, path in tus],
+                    _search_one, args.jobs)
+    rows = [r for r in searched.values() if "error" not in r]
+    wins = Counter(r["passes"] for r in rows if r["split"] == "train" and r["passes"])
+    lists = [text for text, _ in wins.most_common(args.broadcast)]
+    sizes = _run(os.path.join(where, f"broadcast-{args.budget}-{args.broadcast}.jsonl"),
+                 [(r["package"], os.path.join(args.work, "records", r["package"], r["tu"]),
+                   lists, args.timeout) for r in rows], _broadcast_one, args.jobs)
+    for row in rows:
+        row["sizes"] = sizes[row["tu"]]["sizes"]
+    train = [r for r in rows if r["split"] == "train"]
+    test = [r for r in rows if r["split"] == "test"]
+    order = greedy(train, len(lists), len(lists))  # broadcast lists, best first on train
+    ranked = [lists[i] for i in order]
+    for row in rows:
+        row["sizes"] = [row["sizes"][i] for i in order]
+    print(f"\n{len(train)} train TUs, {len(test)} test TUs "
+          f"({', '.join(sorted({r['package'] for r in test}))})\n")
+    print("| on the test split | geomean saving vs -Oz |\n|---|---|")
+    for what, saving in headroom(test, ranked):
+        print(f"| {what} | {saving:.2f}% |")
+    improved = sum(1 for r in test if r["size"] < r["baseline"])
+    larger = sum(1 for r in test if r["size"] > r["baseline"])
+    print(f"| TUs improved by search | {improved}/{len(test)} |")
+    print(f"| regressions after verification | {larger} |")
+    winners = [len(r["passes"].split()) for r in rows if r["passes"]]
+    print(f"\nminimised winning lists: {len(winners)}, distinct on train {len(wins)}, "
+          f"mean length {sum(winners) / max(1, len(winners)):.1f}")
+    if args.write_popular:
+        data = {"lists": [{"passes": text} for text in ranked[:10]],
+                "provenance": {"command": "python -m llmcc.train.labels " + " ".join(
+                    argv or sys.argv[1:]), "train_tus": len(train), "test_tus": len(test),
+                    "headroom_test": {what: round(v, 3) for what, v in headroom(test, ranked)}}}
+        write_atomic(DATA_FILE, (json.dumps(data, indent=1) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
