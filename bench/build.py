@@ -1,0 +1,1049 @@
+"""Build benchmark: real C projects built with plain clang-19 -Oz and with llmcc, sizes and times.
+
+    .venv/bin/python bench/build.py                      # 5 projects, k = 1,3,5,10 (~15-25 min)
+    .venv/bin/python bench/build.py --quick              # 2 projects, k = 1,3 (a smoke run)
+    .venv/bin/python bench/build.py --projects bzip2,lmdb --ks 1,3 --out bench/out
+
+The projects are Debian source packages that are NOT in the training allowlist
+(llmcc.train.corpus.ALLOWLIST), so llmcc is measured on code its advisor never saw. Each is
+fetched once with `apt-get source --download-only` into ~/.cache/llmcc-bench/sources, unpacked
+once into a pristine tree, and for every compiler setting copied afresh into the same build
+path (so __FILE__ strings are identical) and configured. Every measured build starts from a
+clean tree (`make clean`, then any object the clean left behind is removed).
+
+Per project: plain clang -Oz; llmcc cold (empty LLMCC_CACHE_DIR) for each k; llmcc warm
+(clean, rebuild with the cache of the same k); and -O0 builds (not intercepted) with llmcc and
+with plain clang for the passthrough cost. Results: a Markdown table on stdout, and in --out
+results.csv (one row per project x setting), objects.csv (one row per object), summary.md and
+size_time.png. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    from llmcc.config import SETTINGS
+    from llmcc.objfile import read_object
+    from llmcc.train.corpus import ALLOWLIST
+except ImportError as _err:  # pragma: no cover - run with the wrong interpreter
+    sys.exit(f"bench/build.py: cannot import llmcc ({_err}); run it with the Python that has "
+             "llmcc installed, e.g. .venv/bin/python bench/build.py")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_K = int(next(s.default for s in SETTINGS if s.name == "candidates"))
+BUILD_TIMEOUT = 1800  # seconds one configure or build may take
+OBJECT_SUFFIXES = (".o", ".lo", ".obj")
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(Path.home(), ".cache")
+    return Path(base) / "llmcc-bench"
+
+
+# --- the projects ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Project:
+    """How to build one Debian source package with a given compiler and level.
+
+    Command templates may use {cc} (the C compiler a Makefile is given: clang or llmcc),
+    {clang} (the real clang), {launcher} (llmcc, or empty for plain clang: CMake's compiler
+    launcher), {cflags} (-Oz or -O0) and {jobs}.
+    """
+
+    name: str
+    package: str  # the Debian source package
+    why: str
+    subdir: str = ""  # where configure and make run, inside the upstream tree
+    configure: tuple[str, ...] = ()
+    build: tuple[str, ...] = ("make", "-j{jobs}", "CC={cc}", "CFLAGS={cflags}")
+    clean: tuple[str, ...] = ("make", "clean")
+
+
+CMAKE = ("cmake", "-S", ".", "-B", "_build", "-G", "Unix Makefiles", "-DCMAKE_BUILD_TYPE=None",
+         "-DCMAKE_C_COMPILER={clang}", "-DCMAKE_C_COMPILER_LAUNCHER={launcher}",
+         "-DCMAKE_C_FLAGS={cflags}")
+
+PROJECTS = {p.name: p for p in (
+    Project("bzip2", "bzip2", "classic hand-written Makefile, 9 TUs, compression code",
+            build=("make", "-j{jobs}", "CC={cc}", "CFLAGS={cflags} -D_FILE_OFFSET_BITS=64",
+                   "libbz2.a", "bzip2", "bzip2recover")),
+    Project("libyaml", "libyaml", "CMake project (llmcc as compiler launcher), parser-heavy",
+            configure=CMAKE, build=("make", "-C", "_build", "-j{jobs}"),
+            clean=("make", "-C", "_build", "clean")),
+    Project("lmdb", "lmdb", "Makefile, one large TU (mdb.c) built static and -fPIC, 9 tools",
+            subdir="libraries/liblmdb",
+            build=("make", "-j{jobs}", "CC={cc}", "OPT={cflags}")),
+    Project("zopfli", "zopfli", "Makefile, 13 TUs of search-heavy compression code",
+            build=("make", "-j{jobs}", "CC={cc}", "CFLAGS={cflags}", "zopfli", "libzopfli.a")),
+    Project("libdeflate", "libdeflate", "Makefile, static and shared objects, CPU dispatch",
+            build=("make", "-j{jobs}", "CC={cc}", "CFLAGS={cflags}")),
+    # Not in the default set: tiny (cjson) or a slow configure step (lzo2).
+    Project("cjson", "cjson", "Makefile, 2 TUs (extra)",
+            build=("make", "-j{jobs}", "CC={cc}", "CFLAGS=-std=c89 {cflags}")),
+    Project("lzo2", "lzo2", "autotools, ~100 small TUs; configure takes ~20 s (extra)",
+            configure=("./configure", "CC={cc}", "CFLAGS={cflags}", "--disable-shared"),
+            build=("make", "-j{jobs}")),
+)}
+DEFAULT_PROJECTS = ("bzip2", "libyaml", "lmdb", "zopfli", "libdeflate")
+QUICK_PROJECTS = ("bzip2", "libyaml")
+_overlap = sorted({p.package for p in PROJECTS.values()} & set(ALLOWLIST))
+assert not _overlap, f"benchmark projects must not be training packages: {_overlap}"
+
+
+class BuildFailed(Exception):
+    """A configure or build step failed; the message says which and where its log is."""
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+def fetch(package: str, sources: Path) -> Path:
+    """The package's upstream tarball, downloaded once with apt-get (deb-src must be enabled)."""
+    if package in ALLOWLIST:
+        raise SystemExit(f"{package} is a training package: never benchmark on it")
+
+    def found() -> list[Path]:
+        return sorted(p for p in sources.glob(f"{package}_*.orig.tar.*")
+                      if not p.name.endswith((".asc", ".sig")))
+
+    if not found():
+        sources.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=sources, prefix=".download-") as scratch:
+            done = subprocess.run(["apt-get", "source", "--download-only", package], cwd=scratch,
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BuildFailed(f"apt-get source --download-only {package} failed (deb-src "
+                                  f"enabled?): {done.stderr.strip()[-500:]}")
+            for name in os.listdir(scratch):  # whole files only: a rerun never sees half
+                os.replace(os.path.join(scratch, name), sources / name)
+    tarballs = found()
+    if not tarballs:
+        raise BuildFailed(f"no upstream tarball for {package} in {sources}")
+    return tarballs[0]
+
+
+def pristine_tree(package: str, cache: Path) -> Path:
+    """The unpacked upstream tree, made once and never built in."""
+    tarball = fetch(package, cache / "sources")
+    stem = tarball.name.split(".orig.tar.")[0]
+    target = cache / "trees" / stem
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".unpack-") as scratch:
+            with tarfile.open(tarball) as archive:
+                archive.extractall(scratch, filter="data")
+            entries = os.listdir(scratch)
+            top = os.path.join(scratch, entries[0]) if len(entries) == 1 else scratch
+            if top != scratch:
+                os.replace(top, target)
+            else:
+                shutil.copytree(scratch, target)
+    return target
+
+
+# --- the llmcc under test --------------------------------------------------------------------
+
+CONSOLE_SCRIPT = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from {module} import {entry}
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit({entry}())
+"""
+
+
+@dataclass
+class Llmcc:
+    cc: str  # what CC is set to
+    ctl: list[str]  # how to run llmcc-ctl
+    pinned: bool
+    package_dir: str  # the llmcc package it runs
+    source: str  # where that came from
+
+
+def pin_llmcc(root: Path) -> Llmcc:
+    """A frozen copy of the imported llmcc package, installed the way pip would: its own venv.
+
+    The venv holds the copy (advisor data included) and pip-style console scripts; its
+    dependencies come from the running interpreter's site-packages through a .pth path line
+    (whose own .pth files, such as an editable install's import hook, are not run). So the run
+    measures one llmcc and one advisor data file even if the checkout changes meanwhile, and
+    the passthrough cost is that of a regular install, not of a developer's editable one.
+    """
+    import compileall
+    import site
+    import sysconfig
+
+    import llmcc
+
+    source = Path(llmcc.__file__).resolve().parent
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    python = root / "bin" / "python"
+    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(python), "-c", query], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    deps = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    if site.ENABLE_USER_SITE:
+        deps.append(site.getusersitepackages())
+    lines = [d for d in dict.fromkeys(deps) if os.path.isdir(d) and d != purelib]
+    Path(purelib, "llmcc-bench-deps.pth").write_text("".join(d + "\n" for d in lines))
+    shutil.copytree(source, Path(purelib, "llmcc"), ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(Path(purelib, "llmcc"), quiet=1)
+    for name, module, entry in (("llmcc", "llmcc.cli", "main_cc"),
+                                ("llmcc-ctl", "llmcc.ctl", "main")):
+        path = root / "bin" / name
+        path.write_text(CONSOLE_SCRIPT.format(python=python, module=module, entry=entry))
+        path.chmod(0o755)
+    return Llmcc(str(root / "bin" / "llmcc"), [str(root / "bin" / "llmcc-ctl")], True,
+                 str(Path(purelib, "llmcc")), str(source))
+
+
+def installed_llmcc() -> Llmcc:
+    import llmcc
+
+    def command(name: str) -> str:
+        beside = os.path.join(os.path.dirname(sys.executable), name)
+        found = beside if os.path.exists(beside) else shutil.which(name)
+        if not found:
+            raise SystemExit(f"bench/build.py: {name} is not installed beside {sys.executable}")
+        return found
+
+    package = str(Path(llmcc.__file__).resolve().parent)
+    return Llmcc(command("llmcc"), [command("llmcc-ctl")], False, package, package)
+
+
+# --- running builds --------------------------------------------------------------------------
+
+def clean_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The caller's environment without anything that would change the builds, plus `extra`."""
+    drop = {"CC", "CXX", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "MAKEFLAGS", "MFLAGS",
+            "MAKELEVEL", "MAKEFILES", "GNUMAKEFLAGS", "CCACHE_PREFIX", "CMAKE_C_COMPILER_LAUNCHER",
+            "CMAKE_GENERATOR", "CMAKE_BUILD_TYPE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("LLMCC_")}
+    env["LLMCC_CONFIG"] = os.devnull  # no user config file: only what the benchmark sets
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float  # user + system seconds of every process the build ran
+
+
+def run_step(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
+    """Run one step with its output appended to `log`; BuildFailed when it does not succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        start = time.perf_counter()
+        try:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as err:
+            raise BuildFailed(f"cannot run {cmd[0]}: {err}") from None
+        try:
+            code = proc.wait(timeout=BUILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise BuildFailed(f"{cmd[0]} ran past {BUILD_TIMEOUT}s (log: {log})") from None
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
+        wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        raise BuildFailed(f"`{' '.join(cmd)}` exited {code} (log: {log})")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu)
+
+
+@dataclass
+class Obj:
+    size: int  # text + data, as llvm-size counts them
+    digest: str
+
+
+def _is_relocatable(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(18)
+    except OSError:
+        return False
+    return len(head) == 18 and head[:4] == b"\x7fELF" and head[16:18] == b"\x01\x00"
+
+
+def object_paths(tree: Path) -> set[str]:
+    found = set()
+    for dirpath, _dirs, files in os.walk(tree):
+        for name in files:
+            if name.endswith(OBJECT_SUFFIXES):
+                path = Path(dirpath) / name
+                if _is_relocatable(path):
+                    found.add(str(path.relative_to(tree)))
+    return found
+
+
+def read_objects(tree: Path, skip: set[str]) -> dict[str, Obj]:
+    objects = {}
+    for rel in sorted(object_paths(tree) - skip):
+        blob = (tree / rel).read_bytes()
+        try:
+            size = read_object(blob).size
+        except Exception as err:  # noqa: BLE001 - NotAnObject, or a truncated or odd ELF file
+            say(f"  note: {tree / rel} is not a readable object ({err}); not counted")
+            continue
+        objects[rel] = Obj(size, hashlib.blake2b(blob, digest_size=16).hexdigest())
+    return objects
+
+
+def read_log(path: Path) -> list[dict]:
+    events = []
+    try:
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return events
+
+
+@dataclass
+class Build:
+    """One measured configuration of one project: its runs, objects and llmcc events."""
+
+    setting: str
+    k: int | None
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    objects: dict[str, Obj] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls) if self.walls else math.nan
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus) if self.cpus else math.nan
+
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for event in self.events:
+            counts[event.get("outcome", "?")] = counts.get(event.get("outcome", "?"), 0) + 1
+        return counts
+
+
+class Workspace:
+    """One project's build tree (always the same path), configured for one setting at a time."""
+
+    def __init__(self, project: Project, pristine: Path, root: Path, logs: Path, jobs: int,
+                 clang: str, llmcc: Llmcc) -> None:
+        self.project, self.pristine, self.root, self.logs = project, pristine, root, logs
+        self.jobs, self.clang, self.llmcc = jobs, clang, llmcc
+        self.top = root / "tree"
+        self.tree = self.top / project.subdir if project.subdir else self.top
+        self.preexisting: set[str] = set()
+        self.values: dict[str, str] = {}
+
+    def _expand(self, template: tuple[str, ...]) -> list[str]:
+        return [part.format(**self.values) for part in template]
+
+    def configure(self, use_llmcc: bool, cflags: str, env: dict[str, str], log: Path) -> float:
+        """A fresh copy of the pristine tree, configured; returns the configure seconds."""
+        shutil.rmtree(self.top, ignore_errors=True)
+        shutil.copytree(self.pristine, self.top, symlinks=True)
+        self.values = {"cc": self.llmcc.cc if use_llmcc else self.clang, "clang": self.clang,
+                       "launcher": self.llmcc.cc if use_llmcc else "", "cflags": cflags,
+                       "jobs": str(self.jobs)}
+        seconds = 0.0
+        if self.project.configure:
+            seconds = run_step(self._expand(self.project.configure), self.tree, env, log).wall
+        self.preexisting = object_paths(self.tree)
+        return seconds
+
+    def clean(self, env: dict[str, str], log: Path) -> None:
+        """`make clean`, then away with any object it left: every build compiles everything."""
+        try:
+            run_step(self._expand(self.project.clean), self.tree, env, log)
+        except BuildFailed:
+            pass  # a fresh tree may have nothing to clean; the sweep below is what counts
+        for rel in object_paths(self.tree) - self.preexisting:
+            (self.tree / rel).unlink()
+
+    def build(self, env: dict[str, str], log: Path) -> tuple[Run, dict[str, Obj]]:
+        self.clean(env, log)
+        done = run_step(self._expand(self.project.build), self.tree, env, log)
+        return done, read_objects(self.tree, self.preexisting)
+
+
+# --- one project -----------------------------------------------------------------------------
+
+@dataclass
+class ProjectResult:
+    project: Project
+    builds: list[Build] = field(default_factory=list)
+    error: str = ""
+    configure_seconds: dict[str, float] = field(default_factory=dict)
+
+    def get(self, setting: str, k: int | None = None) -> Build | None:
+        for build in self.builds:
+            if build.setting == setting and build.k == k:
+                return build
+        return None
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
+                  cache: Path) -> ProjectResult:
+    result = ProjectResult(project)
+    logs = args.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    root = args.work / project.name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    try:
+        pristine = pristine_tree(project.package, cache)
+    except (BuildFailed, OSError, tarfile.TarError) as err:
+        result.error = f"cannot fetch or unpack {project.package}: {err}"
+        return result
+    ws = Workspace(project, pristine, root, logs, args.jobs, args.clang, llmcc)
+    name = project.name
+
+    def log_for(setting: str) -> Path:
+        path = logs / f"{name}-{setting}.log"
+        path.unlink(missing_ok=True)
+        return path
+
+    def llmcc_env(cache_dir: Path, k: int, event_log: Path | None) -> dict[str, str]:
+        extra = {"LLMCC_ADVISOR": args.advisor, "LLMCC_CANDIDATES": str(k),
+                 "LLMCC_CACHE_DIR": str(cache_dir)}
+        if event_log is not None:
+            extra["LLMCC_LOG"] = str(event_log)
+        return clean_environment(extra)
+
+    def measure(build: Build, env: dict[str, str], log: Path, reps: int, warmup: bool,
+                event_log: Path | None = None) -> None:
+        """`reps` timed clean builds (after one untimed one if `warmup`), kept in `build`."""
+        if warmup:
+            ws.build(env, log)
+        for _ in range(reps):
+            if event_log is not None:
+                event_log.unlink(missing_ok=True)
+            done, objects = ws.build(env, log)
+            build.walls.append(done.wall)
+            build.cpus.append(done.cpu)
+            build.objects = objects
+            if event_log is not None:
+                build.events = read_log(event_log)
+
+    # (a) plain clang -Oz: the reference for sizes and times. A project that does not build
+    # with plain clang is skipped.
+    plain = Build("plain", None)
+    try:
+        log = log_for("plain-Oz")
+        env = clean_environment({})
+        result.configure_seconds["plain-Oz"] = ws.configure(False, "-Oz", env, log)
+        measure(plain, env, log, args.reps, warmup=True)
+    except BuildFailed as err:
+        result.error = f"plain clang build failed: {err}"
+        return result
+    if not plain.objects:
+        result.error = "the plain build produced no object files"
+        return result
+    result.builds.append(plain)
+    say(f"[{name}] plain -Oz: {plain.wall:.2f} s, {len(plain.objects)} objects, "
+        f"{sum(o.size for o in plain.objects.values())} bytes text+data")
+
+    # (b) llmcc cold, each k from an empty cache; (c) warm: clean, rebuild with that cache.
+    try:
+        log = log_for("llmcc-Oz")
+        configure_env = llmcc_env(root / "cache-configure", 0, None)
+        result.configure_seconds["llmcc-Oz"] = ws.configure(True, "-Oz", configure_env, log)
+    except BuildFailed as err:
+        result.error = f"configure with llmcc failed: {err}"
+        return result
+    for k in args.ks:
+        cold = Build("cold", k)
+        result.builds.append(cold)
+        cache_dir = root / f"cache-k{k}"
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        events = root / f"events-cold-k{k}.jsonl"
+        try:
+            measure(cold, llmcc_env(cache_dir, k, events), log, 1, warmup=False,
+                    event_log=events)
+        except BuildFailed as err:
+            cold.error = str(err)
+            say(f"[{name}] cold k={k}: FAILED {err}")
+            continue
+        say(f"[{name}] cold k={k}: {cold.wall:.2f} s ({cold.wall / plain.wall:.2f}x plain), "
+            f"{sum(o.size for o in cold.objects.values())} bytes, outcomes {cold.outcomes()}")
+    for k in args.ks:
+        if result.get("cold", k).error:
+            continue
+        warm = Build("warm", k)
+        result.builds.append(warm)
+        events = root / f"events-warm-k{k}.jsonl"
+        try:
+            measure(warm, llmcc_env(root / f"cache-k{k}", k, events), log, args.reps,
+                    warmup=False, event_log=events)
+        except BuildFailed as err:
+            warm.error = str(err)
+            say(f"[{name}] warm k={k}: FAILED {err}")
+            continue
+        say(f"[{name}] warm k={k}: {warm.wall:.2f} s ({warm.wall / plain.wall:.2f}x plain), "
+            f"outcomes {warm.outcomes()}")
+
+    # (d) passthrough: -O0 is not intercepted, so llmcc only classifies and execs clang.
+    plain0, ours0 = Build("plain-O0", None), Build("llmcc-O0", None)
+    result.builds += [plain0, ours0]
+    try:
+        log = log_for("plain-O0")
+        env = clean_environment({})
+        result.configure_seconds["plain-O0"] = ws.configure(False, "-O0", env, log)
+        measure(plain0, env, log, args.reps, warmup=True)
+    except BuildFailed as err:
+        plain0.error = str(err)
+    if not plain0.error:
+        try:
+            log = log_for("llmcc-O0")
+            events = root / "events-O0.jsonl"
+            env = llmcc_env(root / "cache-O0", DEFAULT_K, events)
+            result.configure_seconds["llmcc-O0"] = ws.configure(True, "-O0", env, log)
+            measure(ours0, env, log, args.reps, warmup=True, event_log=events)
+        except BuildFailed as err:
+            ours0.error = str(err)
+    if plain0.error or ours0.error:
+        say(f"[{name}] -O0 builds: FAILED {plain0.error or ours0.error}")
+    else:
+        calls = len(ours0.events)
+        say(f"[{name}] -O0: plain {plain0.wall:.2f} s, llmcc {ours0.wall:.2f} s, "
+            f"{calls} llmcc calls")
+    shutil.rmtree(ws.top, ignore_errors=True)
+    return result
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
+
+
+@dataclass
+class SizeStats:
+    objects: int = 0
+    plain: int = 0
+    ours: int = 0
+    ratios: list[float] = field(default_factory=list)
+    regressions: int = 0
+    smaller: int = 0
+    missing: int = 0  # objects plain clang produced and llmcc's build did not
+    extra: int = 0
+
+    def add(self, plain: dict[str, Obj], ours: dict[str, Obj]) -> None:
+        common = sorted(set(plain) & set(ours))
+        self.missing += len(set(plain) - set(ours))
+        self.extra += len(set(ours) - set(plain))
+        for rel in common:
+            p, o = plain[rel].size, ours[rel].size
+            self.objects += 1
+            self.plain += p
+            self.ours += o
+            self.regressions += o > p
+            self.smaller += o < p
+            if p > 0 and o > 0:
+                self.ratios.append(o / p)
+
+    @property
+    def saved(self) -> float:
+        return 100.0 * (self.plain - self.ours) / self.plain if self.plain else math.nan
+
+    @property
+    def geomean_saved(self) -> float:
+        return 100.0 * (1.0 - geomean(self.ratios)) if self.ratios else math.nan
+
+
+def passthrough_ms(results: list[ProjectResult]) -> tuple[float, float, int]:
+    """Extra wall and CPU milliseconds per llmcc call at -O0, over `results` together."""
+    wall = cpu = 0.0
+    calls = 0
+    for r in results:
+        plain0, ours0 = r.get("plain-O0"), r.get("llmcc-O0")
+        if not plain0 or not ours0 or plain0.error or ours0.error or not ours0.events:
+            continue
+        wall += ours0.wall - plain0.wall
+        cpu += ours0.cpu - plain0.cpu
+        calls += len(ours0.events)
+    if not calls:
+        return math.nan, math.nan, 0
+    return 1000.0 * wall / calls, 1000.0 * cpu / calls, calls
+
+
+def _fmt(value: float, digits: int = 2, suffix: str = "") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        f"{value:.{digits}f}{suffix}")
+
+
+@dataclass
+class Row:
+    """One line of the table: a project (or all of them) at one k."""
+
+    project: str
+    k: int
+    size: SizeStats
+    plain_wall: float
+    cold_wall: float
+    warm_wall: float
+    pass_wall_ms: float
+    pass_cpu_ms: float
+    pass_calls: int
+    intercepted: int
+    fallbacks: int
+    warm_identical: str
+
+    @property
+    def cold_ratio(self) -> float:
+        return self.cold_wall / self.plain_wall if self.plain_wall else math.nan
+
+    @property
+    def warm_ratio(self) -> float:
+        return self.warm_wall / self.plain_wall if self.plain_wall else math.nan
+
+
+def table_rows(results: list[ProjectResult], ks: list[int]) -> list[Row]:
+    rows: list[Row] = []
+    ok = [r for r in results if not r.error]
+    for k in ks:
+        total = SizeStats()
+        sums = {"plain": 0.0, "cold": 0.0, "warm": 0.0}
+        counted = {"intercepted": 0, "fallbacks": 0}
+        identical_all = True
+        any_warm = False
+        for r in ok:
+            plain, cold, warm = r.get("plain"), r.get("cold", k), r.get("warm", k)
+            if cold is None or cold.error:
+                continue
+            size = SizeStats()
+            size.add(plain.objects, cold.objects)
+            total.add(plain.objects, cold.objects)
+            outcomes = cold.outcomes()
+            intercepted = sum(outcomes.get(o, 0) for o in ("miss", "hit", "direct_hit"))
+            fallbacks = outcomes.get("fallback", 0)
+            counted["intercepted"] += intercepted
+            counted["fallbacks"] += fallbacks
+            warm_ok = warm is not None and not warm.error
+            identical = "n/a"
+            if warm_ok:
+                any_warm = True
+                same = all(warm.objects.get(rel) and warm.objects[rel].digest == o.digest
+                           for rel, o in cold.objects.items()) and len(warm.objects) == len(
+                    cold.objects)
+                identical = "yes" if same else "NO"
+                identical_all &= same
+            pw, pc, calls = passthrough_ms([r])
+            rows.append(Row(r.project.name, k, size, plain.wall, cold.wall,
+                            warm.wall if warm_ok else math.nan, pw, pc, calls, intercepted,
+                            fallbacks, identical))
+            sums["plain"] += plain.wall
+            sums["cold"] += cold.wall
+            sums["warm"] += warm.wall if warm_ok else math.nan
+        if total.objects:
+            pw, pc, calls = passthrough_ms(ok)
+            rows.append(Row("all", k, total, sums["plain"], sums["cold"], sums["warm"], pw, pc,
+                            calls, counted["intercepted"], counted["fallbacks"],
+                            ("yes" if identical_all else "NO") if any_warm else "n/a"))
+    order = {r.project.name: i for i, r in enumerate(ok)}
+    rows.sort(key=lambda row: (order.get(row.project, len(order)), row.k))
+    return rows
+
+
+TABLE_HEADER = ("| project | k | objects | plain B | llmcc B | saved % | geomean TU saved % "
+                "| regressions | cold/plain | warm/plain | passthrough ms/call |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = [TABLE_HEADER]
+    for row in rows:
+        s = row.size
+        name = f"**{row.project}**" if row.project == "all" else row.project
+        lines.append(
+            f"| {name} | {row.k} | {s.objects} | {s.plain} | {s.ours} | {_fmt(s.saved)} "
+            f"| {_fmt(s.geomean_saved)} | {s.regressions} | {_fmt(row.cold_ratio)} "
+            f"| {_fmt(row.warm_ratio)} | {_fmt(row.pass_wall_ms, 1)} |")
+    return "\n".join(lines)
+
+
+def details_table(results: list[ProjectResult]) -> str:
+    lines = [("| project | plain -Oz s | configure s (plain/llmcc) | -O0 plain s | -O0 llmcc s "
+             "| llmcc calls | extra ms/call wall | extra ms/call CPU | O0 objects identical |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        if r.error:
+            continue
+        plain, plain0, ours0 = r.get("plain"), r.get("plain-O0"), r.get("llmcc-O0")
+        pw, pc, calls = passthrough_ms([r])
+        ok0 = plain0 and ours0 and not plain0.error and not ours0.error
+        same = "n/a"
+        if ok0:
+            same = "yes" if {k: o.digest for k, o in plain0.objects.items()} == {
+                k: o.digest for k, o in ours0.objects.items()} else "NO"
+        conf = (f"{r.configure_seconds.get('plain-Oz', 0):.1f}/"
+                f"{r.configure_seconds.get('llmcc-Oz', 0):.1f}")
+        lines.append(f"| {r.project.name} | {plain.wall:.2f} | {conf} "
+                     f"| {_fmt(plain0.wall if ok0 else math.nan)} "
+                     f"| {_fmt(ours0.wall if ok0 else math.nan)} | {calls} | {_fmt(pw, 1)} "
+                     f"| {_fmt(pc, 1)} | {same} |")
+    return "\n".join(lines)
+
+
+def checks_table(rows: list[Row]) -> str:
+    lines = [("| project | k | TUs intercepted | fallbacks | objects smaller | missing/extra "
+             "| warm objects identical to cold |"), "|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        lines.append(f"| {row.project} | {row.k} | {row.intercepted} | {row.fallbacks} "
+                     f"| {row.size.smaller} | {row.size.missing}/{row.size.extra} "
+                     f"| {row.warm_identical} |")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, results: list[ProjectResult], advisor_id: str) -> None:
+    fields = ["project", "package", "setting", "k", "ok", "error", "wall_s", "walls_s", "cpu_s",
+              "wall_vs_plain", "objects", "text_data", "plain_text_data", "saved_pct",
+              "geomean_tu_saved_pct", "regressions", "smaller", "missing", "extra", "calls",
+              "outcomes", "advisor"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for r in results:
+            if r.error:
+                writer.writerow({"project": r.project.name, "package": r.project.package,
+                                 "ok": 0, "error": r.error, "advisor": advisor_id})
+                continue
+            plain = r.get("plain")
+            plain0 = r.get("plain-O0")
+            for b in r.builds:
+                # sizes and times against the plain clang build at the same level
+                reference = plain0 if b.setting in ("plain-O0", "llmcc-O0") else plain
+                size = SizeStats()
+                if not b.error:
+                    size.add(reference.objects if reference else {}, b.objects)
+                advisors = sorted({e.get("advisor") for e in b.events if e.get("advisor")})
+                writer.writerow({
+                    "project": r.project.name, "package": r.project.package,
+                    "setting": b.setting, "k": "" if b.k is None else b.k,
+                    "ok": int(not b.error), "error": b.error,
+                    "wall_s": _fmt(b.wall, 3), "walls_s": ";".join(f"{w:.3f}" for w in b.walls),
+                    "cpu_s": _fmt(b.cpu, 3),
+                    "wall_vs_plain": _fmt(b.wall / reference.wall if b.walls and reference
+                                          and reference.walls else math.nan, 3),
+                    "objects": len(b.objects), "text_data": sum(o.size for o in b.objects.values()),
+                    "plain_text_data": size.plain, "saved_pct": _fmt(size.saved, 3),
+                    "geomean_tu_saved_pct": _fmt(size.geomean_saved, 3),
+                    "regressions": size.regressions, "smaller": size.smaller,
+                    "missing": size.missing, "extra": size.extra,
+                    "calls": len(b.events) if b.events else "",
+                    "outcomes": json.dumps(b.outcomes(), sort_keys=True) if b.events else "",
+                    "advisor": ";".join(advisors) or (advisor_id if b.setting in ("cold", "warm")
+                                                      else ""),
+                })
+
+
+def write_objects_csv(path: Path, results: list[ProjectResult], ks: list[int]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["project", "object", "plain", *[f"k{k}" for k in ks]])
+        for r in results:
+            if r.error:
+                continue
+            plain = r.get("plain")
+            for rel, obj in sorted(plain.objects.items()):
+                sizes = []
+                for k in ks:
+                    cold = r.get("cold", k)
+                    got = cold.objects.get(rel) if cold and not cold.error else None
+                    sizes.append(got.size if got else "")
+                writer.writerow([r.project.name, rel, obj.size, *sizes])
+
+
+def _merged_labels(points: list[tuple[float, float, str]], span: tuple[float, float],
+                   prefix: str) -> list[tuple[float, float, str]]:
+    """One label per cluster of nearly coincident points: `k=3,5,10` instead of three."""
+    clusters: list[list[tuple[float, float, str]]] = []
+    for x, y, label in points:
+        for cluster in clusters:
+            cx, cy, _ = cluster[0]
+            if abs(x - cx) < 0.03 * span[0] and abs(y - cy) < 0.03 * span[1]:
+                cluster.append((x, y, label))
+                break
+        else:
+            clusters.append([(x, y, label)])
+    return [(c[0][0], c[0][1], prefix + ",".join(label for _, _, label in c)) for c in clusters]
+
+
+def plot(path: Path, rows: list[Row], title: str) -> str | None:
+    """x: build time / plain clang's, y: % text+data saved; cold per k and warm per k."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install .[bench]): no plot"
+    usable = [r for r in rows if not math.isnan(r.cold_ratio) and not math.isnan(r.size.saved)]
+    if not usable:
+        return "no results to plot"
+    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
+    xs = [r.cold_ratio for r in usable] + [r.warm_ratio for r in usable
+                                           if not math.isnan(r.warm_ratio)] + [1.0]
+    ys = [r.size.saved for r in usable] + [0.0]
+    x_max, y_min, y_max = max(xs) * 1.12, min(ys), max(ys)
+    y_pad = max(0.5, 0.1 * (y_max - y_min))
+    ax.set_xlim(0, x_max)
+    ax.set_ylim(y_min - y_pad, y_max + y_pad)
+    span = (x_max, (y_max - y_min) + 2 * y_pad)
+
+    projects = [p for p in dict.fromkeys(r.project for r in usable) if p != "all"]
+    colours = plt.get_cmap("tab10")
+    for i, name in enumerate(projects):
+        mine = [r for r in usable if r.project == name]
+        ax.plot([r.cold_ratio for r in mine], [r.size.saved for r in mine], "-o",
+                color=colours(i % 10), alpha=0.5, markersize=5, linewidth=1,
+                label=f"{name}, cold")
+    overall = [r for r in usable if r.project == "all"]
+    if overall:
+        ax.plot([r.cold_ratio for r in overall], [r.size.saved for r in overall], "-o",
+                color="black", markersize=10, linewidth=2,
+                label="all projects, cold (empty cache), one point per k")
+        for x, y, text in _merged_labels([(r.cold_ratio, r.size.saved, str(r.k))
+                                          for r in overall], span, "k="):
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(8, -14),
+                        fontsize=10, fontweight="bold")
+        warm = [r for r in overall if not math.isnan(r.warm_ratio)]
+        if warm:
+            ax.plot([r.warm_ratio for r in warm], [r.size.saved for r in warm], "s",
+                    markerfacecolor="white", markeredgecolor="tab:red", markeredgewidth=2,
+                    markersize=10, linestyle="none",
+                    label="all projects, warm (clean rebuild, same cache)")
+            for x, y, text in _merged_labels([(r.warm_ratio, r.size.saved, str(r.k))
+                                              for r in warm], span, "warm k="):
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(8, 6),
+                            fontsize=9, color="tab:red")
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.annotate("plain clang-19 -Oz (x = 1)", (1.0, y_min - y_pad), textcoords="offset points",
+                xytext=(4, 4), fontsize=8, color="grey")
+    ax.set_xlabel("build wall-clock time / plain clang-19 -Oz build time (make -j)")
+    ax.set_ylabel("text+data saved vs plain clang-19 -Oz (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return None
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def _identity(llmcc: Llmcc, advisor: str) -> str:
+    env = clean_environment({"LLMCC_ADVISOR": advisor})
+    done = subprocess.run([*llmcc.ctl, "id"], capture_output=True, text=True, env=env,
+                          check=False)
+    return done.stdout.strip() or f"(llmcc-ctl id failed: {done.stderr.strip()[-300:]})"
+
+
+def _advisor_lists(llmcc: Llmcc, advisor: str) -> int | None:
+    if advisor != "popular":
+        return None
+    try:
+        with open(os.path.join(llmcc.package_dir, "advisor", "popular.json")) as handle:
+            return len(json.load(handle)["lists"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"need non-negative integers: {text!r}")
+    return sorted(dict.fromkeys(values))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Build real projects with plain clang-19 -Oz and with llmcc; compare sizes "
+                    "and build times.")
+    parser.add_argument("--projects", help="comma-separated, from: " + ", ".join(PROJECTS)
+                        + f" (default: {','.join(DEFAULT_PROJECTS)})")
+    parser.add_argument("--ks", type=_int_list, help="candidate counts (default 1,3,5,10)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {','.join(QUICK_PROJECTS)}, k=1,3, one timed build "
+                             "each (explicit --projects/--ks/--reps still win)")
+    parser.add_argument("--out", type=Path, default=HERE / "out", help="results (bench/out)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="build trees and llmcc caches (~/.cache/llmcc-bench/work)")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="timed builds (median) for plain, warm and -O0 (default 3; cold "
+                             "builds run once)")
+    parser.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
+    parser.add_argument("--advisor", default="popular", help="LLMCC_ADVISOR (default popular)")
+    parser.add_argument("--clang", default="clang-19", help="the plain compiler (clang-19)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="use the installed llmcc as is, instead of a frozen copy of it")
+    args = parser.parse_args(argv)
+    names = (args.projects.split(",") if args.projects else
+             list(QUICK_PROJECTS if args.quick else DEFAULT_PROJECTS))
+    unknown = [n for n in names if n not in PROJECTS]
+    if unknown:
+        parser.error(f"unknown project(s) {', '.join(unknown)}; known: {', '.join(PROJECTS)}")
+    args.project_list = [PROJECTS[n] for n in dict.fromkeys(names)]
+    if args.ks is None:
+        args.ks = [1, 3] if args.quick else [1, 3, 5, 10]
+    if args.reps is None:
+        args.reps = 1 if args.quick else 3
+    if args.reps < 1 or args.jobs < 1:
+        parser.error("--reps and --jobs must be at least 1")
+    args.out = args.out.resolve()
+    args.work = (args.work or _cache_root() / "work").resolve()
+    clang = shutil.which(args.clang)
+    if clang is None:
+        parser.error(f"{args.clang} is not on PATH")
+    args.clang = clang
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    cache = _cache_root()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    llmcc = installed_llmcc() if args.no_pin else pin_llmcc(args.work / "llmcc-pinned")
+    identity = _identity(llmcc, args.advisor)
+    lists = _advisor_lists(llmcc, args.advisor)
+    advisor_id = next((part.split("=", 1)[1] for part in identity.split()
+                       if part.startswith("advisor=")), "?")
+    say(f"llmcc: {identity}")
+    say(f"llmcc package: {llmcc.source}" + (f" (frozen copy in {llmcc.package_dir})"
+                                            if llmcc.pinned else " (installed, not pinned)")
+        + (f"; popular.json holds {lists} pass lists" if lists is not None else ""))
+    say(f"projects: {', '.join(p.name for p in args.project_list)}; k: "
+        f"{','.join(map(str, args.ks))}; make -j{args.jobs}; {args.reps} timed build(s) per "
+        "plain/warm/-O0 setting")
+
+    results: list[ProjectResult] = []
+    for project in args.project_list:
+        say(f"[{project.name}] {project.why}")
+        try:
+            result = bench_project(project, args, llmcc, cache)
+        except (OSError, subprocess.SubprocessError) as err:
+            result = ProjectResult(project, error=f"{type(err).__name__}: {err}")
+        if result.error:
+            say(f"[{project.name}] SKIPPED: {result.error}")
+        results.append(result)
+        write_csv(args.out / "results.csv", results, advisor_id)  # partial results survive
+
+    rows = table_rows(results, args.ks)
+    seen = sorted({e.get("advisor") for r in results for b in r.builds for e in b.events
+                   if e.get("advisor")})
+    notes = []
+    for r in results:
+        if r.error:
+            notes.append(f"- **{r.project.name} skipped**: {r.error}")
+        for b in r.builds:
+            if b.error:
+                label = b.setting if b.k is None else f"{b.setting} k={b.k}"
+                notes.append(f"- {r.project.name} {label}: {b.error}")
+    if len(seen) > 1 or (seen and seen != [advisor_id]):
+        notes.append(f"- the advisor identity changed during the run: {', '.join(seen)}")
+    if lists is not None and any(k > lists for k in args.ks):
+        notes.append(f"- popular.json holds only {lists} pass list(s): any k above {lists} "
+                     f"tries the same lists as k={lists}")
+    regressions = sum(row.size.regressions for row in rows if row.project != "all")
+    mismatches = [f"{row.project} k={row.k}" for row in rows
+                  if row.warm_identical == "NO" and row.project != "all"]
+    if regressions:
+        notes.append(f"- **{regressions} objects larger than plain clang's** (see objects.csv)")
+    if mismatches:
+        notes.append(f"- **warm objects differ from cold ones**: {', '.join(mismatches)}")
+    elapsed = time.time() - started
+    title = (f"llmcc vs clang-19 -Oz, {len([r for r in results if not r.error])} projects, "
+             f"make -j{args.jobs} ({advisor_id})")
+    plot_error = plot(args.out / "size_time.png", rows, title)
+    if plot_error:
+        notes.append(f"- {plot_error}")
+
+    table = markdown_table(rows)
+    summary = "\n".join([
+        "# llmcc build benchmark", "",
+        f"- llmcc: `{identity}`" + (f" ({lists} pass list(s) in popular.json)"
+                                    if lists is not None else ""),
+        f"- llmcc package: `{llmcc.source}`" + (" (a frozen copy, made when the run began)"
+                                                 if llmcc.pinned else ""),
+        f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        (f"- builds: make -j{args.jobs}; plain/warm/-O0 times are the median of {args.reps} "
+        "clean builds, cold builds run once from an empty cache"),
+        (f"- started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
+        f"took {elapsed / 60:.1f} min"), "",
+        "## Size and build time", "",
+        ("Sizes are text+data (llvm-size) summed over the object files both builds produced; "
+        "`geomean TU saved` is 1 - geomean(llmcc/plain) over objects; `regressions` counts "
+        "objects larger than plain clang's (must be 0). Times are whole-build wall-clock ratios "
+        "to plain clang -Oz. Passthrough: extra wall ms per llmcc call in a -O0 build "
+        "(not intercepted), i.e. (llmcc build - plain build) / calls under make -j."), "",
+        table, "",
+        "## Passthrough and configure", "", details_table(results), "",
+        "## Checks", "", checks_table(rows), "",
+        "## Notes", "", *(notes or ["- none"]), "",
+    ])
+    (args.out / "summary.md").write_text(summary)
+    write_csv(args.out / "results.csv", results, advisor_id)
+    write_objects_csv(args.out / "objects.csv", results, args.ks)
+    say("")
+    say(table)
+    say("")
+    say(details_table(results))
+    if notes:
+        say("")
+        say("\n".join(notes))
+    say(f"\nwrote {args.out}/summary.md, results.csv, objects.csv"
+        + ("" if plot_error else ", size_time.png") + f" ({elapsed / 60:.1f} min)")
+    return 1 if regressions or mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
