@@ -90,6 +90,8 @@ def _explain_by_source(cache, source: str) -> dict | None:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from llmcc.advisor import AdvisorError, load_advisor
+    from llmcc.cache import CacheError
+    from llmcc.cache.disk import DiskCache
     from llmcc.toolchain import ToolchainError, check_tools, default_clang
 
     settings = _settings()
@@ -108,10 +110,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         with open(probe, "w") as handle:
             handle.write("ok")
         os.unlink(probe)
-        cache = _open_cache(settings)
+        cache = DiskCache(directory, settings.cache_size)
         print(f"ok   cache {directory} ({cache.volume() / 1e6:.1f} MB used, "
               f"limit {settings.cache_size / 1e9:.1f} GB)")
-    except OSError as err:
+    except (OSError, CacheError) as err:
         print(f"FAIL cache {directory}: {err}")
         problems += 1
     try:
