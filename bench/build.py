@@ -30,7 +30,6 @@ import platform
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -346,14 +345,16 @@ class Build:
     objects: dict[str, Obj] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     error: str = ""
+    varying: set[str] = field(default_factory=set)  # objects that differed between repetitions
 
+    # The fastest repetition: load from elsewhere on the machine only ever adds time.
     @property
     def wall(self) -> float:
-        return statistics.median(self.walls) if self.walls else math.nan
+        return min(self.walls) if self.walls else math.nan
 
     @property
     def cpu(self) -> float:
-        return statistics.median(self.cpus) if self.cpus else math.nan
+        return min(self.cpus) if self.cpus else math.nan
 
     def outcomes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -454,16 +455,22 @@ def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
         return clean_environment(extra)
 
     def measure(build: Build, env: dict[str, str], log: Path, reps: int, warmup: bool,
-                event_log: Path | None = None) -> None:
-        """`reps` timed clean builds (after one untimed one if `warmup`), kept in `build`."""
+                event_log: Path | None = None, empty_cache: Path | None = None) -> None:
+        """`reps` timed clean builds (after one untimed one if `warmup`), kept in `build`;
+        with `empty_cache`, each starts from an empty llmcc cache there."""
         if warmup:
             ws.build(env, log)
         for _ in range(reps):
             if event_log is not None:
                 event_log.unlink(missing_ok=True)
+            if empty_cache is not None:
+                shutil.rmtree(empty_cache, ignore_errors=True)
             done, objects = ws.build(env, log)
             build.walls.append(done.wall)
             build.cpus.append(done.cpu)
+            if build.objects:
+                build.varying |= {rel for rel in set(objects) | set(build.objects)
+                                  if objects.get(rel) != build.objects.get(rel)}
             build.objects = objects
             if event_log is not None:
                 build.events = read_log(event_log)
@@ -498,11 +505,10 @@ def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
         cold = Build("cold", k)
         result.builds.append(cold)
         cache_dir = root / f"cache-k{k}"
-        shutil.rmtree(cache_dir, ignore_errors=True)
         events = root / f"events-cold-k{k}.jsonl"
         try:
-            measure(cold, llmcc_env(cache_dir, k, events), log, 1, warmup=False,
-                    event_log=events)
+            measure(cold, llmcc_env(cache_dir, k, events), log, args.cold_reps, warmup=False,
+                    event_log=events, empty_cache=cache_dir)
         except BuildFailed as err:
             cold.error = str(err)
             say(f"[{name}] cold k={k}: FAILED {err}")
@@ -631,6 +637,7 @@ class Row:
     intercepted: int
     fallbacks: int
     warm_identical: str
+    cpu: dict[str, float]  # plain, cold, warm: CPU seconds of the whole build
 
     @property
     def cold_ratio(self) -> float:
@@ -640,6 +647,9 @@ class Row:
     def warm_ratio(self) -> float:
         return self.warm_wall / self.plain_wall if self.plain_wall else math.nan
 
+    def cpu_ratio(self, setting: str) -> float:
+        return self.cpu[setting] / self.cpu["plain"] if self.cpu["plain"] else math.nan
+
 
 def table_rows(results: list[ProjectResult], ks: list[int]) -> list[Row]:
     rows: list[Row] = []
@@ -647,6 +657,7 @@ def table_rows(results: list[ProjectResult], ks: list[int]) -> list[Row]:
     for k in ks:
         total = SizeStats()
         sums = {"plain": 0.0, "cold": 0.0, "warm": 0.0}
+        cpus = {"plain": 0.0, "cold": 0.0, "warm": 0.0}
         counted = {"intercepted": 0, "fallbacks": 0}
         identical_all = True
         any_warm = False
@@ -672,17 +683,21 @@ def table_rows(results: list[ProjectResult], ks: list[int]) -> list[Row]:
                 identical = "yes" if same else "NO"
                 identical_all &= same
             pw, pc, calls = passthrough_ms([r])
+            cpu = {"plain": plain.cpu, "cold": cold.cpu,
+                   "warm": warm.cpu if warm_ok else math.nan}
             rows.append(Row(r.project.name, k, size, plain.wall, cold.wall,
                             warm.wall if warm_ok else math.nan, pw, pc, calls, intercepted,
-                            fallbacks, identical))
+                            fallbacks, identical, cpu))
             sums["plain"] += plain.wall
             sums["cold"] += cold.wall
             sums["warm"] += warm.wall if warm_ok else math.nan
+            for key in cpus:
+                cpus[key] += cpu[key]
         if total.objects:
             pw, pc, calls = passthrough_ms(ok)
             rows.append(Row("all", k, total, sums["plain"], sums["cold"], sums["warm"], pw, pc,
                             calls, counted["intercepted"], counted["fallbacks"],
-                            ("yes" if identical_all else "NO") if any_warm else "n/a"))
+                            ("yes" if identical_all else "NO") if any_warm else "n/a", cpus))
     order = {r.project.name: i for i, r in enumerate(ok)}
     rows.sort(key=lambda row: (order.get(row.project, len(order)), row.k))
     return rows
@@ -730,19 +745,21 @@ def details_table(results: list[ProjectResult]) -> str:
 
 def checks_table(rows: list[Row]) -> str:
     lines = [("| project | k | TUs intercepted | fallbacks | objects smaller | missing/extra "
-             "| warm objects identical to cold |"), "|---|---:|---:|---:|---:|---:|---|"]
+              "| warm objects identical to cold | cold/plain CPU | warm/plain CPU |"),
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for row in rows:
         lines.append(f"| {row.project} | {row.k} | {row.intercepted} | {row.fallbacks} "
                      f"| {row.size.smaller} | {row.size.missing}/{row.size.extra} "
-                     f"| {row.warm_identical} |")
+                     f"| {row.warm_identical} | {_fmt(row.cpu_ratio('cold'))} "
+                     f"| {_fmt(row.cpu_ratio('warm'))} |")
     return "\n".join(lines)
 
 
 def write_csv(path: Path, results: list[ProjectResult], advisor_id: str) -> None:
     fields = ["project", "package", "setting", "k", "ok", "error", "wall_s", "walls_s", "cpu_s",
               "wall_vs_plain", "objects", "text_data", "plain_text_data", "saved_pct",
-              "geomean_tu_saved_pct", "regressions", "smaller", "missing", "extra", "calls",
-              "outcomes", "advisor"]
+              "geomean_tu_saved_pct", "regressions", "smaller", "missing", "extra",
+              "varying_between_reps", "calls", "outcomes", "advisor"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -773,6 +790,7 @@ def write_csv(path: Path, results: list[ProjectResult], advisor_id: str) -> None
                     "geomean_tu_saved_pct": _fmt(size.geomean_saved, 3),
                     "regressions": size.regressions, "smaller": size.smaller,
                     "missing": size.missing, "extra": size.extra,
+                    "varying_between_reps": len(b.varying),
                     "calls": len(b.events) if b.events else "",
                     "outcomes": json.dumps(b.outcomes(), sort_keys=True) if b.events else "",
                     "advisor": ";".join(advisors) or (advisor_id if b.setting in ("cold", "warm")
@@ -917,8 +935,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None,
                         help="build trees and llmcc caches (~/.cache/llmcc-bench/work)")
     parser.add_argument("--reps", type=int, default=None,
-                        help="timed builds (median) for plain, warm and -O0 (default 3; cold "
-                             "builds run once)")
+                        help="timed clean builds for plain, warm and -O0; the fastest counts "
+                             "(default 3, --quick 1)")
+    parser.add_argument("--cold-reps", type=int, default=None,
+                        help="timed cold builds per k, each from an empty cache; the fastest "
+                             "counts (default 2, --quick 1)")
     parser.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
     parser.add_argument("--advisor", default="popular", help="LLMCC_ADVISOR (default popular)")
     parser.add_argument("--clang", default="clang-19", help="the plain compiler (clang-19)")
@@ -935,8 +956,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ks = [1, 3] if args.quick else [1, 3, 5, 10]
     if args.reps is None:
         args.reps = 1 if args.quick else 3
-    if args.reps < 1 or args.jobs < 1:
-        parser.error("--reps and --jobs must be at least 1")
+    if args.cold_reps is None:
+        args.cold_reps = 1 if args.quick else 2
+    if min(args.reps, args.cold_reps, args.jobs) < 1:
+        parser.error("--reps, --cold-reps and --jobs must be at least 1")
     args.out = args.out.resolve()
     args.work = (args.work or _cache_root() / "work").resolve()
     clang = shutil.which(args.clang)
@@ -962,8 +985,8 @@ def main(argv: list[str] | None = None) -> int:
                                             if llmcc.pinned else " (installed, not pinned)")
         + (f"; popular.json holds {lists} pass lists" if lists is not None else ""))
     say(f"projects: {', '.join(p.name for p in args.project_list)}; k: "
-        f"{','.join(map(str, args.ks))}; make -j{args.jobs}; {args.reps} timed build(s) per "
-        "plain/warm/-O0 setting")
+        f"{','.join(map(str, args.ks))}; make -j{args.jobs}; fastest of {args.reps} timed "
+        f"build(s) per plain/warm/-O0 setting, of {args.cold_reps} per cold k")
 
     results: list[ProjectResult] = []
     for project in args.project_list:
@@ -988,6 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
             if b.error:
                 label = b.setting if b.k is None else f"{b.setting} k={b.k}"
                 notes.append(f"- {r.project.name} {label}: {b.error}")
+            if b.varying:
+                label = b.setting if b.k is None else f"{b.setting} k={b.k}"
+                notes.append(f"- **{r.project.name} {label}: objects differ between "
+                             f"repetitions**: {', '.join(sorted(b.varying)[:5])}")
     if len(seen) > 1 or (seen and seen != [advisor_id]):
         notes.append(f"- the advisor identity changed during the run: {', '.join(seen)}")
     if lists is not None and any(k > lists for k in args.ks):
@@ -1015,8 +1042,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- llmcc package: `{llmcc.source}`" + (" (a frozen copy, made when the run began)"
                                                  if llmcc.pinned else ""),
         f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        (f"- builds: make -j{args.jobs}; plain/warm/-O0 times are the median of {args.reps} "
-        "clean builds, cold builds run once from an empty cache"),
+        (f"- builds: make -j{args.jobs}; each time is the fastest of {args.reps} clean builds "
+         f"(plain, warm, -O0) or of {args.cold_reps} (cold, each from an empty cache)"),
         (f"- started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
         f"took {elapsed / 60:.1f} min"), "",
         "## Size and build time", "",
