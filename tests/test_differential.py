@@ -1,0 +1,150 @@
+"""Differential testing of pass lists on csmith programs (llmcc.reliability.differential).
+
+A quick sample must show no miscompile, and a deliberately wrong candidate must be caught,
+kept as a reproducer and minimised: otherwise a clean sample would prove nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from llmcc.optimize import Evaluator
+from llmcc.reliability import differential as diff
+
+pytestmark = pytest.mark.skipif(shutil.which(diff.CSMITH) is None
+                                or not os.path.isdir(diff.CSMITH_INCLUDE),
+                                reason="csmith and libcsmith-dev are not installed")
+
+FAILURE_KEYS = ("mismatches", "crashes", "timeouts", "link_errors")
+QUICK = diff.Options(seed=1, lists=4, run_timeout=2.0)
+TRIGGER = "gvn"
+SEEDED = (("always-inline", "sroa<modify-cfg>", "early-cse", "instcombine<no-verify-fixpoint>",
+           "gvn", "simplifycfg", "sccp"),)
+
+
+class MiscompilingEvaluator(Evaluator):
+    """An Evaluator under which `gvn` 'miscompiles': a list containing it is applied to IR whose
+    CRC starts from another value, so the program prints another checksum. The symbols stay
+    the same, so the object passes the wrapper's checks like a real miscompile would."""
+
+    def candidate(self, passes):
+        if TRIGGER not in passes:
+            return super().candidate(passes)
+        honest, self.bitcode = self.bitcode, self._tampered()
+        try:
+            return super().candidate(passes)
+        finally:
+            self.bitcode = honest
+
+    def _tampered(self) -> str:
+        path = self.bitcode + ".tampered.bc"
+        if not os.path.exists(path):
+            llvm = os.path.dirname(self.tools.opt)
+            text = subprocess.run([os.path.join(llvm, "llvm-dis"), self.bitcode, "-o", "-"],
+                                  capture_output=True, text=True, check=True).stdout
+            wrong = text.replace("@crc32_context = internal global i32 -1",
+                                 "@crc32_context = internal global i32 0")
+            assert wrong != text, "csmith's CRC state not found in the IR"
+            subprocess.run([os.path.join(llvm, "llvm-as"), "-o", path], input=wrong, text=True,
+                           check=True)
+        return path
+
+
+class MiscompilingClang(MiscompilingEvaluator):
+    """As if clang's own pipeline miscompiled: the baseline is built from the wrong IR."""
+
+    def baseline(self):
+        honest, self.bitcode = self.bitcode, self._tampered()
+        try:
+            return super().baseline()
+        finally:
+            self.bitcode = honest
+
+
+def test_generated_programs_survive_every_list(tmp_path):
+    out = str(tmp_path / "run")
+    started = time.monotonic()
+    figures = diff.run_campaign(out, 8, QUICK, jobs=2)
+    report = diff.report(diff.read_records(out))
+    assert figures["programs"] == 8
+    assert figures["lists_tried"] > 0 and figures["passed"] > 0, report
+    assert all(figures[key] == 0 for key in FAILURE_KEYS), report
+    assert not os.path.exists(os.path.join(out, diff.REPRODUCERS))
+    first = time.monotonic() - started
+
+    # resumable: a second run finds every program done and tests nothing again
+    lines = (tmp_path / "run" / diff.RESULTS).read_text().count("\n")
+    started = time.monotonic()
+    assert diff.run_campaign(out, 8, QUICK, jobs=2) == figures
+    assert (tmp_path / "run" / diff.RESULTS).read_text().count("\n") == lines
+    assert time.monotonic() - started < first / 2
+
+
+def test_a_run_with_other_settings_does_not_resume(tmp_path):
+    out = str(tmp_path / "run")
+    diff.run_campaign(out, 0, QUICK)
+    with pytest.raises(diff.CampaignError, match="seed"):
+        diff.run_campaign(out, 0, diff.Options(seed=QUICK.seed + 1, lists=QUICK.lists))
+
+
+def test_a_miscompile_is_caught_kept_and_minimised(tmp_path):
+    out = str(tmp_path / "run")
+    figures = diff.run_campaign(out, 1, diff.Options(seed=3, lists=2, run_timeout=2.0),
+                                popular=SEEDED, evaluator_class=MiscompilingEvaluator)
+    records = diff.read_records(out)
+    assert records[0]["status"] == diff.TESTED, records
+    assert records[0]["baseline"]["outcome"] == diff.MATCH  # the baseline is never tampered
+    caught = [e for e in records[0]["lists"] if e["outcome"] == diff.MISMATCH]
+    assert figures["mismatches"] == len(caught) >= 1, diff.report(records)
+    assert all(TRIGGER in e["passes"].split() for e in caught)
+    entry = caught[0]
+    assert entry["minimal"] == f"always-inline {TRIGGER}"
+
+    kept = os.path.join(out, diff.REPRODUCERS, entry["reproducer"])
+    for name in ("program.c", "program.bc", "passes.txt", "minimal.txt", "commands.sh",
+                 "minimal.sh", "reference.out", "candidate.out", "outcome.json"):
+        assert os.path.isfile(os.path.join(kept, name)), name
+    with open(os.path.join(kept, "outcome.json")) as handle:
+        facts = json.load(handle)
+    assert facts["outcome"] == diff.MISMATCH and facts["passes"] == entry["passes"]
+    with open(os.path.join(kept, "reference.out"), "rb") as ref, \
+            open(os.path.join(kept, "candidate.out"), "rb") as got:
+        assert ref.read() != got.read()
+    # the kept commands are the real ones: rebuilt without the injected fault, they agree
+    rerun = subprocess.run(["sh", os.path.join(kept, "minimal.sh")], capture_output=True,
+                           check=False)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert diff.report(records).count(entry["reproducer"]) == 1
+
+
+def test_a_baseline_that_disagrees_is_not_blamed_on_the_lists(tmp_path):
+    out = str(tmp_path / "run")
+    figures = diff.run_campaign(out, 1, diff.Options(seed=3, lists=2, run_timeout=2.0),
+                                popular=SEEDED, evaluator_class=MiscompilingClang)
+    assert figures["baseline_differs"] == 1 and figures["lists_tried"] == 0
+    kept = os.path.join(out, diff.BASELINE_DIFFERS_DIR, "s3-p00000")
+    assert os.path.isfile(os.path.join(kept, "commands.sh"))
+    assert not os.path.exists(os.path.join(out, diff.REPRODUCERS))
+
+
+def test_minimisation_keeps_only_the_passes_the_failure_needs():
+    def fails(passes):
+        return "gvn" in passes and "sccp" in passes
+
+    start = ("always-inline", "sroa<modify-cfg>", "gvn", "dce", "sccp", "gvn", "adce")
+    assert diff.minimise_failure(start, fails) == ("always-inline", "gvn", "sccp")
+
+
+def test_lists_are_seeded_distinct_and_popular_first():
+    lists = diff.candidate_lists(SEEDED, 8, random.Random(5))
+    assert lists == diff.candidate_lists(SEEDED, 8, random.Random(5))
+    assert lists[0] == (diff.POPULAR, SEEDED[0])
+    assert len({passes for _, passes in lists}) == 8
+    assert {origin for origin, _ in lists[1:]} == {diff.RANDOM, diff.MUTATED}
