@@ -106,7 +106,7 @@ def main(argv: list[str], language: str, progress=None) -> int:
 
 def _log(settings: config.Settings, event: dict) -> None:
     if settings.log:
-        events.append_line(settings.log, event)
+        events.log(settings.log, event)
 
 
 def _intercept(inv, args: list[str], clang: str, settings: config.Settings,

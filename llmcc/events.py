@@ -1,19 +1,19 @@
 """What happened to each compile: the `LLMCC_LOG` JSON lines and the counters behind
 `llmcc-ctl stats`.
 
-Counters live in an append-only file in the cache dir: each call appends one short line under
-an exclusive lock (cheap enough for a passthrough), and when the file grows past a limit the
-lines are folded into a totals file, so it stays small.
+Counters live in an append-only file in the cache dir: each call appends one short line
+(`outcome baseline_size size seconds`, `-` where unknown) under an exclusive lock, cheap enough
+for a passthrough (no json import), and when the file grows past a limit the lines are folded
+into a totals file, so it stays small.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 from llmcc.files import write_atomic
 
-STATS_LINES = "stats.jsonl"
+STATS_LINES = "stats.lines"
 STATS_TOTALS = "stats-totals.json"
 FOLD_AT = 1 << 20  # bytes of stats lines before they are folded into the totals
 
@@ -23,21 +23,27 @@ DIRECT_HIT = "direct_hit"
 HIT = "hit"
 MISS = "miss"
 FALLBACK = "fallback"
-COMPILE_ERROR = "compile_error"
+_COUNTED = ("baseline_size", "size", "seconds")
 
 
-def append_line(path: str, record: dict) -> None:
-    """Append one JSON line atomically; a missing or read-only place is silently skipped."""
+def log(path: str, event: dict) -> None:
+    """LLMCC_LOG: one JSON line per compile."""
+    import json
+
+    _append(path, json.dumps(event, separators=(",", ":")) + "\n")
+
+
+def _append(path: str, line: str) -> None:
+    """Append one line atomically; a missing or read-only place is silently skipped."""
     import fcntl
 
-    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
     except OSError:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, line)
+        os.write(fd, line.encode())
     except OSError:
         pass
     finally:
@@ -51,7 +57,9 @@ def count(cache_dir: str, record: dict) -> None:
     except OSError:
         return
     path = os.path.join(cache_dir, STATS_LINES)
-    append_line(path, record)
+    fields = [record.get("outcome", "unknown")]
+    fields += ["-" if record.get(name) is None else str(record[name]) for name in _COUNTED]
+    _append(path, " ".join(fields) + "\n")
     try:
         if os.path.getsize(path) > FOLD_AT:
             fold(cache_dir)
@@ -65,13 +73,27 @@ def add_totals(totals: dict, record: dict) -> dict:
     out["compiles"] = out.get("compiles", 0) + 1
     key = "outcome_" + record.get("outcome", "unknown")
     out[key] = out.get(key, 0) + 1
-    for field in ("baseline_size", "size", "seconds"):
+    for field in _COUNTED:
         if record.get(field) is not None:
             out[field] = out.get(field, 0) + record[field]
     return out
 
 
+def parse_line(line: str) -> dict:
+    """A stats line back into a record (ValueError if it is damaged)."""
+    outcome, *numbers = line.split()
+    if len(numbers) != len(_COUNTED):
+        raise ValueError(f"bad stats line {line!r}")
+    record: dict = {"outcome": outcome}
+    for name, text in zip(_COUNTED, numbers, strict=True):
+        if text != "-":
+            record[name] = float(text) if name == "seconds" else int(text)
+    return record
+
+
 def read_totals(cache_dir: str) -> dict:
+    import json
+
     totals: dict = {}
     try:
         with open(os.path.join(cache_dir, STATS_TOTALS)) as handle:
@@ -82,7 +104,7 @@ def read_totals(cache_dir: str) -> dict:
         with open(os.path.join(cache_dir, STATS_LINES)) as handle:
             for line in handle:
                 try:
-                    totals = add_totals(totals, json.loads(line))
+                    totals = add_totals(totals, parse_line(line))
                 except ValueError:
                     continue
     except OSError:
@@ -93,6 +115,7 @@ def read_totals(cache_dir: str) -> dict:
 def fold(cache_dir: str) -> None:
     """Move the stats lines into the totals file, under the same lock the writers take."""
     import fcntl
+    import json
 
     lines = os.path.join(cache_dir, STATS_LINES)
     fd = os.open(lines, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
