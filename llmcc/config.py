@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 
 class ConfigError(Exception):
@@ -50,11 +49,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class Setting(NamedTuple):
-    name: str
-    default: Any
-    parse: Callable[[str], Any]
-    doc: str
+class Setting:
+    """One setting: its name, default (as text, parsed like any other layer), parser and doc.
+
+    A plain class, not a typing.NamedTuple: this module is imported by every compiler call.
+    """
+
+    __slots__ = ("default", "doc", "name", "parse")
+
+    def __init__(self, name: str, default: str, parse: Callable[[str], object], doc: str) -> None:
+        self.name, self.default, self.parse, self.doc = name, default, parse, doc
 
     @property
     def env(self) -> str:
@@ -82,23 +86,23 @@ SETTINGS = (
 class Settings:
     """Effective values (`settings.candidates`) and where each came from."""
 
-    def __init__(self, values: dict[str, Any], origins: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, object], origins: dict[str, str]) -> None:
         self.values, self.origins = values, origins
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         try:
             return self.values[name]
         except KeyError:
             raise AttributeError(name) from None
 
 
-def resolve(file_values: dict[str, Any], file_name: str, environ: dict[str, str]) -> Settings:
+def resolve(file_values: dict[str, object], file_name: str, environ: dict[str, str]) -> Settings:
     """Merge the layers; raise ConfigError naming the layer that holds a bad value."""
     known = {s.name for s in SETTINGS}
     unknown = sorted(set(file_values) - known)
     if unknown:
         raise ConfigError(f"{file_name}: unknown setting(s) {', '.join(unknown)}")
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     origins: dict[str, str] = {}
     for setting in SETTINGS:
         raw, origin = setting.default, "default"
@@ -140,7 +144,7 @@ def config_path(environ: dict[str, str]) -> str:
 def load(environ: dict[str, str] | None = None) -> Settings:
     environ = dict(os.environ) if environ is None else environ
     path = config_path(environ)
-    file_values: dict[str, Any] = {}
+    file_values: dict[str, object] = {}
     try:
         with open(path, "rb") as handle:
             import tomllib

@@ -7,8 +7,7 @@ directory early on PATH cannot make a call recurse.
 from __future__ import annotations
 
 import os
-import re
-from typing import NamedTuple
+from collections import namedtuple
 
 DEFAULT_CLANG = "clang-19"
 LLVM_BIN = "/usr/lib/llvm-19/bin"
@@ -39,6 +38,8 @@ def find_program(name: str, path_env: str, skip: frozenset[str] = frozenset()) -
 
 def cxx_name(clang: str) -> str:
     """The C++ driver that belongs to a C driver: clang-19 -> clang++-19, cc -> c++."""
+    import re
+
     head, name = os.path.split(clang)
     if name == "cc":
         return os.path.join(head, "c++")
@@ -62,15 +63,14 @@ def default_clang(setting: str, path_env: str, skip: frozenset[str]) -> str:
     return found
 
 
-class Tools(NamedTuple):
-    """The real programs one intercepted compile uses."""
-
-    clang: str
-    opt: str
-    version: str  # clang's full `--version` first line: part of every cache key
+# The real programs one intercepted compile uses; `version` is clang's full `--version` first
+# line, part of every cache key. (collections, not typing: this module is on the passthrough path.)
+Tools = namedtuple("Tools", ["clang", "opt", "version"])
 
 
 def _llvm_version(text: str) -> str | None:
+    import re
+
     match = re.search(r"(?:clang|LLVM) version (\d+\.\d+\.\d+)", text)
     return match.group(1) if match else None
 
