@@ -8,9 +8,7 @@ own pipeline as the fallback) is a strong baseline any model advisor must beat.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass
 
 from llmcc.advisor import AdvisorError
 from llmcc.passes import PassList, PassListError, parse
@@ -34,13 +32,16 @@ def identity(path: str = DATA_FILE) -> str:
     return _identity_of(_read(path))
 
 
-@dataclass(frozen=True)
 class PopularAdvisor:
-    lists: tuple[PassList, ...]
-    identity: str
+    """Plain class: `identity()` above runs before every cache lookup, keep this module light."""
+
+    def __init__(self, lists: tuple[PassList, ...], identity: str) -> None:
+        self.lists, self.identity = lists, identity
 
     @classmethod
     def load(cls, path: str = DATA_FILE) -> PopularAdvisor:
+        import json
+
         blob = _read(path)
         try:
             entries = json.loads(blob)["lists"]
