@@ -51,6 +51,14 @@ def choose(baseline: Result, candidates: list[Result]) -> Result:
     return best
 
 
+def opt_command(tools: Tools, pic: bool, passes: PassList, bitcode: str, out: str) -> list[str]:
+    """The one way a pass list is applied (also written into reproducer scripts)."""
+    cmd = [tools.opt, f"-passes={to_pipeline(passes)}", bitcode, "-o", out]
+    if pic:
+        cmd.insert(1, "-relocation-model=pic")
+    return cmd
+
+
 class Evaluator:
     """Runs the baseline and candidates for one TU inside a private temporary directory.
 
@@ -97,11 +105,8 @@ class Evaluator:
         optimised = os.path.join(self.workdir, f"candidate{next(self._numbers)}.bc")
         result = Result(passes)
         try:
-            opt_cmd = [self.tools.opt, f"-passes={to_pipeline(passes)}", self.bitcode,
-                       "-o", optimised]
-            if self.pic:
-                opt_cmd.insert(1, "-relocation-model=pic")
-            code, _, err = run(opt_cmd, self.timeout)
+            code, _, err = run(opt_command(self.tools, self.pic, passes, self.bitcode, optimised),
+                               self.timeout)
             if code != 0:
                 raise StepFailed(f"opt exited {code}: {err.decode(errors='replace')[:200]}")
             with open(optimised, "rb") as handle:

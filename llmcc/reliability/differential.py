@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 
 from llmcc.invocation import Compile, classify, codegen_args
-from llmcc.optimize import BaselineUnusable, Evaluator
+from llmcc.optimize import BaselineUnusable, Evaluator, opt_command
 from llmcc.passes import PassList, random_list, to_pipeline, to_text, validate
 from llmcc.search import mutate
 from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, default_clang, run
@@ -193,14 +193,6 @@ def optimised_compile(source: str, level: str) -> Compile:
                    frozenset(level))
     assert isinstance(inv, Compile), inv
     return inv
-
-
-def opt_command(tools: Tools, pic: bool, passes: PassList, bitcode: str, out: str) -> list[str]:
-    """The opt step as `optimize.Evaluator.candidate` runs it (used here for reproducers)."""
-    cmd = [tools.opt, f"-passes={to_pipeline(passes)}", bitcode, "-o", out]
-    if pic:
-        cmd.insert(1, "-relocation-model=pic")
-    return cmd
 
 
 def link_command(clang: str, obj: str, exe: str) -> list[str]:
