@@ -38,16 +38,18 @@ def split_of(package: str, test_share: float = 0.25) -> str:
     return "test" if bucket < test_share else "train"
 
 
-def sample_tus(records: str, per_package: int, seed: int) -> list[tuple[str, str]]:
+def sample_tus(records: str, per_package: int, seed: int,
+               packages: list[str] | None = None) -> list[tuple[str, str]]:
     """(package, bitcode path) pairs: up to `per_package` TUs per package, deduplicated."""
-    rng = random.Random(seed)
     seen: set[str] = set()
     chosen = []
     for package_dir in sorted(glob.glob(os.path.join(records, "*"))):
         package = os.path.basename(package_dir)
+        if packages and package not in packages:
+            continue
         paths = sorted(p for p in glob.glob(os.path.join(package_dir, "*.bc"))
                        if os.path.basename(p) not in seen)
-        rng.shuffle(paths)
+        random.Random(f"{seed}:{package}").shuffle(paths)  # stable as packages are added
         for path in paths[:per_package]:
             seen.add(os.path.basename(path))
             chosen.append((package, path))
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=os.path.expanduser("~/.cache/llmcc-corpus"))
     parser.add_argument("--pool", type=int, default=64, help="random lists tried on every TU")
     parser.add_argument("--per-package", type=int, default=40)
+    parser.add_argument("--packages", help="comma-separated: only these recorded packages")
     parser.add_argument("--top", type=int, default=10, help="lists kept in the data file")
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=DATA_FILE)
     args = parser.parse_args(argv)
 
-    tus = sample_tus(os.path.join(args.work, "records"), args.per_package, args.seed)
+    tus = sample_tus(os.path.join(args.work, "records"), args.per_package, args.seed,
+                     args.packages.split(",") if args.packages else None)
     results_path = os.path.join(args.work, "popular", f"results-{args.pool}-{args.seed}.jsonl")
     os.makedirs(os.path.dirname(results_path), exist_ok=True)
     # The pool is kept beside the results: they index into it, and the vocabulary may grow.
