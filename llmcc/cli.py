@@ -150,9 +150,17 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
     return handed_over
 
 
+def _entry(language: str) -> None:
+    try:
+        code = main(sys.argv, language)
+    except KeyboardInterrupt:  # Ctrl-C before or after a compile step: quietly, like clang
+        code = 130  # 128 + SIGINT, as a shell reports it
+    sys.exit(code)
+
+
 def main_cc() -> None:
-    sys.exit(main(sys.argv, "c"))
+    _entry("c")
 
 
 def main_cxx() -> None:
-    sys.exit(main(sys.argv, "c++"))
+    _entry("c++")

@@ -171,8 +171,6 @@ def expand_response_files(args: list[str], read_text) -> list[str]:
     `read_text(path)` does the reading, so this stays free of I/O. A file that cannot be read
     stays as it is (clang then treats `@file` as an input and says what is wrong).
     """
-    import shlex
-
     expanded: list[str] = []
     for arg in args:
         if arg.startswith("@") and len(arg) > 1:
@@ -181,7 +179,42 @@ def expand_response_files(args: list[str], read_text) -> list[str]:
             except OSError:
                 expanded.append(arg)
                 continue
-            expanded.extend(shlex.split(text, comments=False, posix=True))
+            expanded.extend(split_gnu(text.removeprefix("\ufeff")))
         else:
             expanded.append(arg)
     return expanded
+
+
+def split_gnu(text: str) -> list[str]:
+    """Words of a response file exactly as clang reads them (LLVM's TokenizeGNUCommandLine).
+
+    Not shlex: a backslash escapes the next character inside single and double quotes too, a
+    quote left open runs to the end of the file, and empty words are dropped.
+    """
+    words: list[str] = []
+    word: list[str] = []
+    i, end = 0, len(text)
+    while i < end:
+        char = text[i]
+        if char == "\\" and i + 1 < end:
+            word.append(text[i + 1])
+            i += 2
+        elif char in "'\"":
+            i += 1
+            while i < end and text[i] != char:
+                if text[i] == "\\" and i + 1 < end:
+                    i += 1
+                word.append(text[i])
+                i += 1
+            i += 1  # past the closing quote
+        elif char in " \t\r\n":
+            if word:
+                words.append("".join(word))
+                word = []
+            i += 1
+        else:
+            word.append(char)
+            i += 1
+    if word:
+        words.append("".join(word))
+    return words

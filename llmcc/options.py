@@ -2,7 +2,7 @@
 
 The logic in `invocation.py` asks this table questions and never spells a flag itself
 (the ccache `compopt` idea). An option is looked up by its exact spelling first, then by
-the longest matching prefix in `FAMILIES`. Anything the table does not know is treated as
+the longest matching prefix: an option with a glued value or a family in `FAMILIES`. Anything the table does not know is treated as
 too hard, so the real clang sees it unchanged.
 """
 
@@ -79,13 +79,22 @@ OPTIONS: dict[str, Opt] = {
     "-emit-llvm": Opt.TOO_HARD,
     "-fPIC": Opt.PIC,
     "-fPIE": Opt.PIC,
+    "-femit-compact-unwind-non-canonical": Opt.TOO_HARD,  # unused (warned) by -emit-llvm
     "-fno-PIC": Opt.PIC,
     "-fno-PIE": Opt.PIC,
+    "-fno-emit-compact-unwind-non-canonical": Opt.TOO_HARD,  # likewise
     "-fno-pic": Opt.PIC,
     "-fno-pie": Opt.PIC,
     "-fpic": Opt.PIC,
     "-fpie": Opt.PIC,
+    "-frecord-command-line": Opt.TOO_HARD,  # would record llmcc's frontend call
+    "-frecord-gcc-switches": Opt.TOO_HARD,  # likewise
+    "-fseh-exceptions": Opt.TOO_HARD,  # exception models are lost when compiling IR
+    "-fsjlj-exceptions": Opt.TOO_HARD,  # likewise
     "-fsyntax-only": Opt.TOO_HARD,
+    "-fwasm-exceptions": Opt.TOO_HARD,  # likewise
+    "-grecord-command-line": Opt.TOO_HARD,  # would record llmcc's frontend call
+    "-grecord-gcc-switches": Opt.TOO_HARD,  # likewise
     "-idirafter": _CPP_ARG,
     "-imacros": _CPP_ARG,
     "-include": _CPP_ARG,
@@ -153,6 +162,7 @@ FAMILIES: dict[str, Opt] = {
     "-fmodule": Opt.TOO_HARD,
     "-fmodules": Opt.TOO_HARD,
     "-fno-integrated-as": Opt.TOO_HARD,
+    "-foptimization-record": Opt.TOO_HARD,  # writes a remarks file
     "-fpass-plugin": Opt.TOO_HARD,
     "-fplugin": Opt.TOO_HARD,
     "-fproc-stat-report": Opt.TOO_HARD,
@@ -172,12 +182,15 @@ FAMILIES: dict[str, Opt] = {
     "-fwhole-program-vtables": Opt.TOO_HARD,
     "-fxray": Opt.TOO_HARD,
     "-g": Opt.NONE,
+    "-gen-": Opt.TOO_HARD,  # -gen-reproducer, -gen-cdb-fragment-path: not debug options
     "-gmodules": Opt.TOO_HARD,
     "-gsplit-dwarf": Opt.TOO_HARD,
     "-m": Opt.NONE,
     "-m16": Opt.TOO_HARD,
     "-m32": Opt.TOO_HARD,
     "-mx32": Opt.TOO_HARD,
+    "-objcmt": Opt.TOO_HARD,  # not `-o bjcmt…`
+    "-object": Opt.TOO_HARD,  # not `-o bject…`
     "-print": Opt.TOO_HARD,
     "-specs": Opt.TOO_HARD,
     "-std=": Opt.NONE,
@@ -211,15 +224,18 @@ OPT_LEVELS = {"-O": "1", "-O0": "0", "-O1": "1", "-O2": "2", "-O3": "3", "-O4": 
 def lookup(arg: str) -> tuple[Opt, str | None]:
     """Return the facts for `arg` and the value glued to it, if any.
 
+    After the exact spelling, the longest matching prefix wins, whether it is an option that
+    takes a glued value or a family.
+
     Unknown options come back as TOO_HARD, so they reach the real clang untouched.
     """
     flags = OPTIONS.get(arg)
     if flags is not None:
         return flags, None
-    for name in _CONCAT_PREFIXES:
-        if arg.startswith(name):
-            return OPTIONS[name], arg[len(name):]
-    for prefix in _FAMILY_PREFIXES:
-        if arg.startswith(prefix):
-            return FAMILIES[prefix], None
+    glued = next((name for name in _CONCAT_PREFIXES if arg.startswith(name)), "")
+    family = next((prefix for prefix in _FAMILY_PREFIXES if arg.startswith(prefix)), "")
+    if glued and len(glued) >= len(family):  # `-objcmt-…` is a family member, not `-o bjcmt-…`
+        return OPTIONS[glued], arg[len(glued):]
+    if family:
+        return FAMILIES[family], None
     return Opt.TOO_HARD, None

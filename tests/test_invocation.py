@@ -218,6 +218,14 @@ def test_response_file_quoting_follows_gnu_rules():
         ["-DMSG=hello world", "single quoted", "back slash"]
 
 
+def test_response_file_words_are_split_as_clang_splits_them():
+    """LLVM's GNU tokenizer, not shlex: backslashes escape inside single quotes too, an unclosed
+    quote runs to the end, empty words vanish, a UTF-8 byte order mark is skipped."""
+    read = _reader({"q.rsp": "\ufeff'-DMSG=\"a\\nb\"' \"x\\\\y\" \"\" a\"\"b \"-DLAST=1\n"})
+    assert expand_response_files(["@q.rsp"], read) == \
+        ['-DMSG="anb"', "x\\y", "ab", "-DLAST=1\n"]
+
+
 def test_unreadable_response_file_stays_for_clang_to_report():
     assert expand_response_files(["-c", "@missing.rsp"], _reader({})) == ["-c", "@missing.rsp"]
 

@@ -144,3 +144,22 @@ def test_pic_options_are_marked_pic():
     for name in ("-fPIC", "-fpic", "-fPIE", "-fpie", "-fno-PIC", "-fno-pic", "-fno-PIE",
                  "-fno-pie"):
         assert lookup(name)[0] & Opt.PIC, name
+
+
+@pytest.mark.parametrize("arg", ["-objcmt-migrate-literals", "-objcmt-allowlist-dir-path=x",
+                                 "-object-file-name=x.o", "-object"])
+def test_options_that_only_begin_like_o_are_not_an_output(arg):
+    """Clang's longest match makes these options of their own, never `-o` with a glued name."""
+    assert lookup(arg) == (Opt.TOO_HARD, None)
+    assert lookup("-objs/x.o") == (OPTIONS["-o"], "bjs/x.o")
+
+
+@pytest.mark.parametrize("arg", [
+    "-fwasm-exceptions", "-fsjlj-exceptions", "-fseh-exceptions", "-frecord-command-line",
+    "-frecord-gcc-switches", "-grecord-command-line", "-femit-compact-unwind-non-canonical",
+    "-foptimization-record-passes=inline", "-foptimization-record-file=r.yaml",
+    "-gen-reproducer", "-gen-cdb-fragment-path",
+])
+def test_options_that_would_make_llmcc_differ_from_clang_are_too_hard(arg):
+    """Found by comparing every -f/-m/-g option clang-19 lists, alone, with plain clang."""
+    assert lookup(arg) == (Opt.TOO_HARD, None)
