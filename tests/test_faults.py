@@ -1,0 +1,591 @@
+"""Faults around a compile: broken data, a missing or foreign clang, a read-only, full or
+corrupt cache, entries from an older llmcc, two parallel builds on one cache, and Ctrl-C or
+SIGTERM in the middle of a compile.
+
+Whatever goes wrong, a compile ends as plain clang's would: the same exit code, an object that
+is plain clang's or a verified smaller one, the same depfile; at most one llmcc warning; no
+partial or temporary file beside the output; and cache entries that were good stay good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+import llmcc
+from llmcc.cache.disk import FORMAT
+from llmcc.objfile import read_object
+
+SIZE_H = """#ifndef SIZE_H
+#define SIZE_H
+#define SCALE 3
+struct point { int x, y; };
+static inline int dot(struct point a, struct point b) { return a.x * b.x + a.y * b.y; }
+#endif
+"""
+
+SIZE_C = """#include <string.h>
+#include "size.h"
+int counter;
+const char banner[] = "llmcc fault unit";
+static int helper(int x) { return x * SCALE + 1; }
+int work(int n) {
+    int s = 0;
+    int unused;
+    for (int i = 0; i < n; i++) s += helper(i);
+    return s;
+}
+int norm(const struct point *p, int n) {
+    int total = 0;
+    for (int i = 0; i < n; i++) total += dot(p[i], p[i]);
+    return total + (int)strlen(banner) + counter;
+}
+"""
+
+QUIET_C = "int quiet(int x) { return x * 2 + 1; }\n"
+
+# Many small functions: an object of ~18 KB, several pages on a tiny filesystem.
+BIG_C = "\n".join(
+    f"int f{i}(int *p, int n) {{ int s = {i}; for (int j = 0; j < n; j++) "
+    f"s += p[j] * {i} ^ (s >> 3); return s; }}" for i in range(150)) + "\n"
+
+# A decision stored in its own file by diskcache (values above 32 KB are not kept in SQLite).
+HUGE_C = "\n".join(
+    f"int g{i}(int *p, int n) {{ int s = {i}; for (int j = 0; j < n; j++) "
+    f"s += p[j] * {i} ^ (s >> 3); return s; }}" for i in range(400)) + "\n"
+
+ARGS = ["-Oz", "-Wall", "-MD", "-c", "size.c", "-o", "out/size.o"]
+OUTPUTS = ["out/size.o", "out/size.d"]
+
+
+@pytest.fixture
+def tree(tmp_path, env) -> Path:
+    root = tmp_path / "src"
+    (root / "out").mkdir(parents=True)
+    for name, text in {"size.h": SIZE_H, "size.c": SIZE_C, "quiet.c": QUIET_C,
+                       "big.c": BIG_C, "huge.c": HUGE_C}.items():
+        (root / name).write_text(text)
+    # llmcc's own temporary files go here, so the tests can see that none are left behind
+    (tmp_path / "tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    return root
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(path)
+
+
+def _events(env: dict[str, str]) -> list[dict]:
+    try:
+        with open(env["LLMCC_LOG"]) as handle:
+            return [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def _outcomes(env: dict[str, str]) -> list[str]:
+    return [event["outcome"] for event in _events(env)]
+
+
+def _ours(stderr: bytes) -> list[str]:
+    """The lines llmcc itself printed."""
+    return [line for line in stderr.decode(errors="replace").splitlines(keepends=True)
+            if line.startswith("llmcc:") or "Traceback" in line]
+
+
+def _leftovers(*directories: Path) -> list[str]:
+    """Temporary files of llmcc's (or anything at all in a private TMPDIR)."""
+    found = []
+    for directory in directories:
+        for path in directory.rglob("*"):
+            if path.name.endswith(".llmcc-tmp") or directory.name == "tmp":
+                found.append(str(path))
+    return found
+
+
+def _build(program: str, args: list[str], cwd: Path, env: dict[str, str],
+           outputs: list[str] = OUTPUTS) -> tuple[int, bytes, dict[str, bytes | None]]:
+    """Run one compile; (rc, stderr, {output: bytes or None}), the outputs removed after."""
+    done = run([program, *args], cwd=cwd, env=env)
+    files = {}
+    for name in outputs:
+        path = cwd / name
+        files[name] = path.read_bytes() if path.exists() else None
+        path.unlink(missing_ok=True)
+    return done.returncode, done.stderr, files
+
+
+def _assert_like_plain(plain: tuple, tuned: tuple, tree: Path, warning: str | None) -> None:
+    """`tuned` (llmcc's _build) ends as `plain` (clang's) would, with at most one warning."""
+    rc, expected, plain_files = plain
+    actual_rc, actual, tuned_files = tuned
+    assert actual_rc == rc
+    ours = _ours(actual)
+    if warning is None:
+        assert ours == []
+    else:
+        assert len(ours) == 1 and ours[0].startswith("llmcc: warning: ") and warning in ours[0], \
+            actual.decode(errors="replace")
+    assert actual.decode().replace("".join(ours), "", 1) == expected.decode()
+    assert {n for n, b in tuned_files.items() if b is not None} == \
+        {n for n, b in plain_files.items() if b is not None}
+    for name, blob in plain_files.items():
+        if blob is None:
+            continue
+        if name.endswith(".o") and tuned_files[name] != blob:
+            plain_info, tuned_info = read_object(blob), read_object(tuned_files[name])
+            assert tuned_info.size < plain_info.size
+            assert tuned_info.defined == plain_info.defined
+            assert tuned_info.undefined <= plain_info.undefined
+        else:
+            assert tuned_files[name] == blob, name
+    assert _leftovers(tree, tree.parent / "tmp") == []
+
+
+# --- the advisor's data file ---------------------------------------------------------------------
+
+@pytest.fixture
+def package_copy(tmp_path, env) -> Path:
+    """A private copy of the llmcc package, imported first by the llmcc commands (PYTHONPATH),
+    so its `advisor/popular.json` can be damaged as an installation could be."""
+    copy = tmp_path / "site" / "llmcc"
+    shutil.copytree(os.path.dirname(llmcc.__file__), copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env["PYTHONPATH"] = str(copy.parent)
+    return copy
+
+
+@pytest.mark.parametrize("damage, warning", [
+    (None, "No such file or directory"),
+    (b"\x00\x17not json at all", "is corrupt"),
+    (b'{"passes": []}', "is corrupt"),
+    (b'{"lists": []}', "holds no pass lists"),
+    (b'{"lists": [{"passes": "instcombine internalize"}]}', "is corrupt"),
+], ids=["missing", "not-json", "no-lists-key", "empty", "unknown-pass"])
+def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy, clang, llmcc,
+                                                             env, damage, warning):
+    data = package_copy / "advisor" / "popular.json"
+    good = data.read_bytes()
+    first = _build(llmcc, ARGS, tree, env)
+    assert first[0] == 0 and _outcomes(env) == ["miss"]
+    plain = _build(clang, ARGS, tree, env)
+    if damage is None:
+        data.unlink()
+    else:
+        data.write_bytes(damage)
+    damaged = _build(llmcc, ARGS, tree, env)
+    _assert_like_plain(plain, damaged, tree, warning)
+    assert str(data) in _ours(damaged[1])[0]  # the copy was the one in use
+    assert damaged[2] == plain[2]  # plain clang compiled it
+    data.write_bytes(good)
+    again = _build(llmcc, ARGS, tree, env)
+    assert again == first  # the decision made before the damage is still there
+    assert _outcomes(env) == ["miss", "fallback", "direct_hit"]
+
+
+# --- the real clang ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", ["/nonexistent/clang-19", "clang-99"])
+@pytest.mark.parametrize("args", [ARGS, ["--version"]], ids=["compile", "passthrough"])
+def test_missing_clang_fails_like_a_missing_compiler(tree, llmcc, env, setting, args):
+    env["LLMCC_CLANG"] = setting
+    done = run([llmcc, *args], cwd=tree, env=env)
+    assert done.returncode == 127  # what a shell or make reports for a missing command
+    assert done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmcc: error: ") and setting in lines[0]
+    assert sorted(p.name for p in (tree / "out").iterdir()) == []
+
+
+def _wrapper(tmp_path: Path, clang: str, version_text: str) -> tuple[str, Path]:
+    """A compiler that reports `version_text` and otherwise runs the real clang, logging calls."""
+    calls = tmp_path / "calls.log"
+    bin_dir = tmp_path / "foreign"
+    bin_dir.mkdir()
+    real_opt = os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+    (bin_dir / "opt").symlink_to(real_opt)  # opt beside it is LLVM 19's, so only clang lies
+    return _script(bin_dir / "cc", f"""\
+if [ "$1" = --version ]; then printf '%s\\n' '{version_text}'; exit 0; fi
+printf '%s\\n' "$*" >> {calls}
+exec {clang} "$@"
+"""), calls
+
+
+@pytest.mark.parametrize("version_text, warning", [
+    ("Debian clang version 18.1.8 (11)", "18.1.8"),
+    ("gcc (Debian 12.2.0-14) 12.2.0", "is not clang"),
+], ids=["clang-18", "gcc"])
+def test_compiler_other_than_clang_19_warns_once_and_compiles_through_it(
+        tree, tmp_path, clang, llmcc, env, version_text, warning):
+    plain = _build(clang, ARGS, tree, env)
+    env["LLMCC_CLANG"], calls = _wrapper(tmp_path, clang, version_text)
+    tuned = _build(llmcc, ARGS, tree, env)
+    _assert_like_plain(plain, tuned, tree, warning)
+    assert tuned[2] == plain[2]
+    assert calls.read_text().splitlines()[-1] == " ".join(ARGS)  # the user's call, unchanged
+    assert _outcomes(env) == ["fallback"]
+
+
+# --- the cache directory -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _mount(target: Path, *options: str):
+    """Mount over `target` for the duration (root only: skip where that is not possible)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    done = subprocess.run(["mount", *options, str(target), str(target)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount here: {done.stderr.decode().strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def _read_only(directory: Path):
+    """`directory` read-only even for root: a read-only bind mount (chmod is enough for others)."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [directory, *directory.rglob("*")]}
+        for path, mode in modes.items():
+            path.chmod(mode & ~0o222)
+        try:
+            yield directory
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    with _mount(directory, "--bind", "-o", "ro"):
+        probe = directory / "probe"
+        with pytest.raises(OSError):
+            probe.write_text("")
+        yield directory
+
+
+def _fill(directory: Path) -> Path:
+    """Fill the filesystem holding `directory` to the last byte."""
+    filler = directory / "filler"
+    chunk = b"\0" * 4096
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(chunk)
+        except OSError:
+            pass
+    assert os.statvfs(directory).f_bavail == 0
+    return filler
+
+
+def test_read_only_cache_still_compiles_and_keeps_its_entries(tree, clang, llmcc, env):
+    first = _build(llmcc, ARGS, tree, env)
+    assert first[0] == 0
+    plain = _build(clang, ARGS, tree, env)
+    with _read_only(Path(env["LLMCC_CACHE_DIR"])):
+        during = _build(llmcc, ARGS, tree, env)
+        other = _build(llmcc, ["-Oz", "-c", "quiet.c"], tree, env, ["quiet.o"])
+        other_plain = _build(clang, ["-Oz", "-c", "quiet.c"], tree, env, ["quiet.o"])
+    _assert_like_plain(plain, during, tree, "cache")
+    assert during[2] == first[2]  # the same decision, found again without the cache
+    _assert_like_plain(other_plain, other, tree, "cache")
+    again = _build(llmcc, ARGS, tree, env)
+    assert again == first and _events(env)[-1]["outcome"] == "direct_hit"
+
+
+@pytest.fixture
+def tiny_fs(tmp_path) -> Path:
+    """A 4 MB tmpfs of this test's own."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    with _mount(mount_point, "-t", "tmpfs", "-o", "size=4m"):
+        yield mount_point
+
+
+def test_cache_on_a_full_filesystem_still_compiles_and_keeps_its_entries(tree, tiny_fs, clang,
+                                                                         llmcc, env):
+    env["LLMCC_CACHE_DIR"] = str(tiny_fs / "cache")
+    first = _build(llmcc, ARGS, tree, env)
+    assert first[0] == 0 and _outcomes(env) == ["miss"]
+    plain = _build(clang, ARGS, tree, env)
+    quiet_args = ["-Oz", "-c", "quiet.c"]
+    quiet_plain = _build(clang, quiet_args, tree, env, ["quiet.o"])
+    filler = _fill(tiny_fs)
+    hit = _build(llmcc, ARGS, tree, env)
+    new = _build(llmcc, quiet_args, tree, env, ["quiet.o"])
+    for plain_run, tuned_run in ((plain, hit), (quiet_plain, new)):
+        assert len(_ours(tuned_run[1])) <= 1
+        warning = "cache" if _ours(tuned_run[1]) else None
+        _assert_like_plain(plain_run, tuned_run, tree, warning)
+    assert hit[2] == first[2]
+    filler.unlink()
+    assert _build(llmcc, ARGS, tree, env) == first
+    assert _events(env)[-1]["outcome"] == "direct_hit"
+    assert _ours(_build(llmcc, quiet_args, tree, env, ["quiet.o"])[1]) == []
+
+
+@pytest.mark.parametrize("full", ["object", "depfile", "both"])
+def test_full_disk_while_writing_the_output_ends_as_plain_clang(tree, tiny_fs, clang, llmcc,
+                                                                env, full):
+    """Clang itself fails (exit 1, a stack dump); llmcc must leave exactly what clang leaves."""
+    out = {"object": tiny_fs, "depfile": tree / "out", "both": tiny_fs}[full]
+    dep = {"object": tree / "out", "depfile": tiny_fs, "both": tiny_fs}[full]
+    args = ["-Oz", "-MD", "-MF", str(dep / "big.d"), "-c", "big.c", "-o", str(out / "big.o")]
+    assert len(run([clang, "-Oz", "-c", "big.c", "-o", "-"], cwd=tree).stdout) > 8192
+    _fill(tiny_fs)
+    outcomes = []
+    for program in (clang, llmcc):
+        done = run([program, *args], cwd=tree, env=env)
+        left = {p.name: p.read_bytes() for d in {out, dep} for p in d.iterdir()
+                if p.name != "filler"}
+        for name in left:
+            os.unlink(os.path.join(out if name.endswith(".o") else dep, name))
+        outcomes.append((done.returncode, left, done.stderr))
+    (rc, left, stderr), (tuned_rc, tuned_left, tuned_stderr) = outcomes
+    assert rc != 0 and b"No space left on device" in stderr
+    assert (tuned_rc, tuned_left) == (rc, left)
+    assert _ours(tuned_stderr) == [] and b"No space left on device" in tuned_stderr
+    assert _outcomes(env) == ["fallback"]
+    assert _leftovers(tree, tree.parent / "tmp") == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "damaged-pages"])
+def test_corrupt_cache_database_still_compiles_with_one_warning(tree, clang, llmcc, env, damage):
+    first = _build(llmcc, ARGS, tree, env)
+    plain = _build(clang, ARGS, tree, env)
+    database = Path(env["LLMCC_CACHE_DIR"]) / "cache.db"
+    size = database.stat().st_size
+    if damage == "garbage":
+        database.write_bytes(os.urandom(size))
+    else:  # keep the header, so SQLite opens the file and meets the damage in its pages
+        with open(database, "r+b") as handle:
+            handle.seek(4096)
+            handle.write(b"\xa5" * (size - 4096))
+    for _ in range(2):  # every later compile too
+        tuned = _build(llmcc, ARGS, tree, env)
+        _assert_like_plain(plain, tuned, tree, "cache")
+        assert tuned[2] == first[2]
+
+
+def test_damaged_cache_entry_reads_as_a_miss_and_is_replaced(tree, clang, llmcc, env):
+    """A decision too big for SQLite lives in its own file; a truncated one is rewritten."""
+    args = ["-Oz", "-c", "huge.c"]
+    first = _build(llmcc, args, tree, env, ["huge.o"])
+    assert first[0] == 0
+    values = list(Path(env["LLMCC_CACHE_DIR"]).rglob("*.val"))
+    assert values, "the decision should be stored in a file of its own"
+    for path in values:
+        path.write_bytes(path.read_bytes()[:100])
+    plain = _build(clang, args, tree, env, ["huge.o"])
+    damaged = _build(llmcc, args, tree, env, ["huge.o"])
+    _assert_like_plain(plain, damaged, tree, "cache")
+    assert damaged[2] == first[2]
+    healed = _build(llmcc, args, tree, env, ["huge.o"])
+    assert healed == first
+    assert _outcomes(env)[-1] == "direct_hit"
+
+
+@pytest.mark.parametrize("stale", [{"format": FORMAT - 1}, {"format": None}, "not a dict"],
+                         ids=["older-format", "no-format", "other-shape"])
+def test_entries_of_an_older_llmcc_read_as_misses_and_are_replaced(tree, clang, llmcc, env,
+                                                                   stale):
+    import diskcache
+
+    first = _build(llmcc, ARGS, tree, env)
+    key = _events(env)[-1]["key"]
+    with diskcache.Cache(env["LLMCC_CACHE_DIR"]) as cache:
+        names = [k for k in cache.iterkeys() if k.split(":")[0] in ("ir", "direct")]
+        assert f"ir:{key}" in names and len(names) == 2
+        for name in names:
+            old = cache[name]
+            # an entry as an older llmcc wrote it: another shape, and an object that is not one
+            cache[name] = ({**old, **stale, "object": b"stale"} if isinstance(stale, dict)
+                           else stale)
+    plain = _build(clang, ARGS, tree, env)
+    again = _build(llmcc, ARGS, tree, env)
+    _assert_like_plain(plain, again, tree, None)
+    assert again == first
+    assert _outcomes(env) == ["miss", "miss"]
+    with diskcache.Cache(env["LLMCC_CACHE_DIR"]) as cache:
+        assert cache[f"ir:{key}"]["format"] == FORMAT
+        assert cache[f"ir:{key}"]["object"] == first[2]["out/size.o"]
+    assert _build(llmcc, ARGS, tree, env) == first
+    assert _outcomes(env)[-1] == "direct_hit"
+
+
+# --- parallel builds -----------------------------------------------------------------------------
+
+UNITS = 30
+
+MAKEFILE = """\
+SOURCES := $(sort $(wildcard *.c))
+OBJECTS := $(SOURCES:.c=.o)
+prog: $(OBJECTS)
+\t$(CC) -o $@ $(OBJECTS)
+%.o: %.c
+\t$(CC) -Oz -Wall -MD -c $< -o $@
+-include $(OBJECTS:.o=.d)
+"""
+
+
+def _project(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "Makefile").write_text(MAKEFILE)
+    (root / "units.h").write_text("".join(f"int unit{i}(int);\n" for i in range(UNITS)))
+    for i in range(UNITS):
+        (root / f"u{i:02}.c").write_text(f"""#include "units.h"
+static int table{i}[{8 + i}] = {{{', '.join(str(i * j % 7) for j in range(8 + i))}}};
+static int step{i}(int x) {{ return (x * {i + 3}) ^ (x >> {i % 5 + 1}); }}
+int unit{i}(int n) {{
+    int s = {i};
+    for (int k = 0; k < n; k++) s += step{i}(k) + table{i}[k % {8 + i}];
+    return s;
+}}
+""")
+    (root / "main.c").write_text("""#include <stdio.h>
+#include "units.h"
+int main(void) {
+    long total = 0;
+""" + "".join(f"    total += unit{i}({i + 5});\n" for i in range(UNITS)) + """\
+    printf("%ld\\n", total);
+    return 0;
+}
+""")
+    return root
+
+
+def _make(root: Path, compiler: str, env: dict[str, str], jobs: int) -> subprocess.Popen:
+    return subprocess.Popen(["make", f"-j{jobs}", f"CC={compiler}"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _built(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())
+            if p.suffix in (".o", ".d") or p.name == "prog"}
+
+
+def test_two_parallel_builds_on_one_cache_equal_a_clean_build(tmp_path, clang, llmcc, env):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    env["LLMCC_CANDIDATES"] = "1"  # the race is the point here, not the search
+    plain_env = {**env, "LLMCC_DISABLE": "1"}
+    plain = _make(_project(tmp_path / "plain"), clang, plain_env, 8)
+    builds = [_make(_project(tmp_path / name), llmcc, env, 8) for name in ("a", "b")]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in (plain, *builds)]
+    for rc, _, stderr in results:
+        assert rc == 0, stderr.decode()
+        assert b"llmcc" not in stderr and b"Traceback" not in stderr
+    clean_env = {**env, "LLMCC_CACHE_DIR": str(tmp_path / "clean-cache")}
+    clean = _make(_project(tmp_path / "clean"), llmcc, clean_env, 2)
+    assert clean.wait(timeout=600) == 0, clean.communicate()[1].decode()
+    outputs = {name: _built(tmp_path / name) for name in ("plain", "a", "b", "clean")}
+    assert len([n for n in outputs["clean"] if n.endswith(".o")]) == UNITS + 1
+    assert outputs["a"] == outputs["clean"] and outputs["b"] == outputs["clean"]
+    for name, blob in outputs["clean"].items():
+        plain_blob = outputs["plain"][name]
+        if name.endswith(".o"):
+            plain_info, tuned_info = read_object(plain_blob), read_object(blob)
+            assert tuned_info.size <= plain_info.size and tuned_info.defined == plain_info.defined
+        elif name.endswith(".d"):
+            assert blob == plain_blob
+    ran = {name: subprocess.run([str(tmp_path / name / "prog")], capture_output=True,
+                                check=False).stdout for name in outputs}
+    assert len(set(ran.values())) == 1 and ran["plain"].strip().isdigit()
+    outcomes = [e["outcome"] for e in _events(env) if e["outcome"] != "passthrough"]
+    assert len(outcomes) == 3 * (UNITS + 1)
+    assert set(outcomes) <= {"miss", "hit", "direct_hit"}
+    assert _leftovers(tmp_path / "a", tmp_path / "b") == []
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+def _slow_opt(tmp_path: Path, clang: str) -> tuple[str, Path]:
+    """An opt that announces itself and then takes its time."""
+    real_opt = os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+    started = tmp_path / "opt-started"
+    return _script(tmp_path / "opt", f"""\
+if [ "$1" = --version ]; then exec {real_opt} --version; fi
+touch {started}
+sleep 30
+exec {real_opt} "$@"
+"""), started
+
+
+def _start(program: str, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """In a process group of its own, as a job started from a shell (Ctrl-C goes to all)."""
+    return subprocess.Popen([program, *args], cwd=cwd, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "opt never started"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signal_during_a_compile_leaves_no_output_and_a_working_cache(tree, tmp_path, clang,
+                                                                      llmcc, env, signum):
+    (tree / "out" / "size.o").write_bytes(b"object of the previous build")
+    plain = _build(clang, ARGS, tree, env)
+    env_slow = {**env, "LLMCC_OPT": _slow_opt(tmp_path, clang)[0]}
+    started = tmp_path / "opt-started"
+    (tree / "out" / "size.o").write_bytes(b"object of the previous build")
+    process = _start(llmcc, ARGS, tree, env_slow)
+    _wait_for(started, process)
+    os.killpg(process.pid, signum)
+    _, stderr = process.communicate(timeout=60)
+    # exits as the shell reports a job killed by the signal, and says nothing about it
+    assert process.returncode in (128 + signum, -signum)
+    assert _ours(stderr) == [] and stderr == b""
+    assert (tree / "out" / "size.o").read_bytes() == b"object of the previous build"
+    assert not (tree / "out" / "size.d").exists()
+    assert _leftovers(tree, tmp_path / "tmp") == []
+    after = _build(llmcc, ARGS, tree, env)
+    _assert_like_plain(plain, after, tree, None)
+    assert _build(llmcc, ARGS, tree, env) == after
+    assert _outcomes(env)[-2:] == ["miss", "direct_hit"]
+
+
+def test_ctrl_c_at_any_moment_leaves_the_old_object_or_a_whole_new_one(tree, tmp_path, clang,
+                                                                       llmcc, llmcc_ctl, env):
+    """Interrupt real compiles at moments spread over their run, cold and warm cache alike."""
+    plain = _build(clang, ARGS, tree, env)
+    started = time.monotonic()
+    reference = _build(llmcc, ARGS, tree, env)
+    cold = time.monotonic() - started
+    _assert_like_plain(plain, reference, tree, None)
+    old = b"object of the previous build"
+    for step in range(8):
+        if step % 2 == 0:
+            run([llmcc_ctl, "clear"], cwd=tree, env=env)
+        (tree / "out" / "size.o").write_bytes(old)
+        (tree / "out" / "size.d").unlink(missing_ok=True)
+        process = _start(llmcc, ARGS, tree, env)
+        time.sleep(cold * (step // 2 + 1) / 5)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode in (0, 130, -signal.SIGINT), stderr.decode()
+        assert _ours(stderr) == [], stderr.decode()
+        obj = (tree / "out" / "size.o").read_bytes()
+        if process.returncode == 0:
+            assert obj == reference[2]["out/size.o"]
+            assert (tree / "out" / "size.d").read_bytes() == plain[2]["out/size.d"]
+        else:
+            assert obj in (old, reference[2]["out/size.o"])
+        assert _leftovers(tree, tmp_path / "tmp") == []
+    assert _build(llmcc, ARGS, tree, env) == reference
+
