@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
-SHT_PROGBITS, SHT_SYMTAB, SHT_NOBITS = 1, 2, 8
+SHT_SYMTAB, SHT_NOBITS = 2, 8
 SHN_UNDEF = 0
 STB_LOCAL = 0
 
@@ -36,8 +36,16 @@ class ObjectInfo:
 
 
 def read_object(blob: bytes) -> ObjectInfo:
-    if blob[:4] != b"\x7fELF" or blob[4] != 2 or blob[5] != 1:
+    """Size and external symbols; NotAnObject for anything that is not a sound ELF64 object."""
+    if blob[:4] != b"\x7fELF" or blob[4:6] != b"\x02\x01":
         raise NotAnObject("not a 64-bit little-endian ELF file")
+    try:
+        return _read_elf64(blob)
+    except (struct.error, ValueError, IndexError) as err:
+        raise NotAnObject(f"damaged ELF file: {err}") from None
+
+
+def _read_elf64(blob: bytes) -> ObjectInfo:
     shoff, = struct.unpack_from("<Q", blob, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", blob, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", blob, shoff + i * shentsize)

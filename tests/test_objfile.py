@@ -211,3 +211,14 @@ def test_same_interface_on_real_objects_that_differ_in_exports(tmp_path, clang):
     one, two = _read(str(tmp_path / "one.o")), _read(str(tmp_path / "two.o"))
     assert same_interface(one, one) is None
     assert "missing ['g']" in same_interface(two, one)
+
+
+@pytest.mark.parametrize("cut", [3, 10, 64, 200])
+def test_a_truncated_object_is_not_an_object(cut, tmp_path, clang):
+    """Garbage from a broken codegen step is rejected, never measured as a tiny object."""
+    source = tmp_path / "t.c"
+    source.write_text("int f(int x) { return x + 1; }\n")
+    subprocess.run([clang, "-Oz", "-c", str(source), "-o", str(tmp_path / "t.o")], check=True)
+    blob = (tmp_path / "t.o").read_bytes()
+    with pytest.raises(NotAnObject):
+        read_object(blob[:cut])
