@@ -522,10 +522,17 @@ exec {real_opt} "$@"
 """), started
 
 
+def _restore_default_signals() -> None:
+    """A terminal job hears Ctrl-C; a test run started in the background (`cmd &` from a
+    script, as CI may do) inherits SIGINT ignored, so put back what a terminal would give."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(program: str, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     """In a process group of its own, as a job started from a shell (Ctrl-C goes to all)."""
     return subprocess.Popen([program, *args], cwd=cwd, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_restore_default_signals)  # noqa: PLW1509 - no threads here
 
 
 def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:
