@@ -127,10 +127,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
+    from llmcc.cache import CacheError
+    from llmcc.cache.disk import DiskCache
+
     settings = _settings()
-    removed = _open_cache(settings).clear()
-    events.reset(config.cache_dir(settings))
-    print(f"removed {removed} cache entries and the statistics")
+    directory = config.cache_dir(settings)
+    try:
+        removed = f"{DiskCache(directory, settings.cache_size).clear()} cache entries"
+    except CacheError:  # damaged beyond opening: start afresh
+        DiskCache.remove(directory)
+        removed = "a damaged cache"
+    events.reset(directory)
+    print(f"removed {removed} and the statistics")
     return 0
 
 

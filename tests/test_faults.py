@@ -378,6 +378,19 @@ def test_corrupt_cache_database_still_compiles_with_one_warning(tree, clang, llm
         assert tuned[2] == first[2]
 
 
+def test_clear_starts_a_database_damaged_beyond_opening_afresh(tree, llmcc, llmcc_ctl, env):
+    first = _build(llmcc, ARGS, tree, env)
+    database = Path(env["LLMCC_CACHE_DIR"]) / "cache.db"
+    database.write_bytes(os.urandom(database.stat().st_size))
+    assert _ours(_build(llmcc, ARGS, tree, env)[1])  # the damage is reported
+    cleared = run([llmcc_ctl, "clear"], cwd=tree, env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    again = _build(llmcc, ARGS, tree, env)
+    assert _ours(again[1]) == [] and again[2] == first[2]
+    assert _build(llmcc, ARGS, tree, env)[2] == first[2]
+    assert _outcomes(env)[-1] == "direct_hit"  # the fresh cache works
+
+
 def test_damaged_cache_entry_reads_as_a_miss_and_is_replaced(tree, clang, llmcc, env):
     """A decision too big for SQLite lives in its own file; a truncated one is rewritten."""
     args = ["-Oz", "-c", "huge.c"]

@@ -6,6 +6,7 @@ mode plus files written then renamed), which is what parallel `make -j` needs.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any
 
@@ -24,7 +25,8 @@ class DiskCache:
             self._cache = diskcache.Cache(directory, size_limit=size_limit,
                                           eviction_policy="least-recently-used", timeout=10)
         except (OSError, sqlite3.Error) as err:
-            raise CacheError(f"cannot open the cache in {directory}: {err}") from None
+            raise CacheError(f"cannot open the cache in {directory}: {err} "
+                             "(`llmcc-ctl clear` starts it afresh)") from None
 
     def get(self, namespace: str, key: str) -> dict[str, Any] | None:
         try:
@@ -40,6 +42,19 @@ class DiskCache:
             self._cache.set(f"{namespace}:{key}", {**value, "format": FORMAT})
         except (OSError, sqlite3.Error) as err:
             raise CacheError(f"cache write failed: {err}") from None
+
+    @staticmethod
+    def remove(directory: str) -> None:
+        """Delete a cache that cannot even be opened: diskcache's own files and nothing else."""
+        import re
+        import shutil
+
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if name.startswith("cache.db"):
+                os.unlink(path)
+            elif re.fullmatch(r"[0-9a-f]{2}", name) and os.path.isdir(path):
+                shutil.rmtree(path)
 
     def keys(self, namespace: str) -> list[str]:
         prefix = namespace + ":"
