@@ -10,6 +10,36 @@ import sys
 import pytest
 
 LLVM_BIN = "/usr/lib/llvm-19/bin"
+
+# A small TU with a header, data, rodata, a warning (-Wall: unused variable) and a loop: the
+# unit most intercept and fault tests compile.
+SIZE_H = """#ifndef SIZE_H
+#define SIZE_H
+#define SCALE 3
+struct point { int x, y; };
+static inline int dot(struct point a, struct point b) { return a.x * b.x + a.y * b.y; }
+#endif
+"""
+
+SIZE_C = """#include <string.h>
+#include "size.h"
+int counter;
+const char banner[] = "llmcc test unit";
+static int helper(int x) { return x * SCALE + 1; }
+int work(int n) {
+    int s = 0;
+    int unused;
+    for (int i = 0; i < n; i++) s += helper(i);
+    return s;
+}
+int norm(const struct point *p, int n) {
+    int total = 0;
+    for (int i = 0; i < n; i++) total += dot(p[i], p[i]);
+    return total + (int)strlen(banner) + counter;
+}
+void fill(int *out, int n) { for (int i = 0; i < n; i++) out[i] = work(i) - norm(0, 0); }
+"""
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -20,37 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import SIZE_C, SIZE_H, run
 
 import llmcc
 from llmcc.cache.disk import FORMAT
 from llmcc.objfile import read_object
-
-SIZE_H = """#ifndef SIZE_H
-#define SIZE_H
-#define SCALE 3
-struct point { int x, y; };
-static inline int dot(struct point a, struct point b) { return a.x * b.x + a.y * b.y; }
-#endif
-"""
-
-SIZE_C = """#include <string.h>
-#include "size.h"
-int counter;
-const char banner[] = "llmcc fault unit";
-static int helper(int x) { return x * SCALE + 1; }
-int work(int n) {
-    int s = 0;
-    int unused;
-    for (int i = 0; i < n; i++) s += helper(i);
-    return s;
-}
-int norm(const struct point *p, int n) {
-    int total = 0;
-    for (int i = 0; i < n; i++) total += dot(p[i], p[i]);
-    return total + (int)strlen(banner) + counter;
-}
-"""
 
 QUIET_C = "int quiet(int x) { return x * 2 + 1; }\n"
 
