@@ -123,6 +123,11 @@ class Evaluator:
         result.seconds = time.perf_counter() - start
         return result
 
+    @property
+    def distinct_ir(self) -> int:
+        """How many different optimised modules the candidates produced (each generated once)."""
+        return len(self._by_ir)
+
     def _measure(self, optimised: str) -> tuple[int | None, str | None, bytes]:
         """(size, None, object) for optimised IR that keeps the interface, else (None, why, b"")."""
         try:
