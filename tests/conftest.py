@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,3 +99,28 @@ def run(cmd: list[str], cwd, env: dict[str, str] | None = None,
         input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run a command and capture bytes, for byte-for-byte comparisons."""
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, input=input, check=False)
+
+
+def log_events(env: dict[str, str]) -> list[dict]:
+    """The LLMCC_LOG lines written so far in this test's environment."""
+    try:
+        with open(env["LLMCC_LOG"]) as handle:
+            return [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        return []
+
+
+def log_outcomes(env: dict[str, str]) -> list[str]:
+    return [event["outcome"] for event in log_events(env)]
+
+
+def compile_outputs(program: str, args: list[str], cwd, env: dict[str, str],
+                    outputs: list[str]) -> tuple[int, bytes, dict[str, bytes | None]]:
+    """Run one compile; (rc, stderr, {output: bytes or None}), the outputs removed after."""
+    done = run([program, *args], cwd=cwd, env=env)
+    files = {}
+    for name in outputs:
+        path = cwd / name
+        files[name] = path.read_bytes() if path.exists() else None
+        path.unlink(missing_ok=True)
+    return done.returncode, done.stderr, files

@@ -10,7 +10,6 @@ partial or temporary file beside the output; and cache entries that were good st
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SIZE_C, SIZE_H, run
+from conftest import SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run
 
 import llmcc
 from llmcc.cache.disk import FORMAT
@@ -61,16 +60,6 @@ def _script(path: Path, body: str) -> str:
     return str(path)
 
 
-def _events(env: dict[str, str]) -> list[dict]:
-    try:
-        with open(env["LLMCC_LOG"]) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
-
-
-def _outcomes(env: dict[str, str]) -> list[str]:
-    return [event["outcome"] for event in _events(env)]
 
 
 def _ours(stderr: bytes) -> list[str]:
@@ -91,14 +80,7 @@ def _leftovers(*directories: Path) -> list[str]:
 
 def _build(program: str, args: list[str], cwd: Path, env: dict[str, str],
            outputs: list[str] = OUTPUTS) -> tuple[int, bytes, dict[str, bytes | None]]:
-    """Run one compile; (rc, stderr, {output: bytes or None}), the outputs removed after."""
-    done = run([program, *args], cwd=cwd, env=env)
-    files = {}
-    for name in outputs:
-        path = cwd / name
-        files[name] = path.read_bytes() if path.exists() else None
-        path.unlink(missing_ok=True)
-    return done.returncode, done.stderr, files
+    return compile_outputs(program, args, cwd, env, outputs)
 
 
 def _assert_like_plain(plain: tuple, tuned: tuple, tree: Path, warning: str | None) -> None:
@@ -153,7 +135,7 @@ def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy,
     data = package_copy / "advisor" / "popular.json"
     good = data.read_bytes()
     first = _build(llmcc, ARGS, tree, env)
-    assert first[0] == 0 and _outcomes(env) == ["miss"]
+    assert first[0] == 0 and log_outcomes(env) == ["miss"]
     plain = _build(clang, ARGS, tree, env)
     if damage is None:
         data.unlink()
@@ -166,7 +148,7 @@ def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy,
     data.write_bytes(good)
     again = _build(llmcc, ARGS, tree, env)
     assert again == first  # the decision made before the damage is still there
-    assert _outcomes(env) == ["miss", "fallback", "direct_hit"]
+    assert log_outcomes(env) == ["miss", "fallback", "direct_hit"]
 
 
 # --- the real clang ------------------------------------------------------------------------------
@@ -209,7 +191,7 @@ def test_compiler_other_than_clang_19_warns_once_and_compiles_through_it(
     _assert_like_plain(plain, tuned, tree, warning)
     assert tuned[2] == plain[2]
     assert calls.read_text().splitlines()[-1] == " ".join(ARGS)  # the user's call, unchanged
-    assert _outcomes(env) == ["fallback"]
+    assert log_outcomes(env) == ["fallback"]
 
 
 # --- the cache directory -------------------------------------------------------------------------
@@ -275,7 +257,7 @@ def test_read_only_cache_still_compiles_and_keeps_its_entries(tree, clang, llmcc
     assert during[2] == first[2]  # the same decision, found again without the cache
     _assert_like_plain(other_plain, other, tree, "cache")
     again = _build(llmcc, ARGS, tree, env)
-    assert again == first and _events(env)[-1]["outcome"] == "direct_hit"
+    assert again == first and log_events(env)[-1]["outcome"] == "direct_hit"
 
 
 @pytest.fixture
@@ -291,7 +273,7 @@ def test_cache_on_a_full_filesystem_still_compiles_and_keeps_its_entries(tree, t
                                                                          llmcc, env):
     env["LLMCC_CACHE_DIR"] = str(tiny_fs / "cache")
     first = _build(llmcc, ARGS, tree, env)
-    assert first[0] == 0 and _outcomes(env) == ["miss"]
+    assert first[0] == 0 and log_outcomes(env) == ["miss"]
     plain = _build(clang, ARGS, tree, env)
     quiet_args = ["-Oz", "-c", "quiet.c"]
     quiet_plain = _build(clang, quiet_args, tree, env, ["quiet.o"])
@@ -305,7 +287,7 @@ def test_cache_on_a_full_filesystem_still_compiles_and_keeps_its_entries(tree, t
     assert hit[2] == first[2]
     filler.unlink()
     assert _build(llmcc, ARGS, tree, env) == first
-    assert _events(env)[-1]["outcome"] == "direct_hit"
+    assert log_events(env)[-1]["outcome"] == "direct_hit"
     assert _ours(_build(llmcc, quiet_args, tree, env, ["quiet.o"])[1]) == []
 
 
@@ -330,7 +312,7 @@ def test_full_disk_while_writing_the_output_ends_as_plain_clang(tree, tiny_fs, c
     assert rc != 0 and b"No space left on device" in stderr
     assert (tuned_rc, tuned_left) == (rc, left)
     assert _ours(tuned_stderr) == [] and b"No space left on device" in tuned_stderr
-    assert _outcomes(env) == ["fallback"]
+    assert log_outcomes(env) == ["fallback"]
     assert _leftovers(tree, tree.parent / "tmp") == []
 
 
@@ -362,7 +344,7 @@ def test_clear_starts_a_database_damaged_beyond_opening_afresh(tree, llmcc, llmc
     again = _build(llmcc, ARGS, tree, env)
     assert _ours(again[1]) == [] and again[2] == first[2]
     assert _build(llmcc, ARGS, tree, env)[2] == first[2]
-    assert _outcomes(env)[-1] == "direct_hit"  # the fresh cache works
+    assert log_outcomes(env)[-1] == "direct_hit"  # the fresh cache works
 
 
 def test_damaged_cache_entry_reads_as_a_miss_and_is_replaced(tree, clang, llmcc, env):
@@ -380,7 +362,7 @@ def test_damaged_cache_entry_reads_as_a_miss_and_is_replaced(tree, clang, llmcc,
     assert damaged[2] == first[2]
     healed = _build(llmcc, args, tree, env, ["huge.o"])
     assert healed == first
-    assert _outcomes(env)[-1] == "direct_hit"
+    assert log_outcomes(env)[-1] == "direct_hit"
 
 
 @pytest.mark.parametrize("stale", [{"format": FORMAT - 1}, {"format": None}, "not a dict"],
@@ -390,7 +372,7 @@ def test_entries_of_an_older_llmcc_read_as_misses_and_are_replaced(tree, clang, 
     import diskcache
 
     first = _build(llmcc, ARGS, tree, env)
-    key = _events(env)[-1]["key"]
+    key = log_events(env)[-1]["key"]
     with diskcache.Cache(env["LLMCC_CACHE_DIR"]) as cache:
         names = [k for k in cache.iterkeys() if k.split(":")[0] in ("ir", "direct")]
         assert f"ir:{key}" in names and len(names) == 2
@@ -403,12 +385,12 @@ def test_entries_of_an_older_llmcc_read_as_misses_and_are_replaced(tree, clang, 
     again = _build(llmcc, ARGS, tree, env)
     _assert_like_plain(plain, again, tree, None)
     assert again == first
-    assert _outcomes(env) == ["miss", "miss"]
+    assert log_outcomes(env) == ["miss", "miss"]
     with diskcache.Cache(env["LLMCC_CACHE_DIR"]) as cache:
         assert cache[f"ir:{key}"]["format"] == FORMAT
         assert cache[f"ir:{key}"]["object"] == first[2]["out/size.o"]
     assert _build(llmcc, ARGS, tree, env) == first
-    assert _outcomes(env)[-1] == "direct_hit"
+    assert log_outcomes(env)[-1] == "direct_hit"
 
 
 # --- parallel builds -----------------------------------------------------------------------------
@@ -489,7 +471,7 @@ def test_two_parallel_builds_on_one_cache_equal_a_clean_build(tmp_path, clang, l
     ran = {name: subprocess.run([str(tmp_path / name / "prog")], capture_output=True,
                                 check=False).stdout for name in outputs}
     assert len(set(ran.values())) == 1 and ran["plain"].strip().isdigit()
-    outcomes = [e["outcome"] for e in _events(env) if e["outcome"] != "passthrough"]
+    outcomes = [e["outcome"] for e in log_events(env) if e["outcome"] != "passthrough"]
     assert len(outcomes) == 3 * (UNITS + 1)
     assert set(outcomes) <= {"miss", "hit", "direct_hit"}
     assert _leftovers(tmp_path / "a", tmp_path / "b") == []
@@ -551,7 +533,7 @@ def test_signal_during_a_compile_leaves_no_output_and_a_working_cache(tree, tmp_
     after = _build(llmcc, ARGS, tree, env)
     _assert_like_plain(plain, after, tree, None)
     assert _build(llmcc, ARGS, tree, env) == after
-    assert _outcomes(env)[-2:] == ["miss", "direct_hit"]
+    assert log_outcomes(env)[-2:] == ["miss", "direct_hit"]
 
 
 def test_ctrl_c_at_any_moment_leaves_the_old_object_or_a_whole_new_one(tree, tmp_path, clang,

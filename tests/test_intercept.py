@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SIZE_C, SIZE_H, run
+from conftest import REPO, SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run
 
 from llmcc.objfile import read_object
 
@@ -60,29 +60,7 @@ def tree(tmp_path) -> Path:
     return root
 
 
-def _events(env: dict[str, str]) -> list[dict]:
-    try:
-        with open(env["LLMCC_LOG"]) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
 
-
-def _outcomes(env: dict[str, str]) -> list[str]:
-    return [event["outcome"] for event in _events(env)]
-
-
-def _build(program: str, args: list[str], cwd: Path, env: dict[str, str],
-           outputs: list[str]) -> tuple:
-    """Run one compile; return (rc, stderr, {output: bytes or None}) and remove the outputs."""
-    done = run([program, *args], cwd=cwd, env=env)
-    files = {}
-    for name in outputs:
-        path = cwd / name
-        files[name] = path.read_bytes() if path.exists() else None
-        if path.exists():
-            path.unlink()
-    return done.returncode, done.stderr, files
 
 
 def _run_bounded(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -101,13 +79,13 @@ def _script(path: Path, body: str) -> str:
 @pytest.mark.parametrize("level", ["-Oz", "-Os"])
 def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env, level):
     args = [level, "-Wall", "-c", "size.c", "-o", "size.o"]
-    rc, expected, _ = _build(clang, args, tree, env, ["size.o"])
+    rc, expected, _ = compile_outputs(clang, args, tree, env, ["size.o"])
     assert rc == 0 and b"unused variable 'unused'" in expected
-    rc, actual, files = _build(llmcc, args, tree, env, ["size.o"])
+    rc, actual, files = compile_outputs(llmcc, args, tree, env, ["size.o"])
     assert rc == 0 and files["size.o"] is not None
     assert actual.decode() == expected.decode()
     assert actual.count(b"unused variable 'unused'") == 1
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
 
 
 @pytest.mark.parametrize("level", ["-Oz", "-Os"])
@@ -116,31 +94,31 @@ def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env
 def test_object_is_never_larger_and_defines_the_same_symbols(tree, clang, llmcc, env, level,
                                                              source, extra):
     args = [level, *extra, "-c", source, "-o", "x.o"]
-    rc, _, plain = _build(clang, args, tree, env, ["x.o"])
+    rc, _, plain = compile_outputs(clang, args, tree, env, ["x.o"])
     assert rc == 0
-    rc, _, tuned = _build(llmcc, args, tree, env, ["x.o"])
+    rc, _, tuned = compile_outputs(llmcc, args, tree, env, ["x.o"])
     assert rc == 0
     plain_info, tuned_info = read_object(plain["x.o"]), read_object(tuned["x.o"])
     assert tuned_info.size <= plain_info.size
     assert tuned_info.defined == plain_info.defined
     assert tuned_info.undefined <= plain_info.undefined
-    event = _events(env)[-1]
+    event = log_events(env)[-1]
     assert event["outcome"] == "miss"
     assert event["baseline_size"] == plain_info.size and event["size"] == tuned_info.size
 
 
 def test_cxx_through_llmcxx_is_intercepted_and_never_larger(tree, clangxx, llmccxx, env):
     args = ["-Oz", "-Wall", "-c", "shapes.cc"]
-    rc, expected, plain = _build(clangxx, args, tree, env, ["shapes.o"])
+    rc, expected, plain = compile_outputs(clangxx, args, tree, env, ["shapes.o"])
     assert rc == 0 and b"unused variable 'unused'" in expected
-    rc, actual, tuned = _build(llmccxx, args, tree, env, ["shapes.o"])
+    rc, actual, tuned = compile_outputs(llmccxx, args, tree, env, ["shapes.o"])
     assert rc == 0
     assert actual.decode() == expected.decode()
     plain_info, tuned_info = read_object(plain["shapes.o"]), read_object(tuned["shapes.o"])
     assert tuned_info.size <= plain_info.size
     assert tuned_info.defined == plain_info.defined
     assert any("total_area" in name for name in tuned_info.defined)
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
 
 
 @pytest.mark.parametrize("level", ["-Oz", "-Os"])
@@ -149,22 +127,22 @@ def test_baseline_reproduces_plain_clang_byte_for_byte(tree, clang, llmcc, env, 
     """With no advisor llmcc keeps clang's own pipeline, which must be exactly clang's object."""
     env["LLMCC_ADVISOR"] = "none"
     args = [level, *extra, "-c", "size.c", "-o", "size.o"]
-    _, _, plain = _build(clang, args, tree, env, ["size.o"])
-    rc, _, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    _, _, plain = compile_outputs(clang, args, tree, env, ["size.o"])
+    rc, _, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
     assert rc == 0
     assert tuned["size.o"] == plain["size.o"]
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
 
 
 def test_response_file_compile_is_intercepted(tree, clang, llmcc, env):
     (tree / "args.rsp").write_text('-Oz -Wall\n-MD -c "size.c" -o out/size.o\n')
-    rc, expected, plain = _build(clang, ["@args.rsp"], tree, env, ["out/size.o", "out/size.d"])
+    rc, expected, plain = compile_outputs(clang, ["@args.rsp"], tree, env, ["out/size.o", "out/size.d"])
     assert rc == 0
-    rc, actual, tuned = _build(llmcc, ["@args.rsp"], tree, env, ["out/size.o", "out/size.d"])
+    rc, actual, tuned = compile_outputs(llmcc, ["@args.rsp"], tree, env, ["out/size.o", "out/size.d"])
     assert rc == 0 and actual == expected
     assert tuned["out/size.d"] == plain["out/size.d"]
     assert read_object(tuned["out/size.o"]).size <= read_object(plain["out/size.o"]).size
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
 
 
 # --- depfiles ------------------------------------------------------------------------------------
@@ -179,11 +157,11 @@ def test_response_file_compile_is_intercepted(tree, clang, llmcc, env):
 ], ids=["md", "mmd", "md-mf-mt", "mmd-mp-mq", "md-without-o", "md-double-extension"])
 def test_depfile_matches_plain_clang(tree, clang, llmcc, env, args, outputs):
     args = ["-Oz", *args]
-    rc, _, plain = _build(clang, args, tree, env, outputs)
+    rc, _, plain = compile_outputs(clang, args, tree, env, outputs)
     assert rc == 0
-    rc, _, tuned = _build(llmcc, args, tree, env, outputs)
+    rc, _, tuned = compile_outputs(llmcc, args, tree, env, outputs)
     assert rc == 0
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
     for name in outputs:
         if name.endswith(".d"):
             assert tuned[name] == plain[name], name
@@ -206,7 +184,7 @@ def test_output_to_a_device_is_written_through_never_replaced(tree, clang, llmcc
     actual = run([llmcc, *args], cwd=tree, env=env)
     assert stat.S_ISCHR(device.stat().st_mode)
     assert (actual.returncode, actual.stderr) == (expected.returncode, expected.stderr)
-    assert _outcomes(env) == ["fallback"]
+    assert log_outcomes(env) == ["fallback"]
 
 
 def test_output_through_a_symlink_replaces_the_link_like_clang(tree, clang, llmcc, env):
@@ -237,9 +215,9 @@ def test_object_permissions_follow_the_umask_like_clang(tree, clang, llmcc, env)
 def test_second_compile_is_a_direct_hit_with_the_same_bytes_depfile_and_warning(tree, llmcc,
                                                                                   env):
     args = ["-Oz", "-Wall", "-MD", "-c", "size.c", "-o", "out/size.o"]
-    first = _build(llmcc, args, tree, env, ["out/size.o", "out/size.d"])
-    second = _build(llmcc, args, tree, env, ["out/size.o", "out/size.d"])
-    assert _outcomes(env) == ["miss", "direct_hit"]
+    first = compile_outputs(llmcc, args, tree, env, ["out/size.o", "out/size.d"])
+    second = compile_outputs(llmcc, args, tree, env, ["out/size.o", "out/size.d"])
+    assert log_outcomes(env) == ["miss", "direct_hit"]
     assert second == first
     assert first[1].count(b"unused variable 'unused'") == 1
     assert first[2]["out/size.d"] is not None
@@ -250,46 +228,46 @@ def test_user_header_depfile_stays_free_of_system_headers_when_cached(tree, clan
                                                                        flags):
     """Listing headers for direct mode would add system headers to an -MMD depfile."""
     args = ["-Oz", *flags, "-c", "size.c"]
-    _, _, plain = _build(clang, args, tree, env, ["size.o", "size.d"])
+    _, _, plain = compile_outputs(clang, args, tree, env, ["size.o", "size.d"])
     assert b"/usr/include" not in plain["size.d"]
-    first = _build(llmcc, args, tree, env, ["size.o", "size.d"])
-    second = _build(llmcc, args, tree, env, ["size.o", "size.d"])
+    first = compile_outputs(llmcc, args, tree, env, ["size.o", "size.d"])
+    second = compile_outputs(llmcc, args, tree, env, ["size.o", "size.d"])
     assert first[2]["size.d"] == second[2]["size.d"] == plain["size.d"]
-    assert _outcomes(env) == ["miss", "hit"]
+    assert log_outcomes(env) == ["miss", "hit"]
 
 
 def test_header_changed_only_in_a_comment_is_an_ir_hit(tree, llmcc, env):
     args = ["-Oz", "-Wall", "-c", "size.c"]
-    first = _build(llmcc, args, tree, env, ["size.o"])
+    first = compile_outputs(llmcc, args, tree, env, ["size.o"])
     with open(tree / "size.h", "a") as handle:
         handle.write("/* a comment changes the header, not the IR */\n")
-    second = _build(llmcc, args, tree, env, ["size.o"])
-    assert _outcomes(env) == ["miss", "hit"]
+    second = compile_outputs(llmcc, args, tree, env, ["size.o"])
+    assert log_outcomes(env) == ["miss", "hit"]
     assert second == first
     assert second[1].count(b"unused variable 'unused'") == 1
 
 
 def test_header_change_that_changes_the_code_is_a_miss(tree, llmcc, env):
     args = ["-Oz", "-c", "size.c"]
-    _build(llmcc, args, tree, env, ["size.o"])
+    compile_outputs(llmcc, args, tree, env, ["size.o"])
     (tree / "size.h").write_text(SIZE_H.replace("#define SCALE 3", "#define SCALE 5"))
-    _build(llmcc, args, tree, env, ["size.o"])
-    assert _outcomes(env) == ["miss", "miss"]
+    compile_outputs(llmcc, args, tree, env, ["size.o"])
+    assert log_outcomes(env) == ["miss", "miss"]
 
 
 def test_changed_arguments_are_not_a_direct_hit(tree, llmcc, env):
-    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
-    _build(llmcc, ["-Oz", "-c", "size.c", "-DEXTRA=1"], tree, env, ["size.o"])
-    assert _outcomes(env) == ["miss", "hit"]  # same IR, different call
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c", "-DEXTRA=1"], tree, env, ["size.o"])
+    assert log_outcomes(env) == ["miss", "hit"]  # same IR, different call
 
 
 def test_disabled_llmcc_is_plain_clang(tree, clang, llmcc, env):
     env["LLMCC_DISABLE"] = "1"
     args = ["-Oz", "-Wall", "-MD", "-c", "size.c"]
-    expected = _build(clang, args, tree, env, ["size.o", "size.d"])
-    actual = _build(llmcc, args, tree, env, ["size.o", "size.d"])
+    expected = compile_outputs(clang, args, tree, env, ["size.o", "size.d"])
+    actual = compile_outputs(llmcc, args, tree, env, ["size.o", "size.d"])
     assert actual == expected
-    assert _events(env) == []
+    assert log_events(env) == []
 
 
 # --- ways to call llmcc --------------------------------------------------------------------------
@@ -300,12 +278,12 @@ def test_launcher_form_compiles_with_the_named_clang(tree, clang, llmcc, env, co
     named = clang if compiler == "path" else os.path.basename(clang)
     env["PATH"] = os.path.dirname(clang) + os.pathsep + env["PATH"]
     args = ["-Oz", "-Wall", "-c", "size.c"]
-    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
-    rc, actual, tuned = _build(llmcc, [named, *args], tree, env, ["size.o"])
+    rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = compile_outputs(llmcc, [named, *args], tree, env, ["size.o"])
     assert rc == 0
     assert actual.decode() == expected.decode()
     assert read_object(tuned["size.o"]).size <= read_object(plain["size.o"]).size
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
 
 
 def test_launcher_form_passes_through_with_the_named_program(tree, llmcc, env):
@@ -325,7 +303,7 @@ def test_path_shim_runs_the_real_clang_without_recursion(tree, clang, env):
     args = ["-Oz", "-Wall", "-c", "size.c"]
     shimmed = _run_bounded(["clang-19", *args], tree, env)  # found through PATH: the shim
     assert shimmed.returncode == 0, shimmed.stderr
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
     tuned = (tree / "size.o").read_bytes()
     (tree / "size.o").unlink()
     plain = run([real, *args], cwd=tree, env=env)
@@ -343,7 +321,7 @@ def test_path_shim_passthrough_reaches_the_real_clang(tree, env):
     plain = run(["/usr/bin/clang-19", "--version"], cwd=tree, env=env)
     assert shimmed.returncode == 0
     assert shimmed.stdout == plain.stdout
-    assert _outcomes(env) == ["passthrough"]
+    assert log_outcomes(env) == ["passthrough"]
 
 
 # --- broken tools --------------------------------------------------------------------------------
@@ -359,12 +337,12 @@ if [ "$1" = --version ]; then exec {real_opt} --version; fi
 """)
     env["LLMCC_TIMEOUT"] = "1"
     args = ["-Oz", "-Wall", "-c", "size.c"]
-    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
-    rc, actual, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
     assert rc == 0
     assert actual.decode() == expected.decode()
     assert tuned["size.o"] == plain["size.o"]
-    event = _events(env)[-1]
+    event = log_events(env)[-1]
     assert event["outcome"] == "miss" and event["passes"] is None
     assert [t["error"] is not None for t in event["tried"]] == [False] + [True] * (
         len(event["tried"]) - 1)
@@ -375,36 +353,36 @@ def test_opt_of_another_llvm_release_warns_once_and_uses_plain_clang(tree, tmp_p
                                                                      llmcc, env):
     env["LLMCC_OPT"] = _script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
     args = ["-Oz", "-Wall", "-c", "size.c"]
-    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
-    rc, actual, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
     assert rc == 0
     ours = [line for line in actual.decode().splitlines(keepends=True) if "llmcc" in line]
     assert len(ours) == 1
     assert ours[0].startswith("llmcc: warning: ") and "14.0.6" in ours[0]
     assert actual.decode().replace(ours[0], "", 1) == expected.decode()
     assert tuned["size.o"] == plain["size.o"]
-    assert _outcomes(env) == ["fallback"]
+    assert log_outcomes(env) == ["fallback"]
 
 
 def test_unusable_cache_still_compiles_and_warns_once(tree, tmp_path, clang, llmcc, env):
     (tmp_path / "not-a-directory").write_text("")
     env["LLMCC_CACHE_DIR"] = str(tmp_path / "not-a-directory")
     args = ["-Oz", "-Wall", "-c", "size.c"]
-    rc, expected, plain = _build(clang, args, tree, env, ["size.o"])
-    rc, actual, tuned = _build(llmcc, args, tree, env, ["size.o"])
+    rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
+    rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
     assert rc == 0
     ours = [line for line in actual.decode().splitlines(keepends=True) if "llmcc" in line]
     assert len(ours) == 1 and "cache" in ours[0]
     assert actual.decode().replace(ours[0], "", 1) == expected.decode()
     assert read_object(tuned["size.o"]).size <= read_object(plain["size.o"]).size
-    assert _outcomes(env) == ["miss"]
+    assert log_outcomes(env) == ["miss"]
 
 
 def test_unknown_advisor_warns_and_uses_plain_clang(tree, clang, llmcc, env):
     env["LLMCC_ADVISOR"] = "oracle"
     args = ["-Oz", "-c", "quiet.c"]
-    _, _, plain = _build(clang, args, tree, env, ["quiet.o"])
-    rc, err, tuned = _build(llmcc, args, tree, env, ["quiet.o"])
+    _, _, plain = compile_outputs(clang, args, tree, env, ["quiet.o"])
+    rc, err, tuned = compile_outputs(llmcc, args, tree, env, ["quiet.o"])
     assert rc == 0 and tuned == plain
     assert err.decode().count("llmcc: warning:") == 1 and "oracle" in err.decode()
 
@@ -412,8 +390,8 @@ def test_unknown_advisor_warns_and_uses_plain_clang(tree, clang, llmcc, env):
 def test_bad_setting_warns_and_passes_through(tree, clang, llmcc, env):
     env["LLMCC_CANDIDATES"] = "lots"
     args = ["-Oz", "-c", "quiet.c"]
-    _, _, plain = _build(clang, args, tree, env, ["quiet.o"])
-    rc, err, tuned = _build(llmcc, args, tree, env, ["quiet.o"])
+    _, _, plain = compile_outputs(clang, args, tree, env, ["quiet.o"])
+    rc, err, tuned = compile_outputs(llmcc, args, tree, env, ["quiet.o"])
     assert rc == 0 and tuned == plain
     assert err.decode().startswith("llmcc: warning: candidates = 'lots' from environment")
 
@@ -425,12 +403,12 @@ def _ctl(llmcc_ctl: str, env: dict[str, str], *args: str, cwd=None):
 
 
 def test_stats_count_the_compiles_made(tree, llmcc, llmcc_ctl, env):
-    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])       # miss
-    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])       # direct hit
-    _build(llmcc, ["-Oz", "-c", "size.c", "-DX"], tree, env, ["size.o"])  # IR hit
-    _build(llmcc, ["-O2", "-c", "quiet.c"], tree, env, ["quiet.o"])     # passthrough
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])       # miss
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])       # direct hit
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c", "-DX"], tree, env, ["size.o"])  # IR hit
+    compile_outputs(llmcc, ["-O2", "-c", "quiet.c"], tree, env, ["quiet.o"])     # passthrough
     (tree / "broken.c").write_text("int f( {\n")
-    _build(llmcc, ["-Oz", "-c", "broken.c"], tree, env, ["broken.o"])   # fallback
+    compile_outputs(llmcc, ["-Oz", "-c", "broken.c"], tree, env, ["broken.o"])   # fallback
     done = _ctl(llmcc_ctl, env, "stats", "--json")
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
@@ -438,7 +416,7 @@ def test_stats_count_the_compiles_made(tree, llmcc, llmcc_ctl, env):
                                     "fallbacks", "passthrough")} == {
         "compiles": 5, "intercepted": 3, "hits_direct": 1, "hits": 1, "misses": 1,
         "fallbacks": 1, "passthrough": 1}
-    sized = [e for e in _events(env) if e.get("size") is not None]
+    sized = [e for e in log_events(env) if e.get("size") is not None]
     assert figures["baseline_bytes"] == sum(e["baseline_size"] for e in sized)
     assert figures["bytes"] == sum(e["size"] for e in sized)
     assert figures["bytes_saved"] == figures["baseline_bytes"] - figures["bytes"] >= 0
@@ -447,8 +425,8 @@ def test_stats_count_the_compiles_made(tree, llmcc, llmcc_ctl, env):
 
 
 def test_explain_reports_the_decision_for_an_object_and_its_source(tree, llmcc, llmcc_ctl, env):
-    _build(llmcc, ["-Oz", "-c", "size.c", "-o", "out/size.o"], tree, env, [])
-    event = _events(env)[-1]
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c", "-o", "out/size.o"], tree, env, [])
+    event = log_events(env)[-1]
     for path in ("out/size.o", "size.c"):
         done = _ctl(llmcc_ctl, env, "explain", path, cwd=tree)
         assert done.returncode == 0, done.stderr
@@ -515,12 +493,12 @@ def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
 
 
 def test_clear_empties_the_cache_and_the_statistics(tree, llmcc, llmcc_ctl, env):
-    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
-    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
     done = _ctl(llmcc_ctl, env, "clear")
     assert done.returncode == 0
     removed = int(done.stdout.decode().split()[1])
     assert removed >= 3  # tools, direct manifest, decision, explain
     assert json.loads(_ctl(llmcc_ctl, env, "stats", "--json").stdout)["compiles"] == 0
-    _build(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
-    assert _outcomes(env) == ["miss", "direct_hit", "miss"]
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    assert log_outcomes(env) == ["miss", "direct_hit", "miss"]

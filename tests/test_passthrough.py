@@ -8,12 +8,11 @@ every file left behind, byte for byte. Plain clang is run with the argv[0] llmcc
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import log_events, run
 
 MAIN_C = """#include "config.h"
 #include <stdio.h>
@@ -119,13 +118,6 @@ def _outcome(program: str, args: list[str], stdin: bytes | None, tmp_path: Path,
     return outcome
 
 
-def _log_lines(env: dict[str, str]) -> list[dict]:
-    try:
-        with open(env["LLMCC_LOG"]) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
-
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_llmcc_is_byte_identical_to_plain_clang(name, tmp_path, clang, llmcc, env):
@@ -138,7 +130,7 @@ def test_llmcc_is_byte_identical_to_plain_clang(name, tmp_path, clang, llmcc, en
     assert sorted(actual["files"]) == sorted(expected["files"])
     for path, content in expected["files"].items():
         assert actual["files"][path] == content, f"{path} differs from plain clang's"
-    outcomes = {event["outcome"] for event in _log_lines(env)}
+    outcomes = {event["outcome"] for event in log_events(env)}
     if name in INTERCEPTED_THEN_HANDED_BACK:
         assert outcomes == {"fallback"}
     else:
@@ -160,7 +152,7 @@ def test_passthrough_reason_is_logged(tmp_path, llmcc, env):
     _populate(tmp_path)
     done = run([llmcc, "-O2", "-c", "helper.c"], cwd=tmp_path, env=env)
     assert done.returncode == 0 and (tmp_path / "helper.o").exists()
-    events = _log_lines(env)
+    events = log_events(env)
     assert [e["outcome"] for e in events] == ["passthrough"]
     assert events[0]["reason"] == "optimisation level -O2 is not optimised by llmcc"
     assert events[0]["args"] == ["-O2", "-c", "helper.c"]
@@ -172,6 +164,6 @@ def test_fallback_reason_is_logged_without_a_warning(tmp_path, llmcc, env):
     done = run([llmcc, "-Oz", "-c", "broken.c"], cwd=tmp_path, env=env)
     assert done.returncode != 0
     assert b"llmcc" not in done.stderr
-    events = _log_lines(env)
+    events = log_events(env)
     assert [e["outcome"] for e in events] == ["fallback"]
     assert events[0]["reason"].startswith("the frontend exited")
