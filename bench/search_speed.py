@@ -18,9 +18,8 @@ import statistics
 import tempfile
 import time
 
-from llmcc.optimize import Evaluator
 from llmcc.search import tune
-from llmcc.toolchain import check_tools, default_clang
+from llmcc.train.popular import recorded_evaluator
 
 
 def median_tus(records: str, count: int) -> list[str]:
@@ -38,7 +37,6 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    tools = check_tools(default_clang("", os.environ.get("PATH", ""), frozenset()), "")
     print("| TU | bitcode KB | evaluations | seconds | evals/s | distinct IR |")
     print("|---|---:|---:|---:|---:|---:|")
     total_evals = total_seconds = 0.0
@@ -46,8 +44,7 @@ def main() -> int:
         with open(bitcode[:-3] + ".json") as handle:
             meta = json.load(handle)
         with tempfile.TemporaryDirectory(prefix="llmcc-speed-") as workdir:
-            evaluator = Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir,
-                                  30.0)
+            evaluator = recorded_evaluator(bitcode, workdir, 30.0)
             evaluator.baseline()
             start = time.perf_counter()
             _, tried = tune(evaluator, [], args.budget, 3600, random.Random(1), jobs=args.jobs)

@@ -20,22 +20,21 @@ import random
 import sys
 import tempfile
 from collections import Counter
-from multiprocessing import Pool
 
 from llmcc.advisor.popular import PopularAdvisor
 from llmcc.files import write_atomic
-from llmcc.optimize import BaselineUnusable, Evaluator
+from llmcc.optimize import BaselineUnusable
 from llmcc.passes import parse, to_text
 from llmcc.search import minimise, tune
-from llmcc.toolchain import check_tools, default_clang
-from llmcc.train.popular import DATA_FILE, geomean_saving, greedy, sample_tus, split_of
-
-
-def _evaluator(bitcode: str, workdir: str, timeout: float) -> Evaluator:
-    with open(bitcode[:-3] + ".json") as handle:
-        meta = json.load(handle)
-    tools = check_tools(default_clang("", os.environ.get("PATH", ""), frozenset()), "")
-    return Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir, timeout)
+from llmcc.train.popular import (
+    DATA_FILE,
+    geomean_saving,
+    greedy,
+    recorded_evaluator,
+    run_resumable,
+    sample_tus,
+    split_of,
+)
 
 
 def _search_one(job: tuple[str, str, int, float, list[str]]) -> dict:
@@ -43,7 +42,7 @@ def _search_one(job: tuple[str, str, int, float, list[str]]) -> dict:
     package, bitcode, budget, timeout, seeds = job
     row = {"tu": os.path.basename(bitcode), "package": package, "split": split_of(package)}
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
-        evaluator = _evaluator(bitcode, workdir, timeout)
+        evaluator = recorded_evaluator(bitcode, workdir, timeout)
         try:
             baseline = evaluator.baseline()
         except BaselineUnusable as err:
@@ -61,29 +60,10 @@ def _broadcast_one(job: tuple[str, str, list[str], float]) -> dict:
     """Worker: every broadcast list on one TU."""
     _package, bitcode, lists, timeout = job
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
-        evaluator = _evaluator(bitcode, workdir, timeout)
+        evaluator = recorded_evaluator(bitcode, workdir, timeout)
         evaluator.baseline()
         sizes = [evaluator.candidate(parse(text)).size for text in lists]
     return {"tu": os.path.basename(bitcode), "sizes": sizes}
-
-
-def _run(path: str, jobs: list, worker, processes: int) -> dict[str, dict]:
-    """Append each worker result to `path`; skip TUs already there. Returns all rows."""
-    done: dict[str, dict] = {}
-    if os.path.exists(path):
-        with open(path) as handle:
-            done = {row["tu"]: row for row in map(json.loads, handle)}
-    todo = [job for job in jobs if os.path.basename(job[1]) not in done]
-    with open(path, "a") as out, Pool(processes) as workers:
-        for n, row in enumerate(workers.imap_unordered(worker, todo), 1):
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            done[row["tu"]] = row
-            print(f"\r{os.path.basename(path)}: {n}/{len(todo)}", end="", file=sys.stderr,
-                  flush=True)
-    if todo:
-        print(file=sys.stderr)
-    return done
 
 
 def headroom(rows: list[dict], broadcast: list[str]) -> list[tuple[str, float]]:
@@ -119,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(where, exist_ok=True)
     tus = sample_tus(os.path.join(args.work, "records"), args.per_package, args.seed)
     seeds = [to_text(p) for p in PopularAdvisor.load().lists]
-    searched = _run(os.path.join(where, f"search-{args.budget}.jsonl"),
+    searched = run_resumable(os.path.join(where, f"search-{args.budget}.jsonl"),
                     [(pkg, path, args.budget, args.timeout, seeds) for pkg, path in tus],
                     _search_one, args.jobs)
     rows = [r for r in searched.values() if "error" not in r]
     wins = Counter(r["passes"] for r in rows if r["split"] == "train" and r["passes"])
     lists = [text for text, _ in wins.most_common(args.broadcast)]
-    sizes = _run(os.path.join(where, f"broadcast-{args.budget}-{args.broadcast}.jsonl"),
+    sizes = run_resumable(os.path.join(where, f"broadcast-{args.budget}-{args.broadcast}.jsonl"),
                  [(r["package"], os.path.join(args.work, "records", r["package"], r["tu"]),
                    lists, args.timeout) for r in rows], _broadcast_one, args.jobs)
     for row in rows:

@@ -61,15 +61,39 @@ def make_pool(size: int, seed: int) -> list[str]:
     return [to_text(random_list(rng)) for _ in range(size)]
 
 
-def _measure(job: tuple[str, str, list[str], float]) -> dict:
-    """Worker: baseline and every pool list on one TU."""
-    package, bitcode, pool, timeout = job
+def recorded_evaluator(bitcode: str, workdir: str, timeout: float) -> Evaluator:
+    """An Evaluator for a TU saved by LLMCC_RECORD, measuring exactly as its compile would."""
     with open(bitcode[:-3] + ".json") as handle:
         meta = json.load(handle)
     tools = check_tools(default_clang("", os.environ.get("PATH", ""), frozenset()), "")
+    return Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir, timeout)
+
+
+def run_resumable(path: str, jobs: list, worker, processes: int) -> dict[str, dict]:
+    """Run `worker` over `jobs` (job[1] is the TU's bitcode) in a process pool, appending each
+    result row to `path`; TUs already there are skipped. Returns every row, old and new."""
+    done: dict[str, dict] = {}
+    if os.path.exists(path):
+        with open(path) as handle:
+            done = {row["tu"]: row for row in map(json.loads, handle)}
+    todo = [job for job in jobs if os.path.basename(job[1]) not in done]
+    with open(path, "a") as out, Pool(processes) as workers:
+        for n, row in enumerate(workers.imap_unordered(worker, todo), 1):
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            done[row["tu"]] = row
+            print(f"\r{os.path.basename(path)}: {n}/{len(todo)}", end="", file=sys.stderr,
+                  flush=True)
+    if todo:
+        print(file=sys.stderr)
+    return done
+
+
+def _measure(job: tuple[str, str, list[str], float]) -> dict:
+    """Worker: baseline and every pool list on one TU."""
+    package, bitcode, pool, timeout = job
     with tempfile.TemporaryDirectory(prefix="llmcc-popular-") as workdir:
-        evaluator = Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir,
-                              timeout)
+        evaluator = recorded_evaluator(bitcode, workdir, timeout)
         try:
             baseline = evaluator.baseline()
         except BaselineUnusable as err:
@@ -133,20 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pool = make_pool(args.pool, args.seed)
         write_atomic(pool_path, json.dumps(pool, indent=0).encode())
-    done = {}
-    if os.path.exists(results_path):
-        with open(results_path) as handle:
-            done = {row["tu"]: row for row in map(json.loads, handle)}
-    todo = [(pkg, path, pool, args.timeout) for pkg, path in tus
-            if os.path.basename(path) not in done]
-    print(f"{len(tus)} TUs ({len(done)} measured before), {len(pool)} lists each", flush=True)
-    with open(results_path, "a") as out, Pool(args.jobs) as workers:
-        for n, row in enumerate(workers.imap_unordered(_measure, todo), 1):
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            done[row["tu"]] = row
-            print(f"\r{n}/{len(todo)} TUs measured", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    print(f"{len(tus)} TUs, {len(pool)} lists each", flush=True)
+    done = run_resumable(results_path, [(pkg, path, pool, args.timeout) for pkg, path in tus],
+                         _measure, args.jobs)
 
     wanted = {os.path.basename(path) for _, path in tus}
     rows = [row for tu, row in done.items() if tu in wanted and "sizes" in row]
