@@ -105,7 +105,7 @@ def _write_outputs(ctx: Context, obj: bytes, depfile: bytes | None) -> None:
         if depfile_path is not None:
             write_atomic(depfile_path, depfile)
     except OSError as err:
-        # e.g. a missing output directory: plain clang reports it in its own words
+        # e.g. a full disk or no permission: plain clang reports it in its own words
         raise UsePlainClang(f"cannot write {ctx.inv.output}: {err.strerror}", warn=False) from None
 
 
