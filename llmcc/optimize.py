@@ -77,7 +77,7 @@ class Evaluator:
         self._by_ir: dict[str, tuple[int | None, str | None, bytes]] = {}
 
     def _codegen(self, bitcode: str, run_pipeline: bool) -> tuple[bytes, bytes]:
-        obj = bitcode + ".o"
+        obj = os.path.join(self.workdir, os.path.basename(bitcode) + ".o")  # never beside the input
         code, _, err = run([self.tools.clang,
                             *codegen_args(self.codegen, bitcode, obj, run_pipeline)], self.timeout)
         if code != 0:

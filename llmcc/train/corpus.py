@@ -87,16 +87,18 @@ def build(package: str, work: str, environ: dict[str, str]) -> dict:
     except (subprocess.CalledProcessError, RuntimeError, OSError, tarfile.TarError) as err:
         return {**summary, "tus": 0, "skipped": f"cannot fetch or unpack: {err}"}
     env = {**environ, "CC": "llmcc", "CXX": "llmcc++", "CFLAGS": "-Oz", "CXXFLAGS": "-Oz",
-           "LLMCC_RECORD": records, "LLMCC_ADVISOR": "none", "LLMCC_CANDIDATES": "0",
+           "LLMCC_ADVISOR": "none", "LLMCC_CANDIDATES": "0",
            "LLMCC_CACHE_DIR": os.path.join(work, "cache")}
     log_path = os.path.join(work, "logs", package + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     try:
         with open(log_path, "w") as log:
             for cmd in build_commands(tree):
-                subprocess.run(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=BUILD_TIMEOUT, check=cmd[0] != "make" and
-                               cmd[:2] != ["cmake", "--build"])
+                building = cmd[0] == "make" or cmd[:2] == ["cmake", "--build"]
+                # configure's test programs are not the package's code: record the build only
+                subprocess.run(cmd, cwd=tree, env={**env, "LLMCC_RECORD": records} if building
+                               else env, stdout=log, stderr=subprocess.STDOUT,
+                               timeout=BUILD_TIMEOUT, check=not building)
     except (subprocess.SubprocessError, RuntimeError, OSError) as err:
         summary["skipped"] = f"build failed: {err}"
     summary["tus"] = len(glob.glob(os.path.join(records, "*.bc")))

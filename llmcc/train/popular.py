@@ -32,10 +32,13 @@ from llmcc.toolchain import check_tools, default_clang
 DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "advisor", "popular.json")
 
 
-def split_of(package: str, test_share: float = 0.25) -> str:
-    """A fixed train/test split by package name (stable across runs and machines)."""
+SPLITS = (("test", 0.25), ("validation", 0.40), ("train", 1.0))  # upper bounds of the buckets
+
+
+def split_of(package: str) -> str:
+    """A fixed train/validation/test split by package name (stable across runs and machines)."""
     bucket = int(hashlib.sha256(package.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if bucket < test_share else "train"
+    return next(name for name, upper in SPLITS if bucket <= upper)
 
 
 def sample_tus(records: str, per_package: int, seed: int,
