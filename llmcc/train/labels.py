@@ -30,7 +30,9 @@ from llmcc.train.popular import (
     DATA_FILE,
     geomean_saving,
     greedy,
+    read_rows,
     recorded_evaluator,
+    run_appending,
     run_resumable,
     sample_tus,
     split_of,
@@ -57,13 +59,31 @@ def _search_one(job: tuple[str, str, int, float, list[str]]) -> dict:
 
 
 def _broadcast_one(job: tuple[str, str, list[str], float]) -> dict:
-    """Worker: every broadcast list on one TU."""
+    """Worker: the given broadcast lists on one TU (None: rejected by verification)."""
     _package, bitcode, lists, timeout = job
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
         evaluator = recorded_evaluator(bitcode, workdir, timeout)
         evaluator.baseline()
-        sizes = [evaluator.candidate(parse(text)).size for text in lists]
+        sizes = {text: evaluator.candidate(parse(text)).size for text in lists}
     return {"tu": os.path.basename(bitcode), "sizes": sizes}
+
+
+def broadcast(path: str, rows: list[dict], records: str, lists: list[str], timeout: float,
+              jobs: int) -> dict[str, list[int | None]]:
+    """Sizes of `lists` on every TU of `rows`, by TU, in the order of `lists`.
+
+    Measurements are kept per (TU, list) in `path`, so when a larger corpus changes the most
+    frequent winners, an extending run measures only the new lists and the new TUs.
+    """
+    measured: dict[str, dict[str, int | None]] = {row["tu"]: {} for row in rows}
+    for row in read_rows(path):
+        measured.setdefault(row["tu"], {}).update(row["sizes"])
+    todo = [(row["package"], os.path.join(records, row["package"], row["tu"]),
+             [text for text in lists if text not in measured[row["tu"]]], timeout)
+            for row in rows]
+    for row in run_appending(path, [job for job in todo if job[2]], _broadcast_one, jobs):
+        measured[row["tu"]].update(row["sizes"])
+    return {row["tu"]: [measured[row["tu"]][text] for text in lists] for row in rows}
 
 
 def headroom(rows: list[dict], broadcast: list[str]) -> list[tuple[str, float]]:
@@ -105,18 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in searched.values() if "error" not in r]
     wins = Counter(r["passes"] for r in rows if r["split"] == "train" and r["passes"])
     lists = [text for text, _ in wins.most_common(args.broadcast)]
-    sizes = run_resumable(os.path.join(where, f"broadcast-{args.budget}-{args.broadcast}.jsonl"),
-                 [(r["package"], os.path.join(args.work, "records", r["package"], r["tu"]),
-                   lists, args.timeout) for r in rows], _broadcast_one, args.jobs)
+    sizes = broadcast(os.path.join(where, f"broadcast-{args.budget}.jsonl"), rows,
+                      os.path.join(args.work, "records"), lists, args.timeout, args.jobs)
     for row in rows:
-        row["sizes"] = sizes[row["tu"]]["sizes"]
+        row["sizes"] = sizes[row["tu"]]
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
     order = greedy(train, len(lists), len(lists))  # broadcast lists, best first on train
     ranked = [lists[i] for i in order]
     for row in rows:
         row["sizes"] = [row["sizes"][i] for i in order]
-    print(f"\n{len(train)} train TUs, {len(test)} test TUs "
+    validation = sum(1 for r in rows if r["split"] == "validation")
+    print(f"\n{len(train)} train TUs, {validation} validation TUs, {len(test)} test TUs "
           f"({', '.join(sorted({r['package'] for r in test}))})\n")
     print("| on the test split | geomean saving vs -Oz |\n|---|---|")
     for what, saving in headroom(test, ranked):

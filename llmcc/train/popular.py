@@ -72,23 +72,36 @@ def recorded_evaluator(bitcode: str, workdir: str, timeout: float) -> Evaluator:
     return Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir, timeout)
 
 
-def run_resumable(path: str, jobs: list, worker, processes: int) -> dict[str, dict]:
-    """Run `worker` over `jobs` (job[1] is the TU's bitcode) in a process pool, appending each
-    result row to `path`; TUs already there are skipped. Returns every row, old and new."""
-    done: dict[str, dict] = {}
-    if os.path.exists(path):
-        with open(path) as handle:
-            done = {row["tu"]: row for row in map(json.loads, handle)}
-    todo = [job for job in jobs if os.path.basename(job[1]) not in done]
+def read_rows(path: str) -> list[dict]:
+    """The result rows a run appended to `path` so far (none if it never ran)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def run_appending(path: str, jobs: list, worker, processes: int) -> list[dict]:
+    """Run `worker` over `jobs` in a process pool, appending each result row to `path` as it
+    arrives, so a run that is stopped keeps everything it finished. Returns the new rows."""
+    rows = []
     with open(path, "a") as out, Pool(processes) as workers:
-        for n, row in enumerate(workers.imap_unordered(worker, todo), 1):
+        for n, row in enumerate(workers.imap_unordered(worker, jobs), 1):
             out.write(json.dumps(row) + "\n")
             out.flush()
-            done[row["tu"]] = row
-            print(f"\r{os.path.basename(path)}: {n}/{len(todo)}", end="", file=sys.stderr,
+            rows.append(row)
+            print(f"\r{os.path.basename(path)}: {n}/{len(jobs)}", end="", file=sys.stderr,
                   flush=True)
-    if todo:
+    if jobs:
         print(file=sys.stderr)
+    return rows
+
+
+def run_resumable(path: str, jobs: list, worker, processes: int) -> dict[str, dict]:
+    """`run_appending` for the jobs whose TU (job[1]'s file name) has no row in `path` yet.
+    Returns every row, old and new, by TU."""
+    done = {row["tu"]: row for row in read_rows(path)}
+    todo = [job for job in jobs if os.path.basename(job[1]) not in done]
+    done.update((row["tu"], row) for row in run_appending(path, todo, worker, processes))
     return done
 
 
