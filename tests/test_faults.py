@@ -129,7 +129,8 @@ def package_copy(tmp_path, env) -> Path:
     (b'{"passes": []}', "is corrupt"),
     (b'{"lists": []}', "holds no pass lists"),
     (b'{"lists": [{"passes": "instcombine internalize"}]}', "is corrupt"),
-], ids=["missing", "not-json", "no-lists-key", "empty", "unknown-pass"])
+    (b'{"lists": [{"passes": "inline $(touch pwned) -load=pwned.so"}]}', "is corrupt"),
+], ids=["missing", "not-json", "no-lists-key", "empty", "unknown-pass", "hostile"])
 def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy, clang, llmcc,
                                                              env, damage, warning):
     data = package_copy / "advisor" / "popular.json"
@@ -149,11 +150,13 @@ def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy,
     again = _build(llmcc, ARGS, tree, env)
     assert again == first  # the decision made before the damage is still there
     assert log_outcomes(env) == ["miss", "fallback", "direct_hit"]
+    assert not (tree / "pwned").exists()  # nothing from the data file reached a shell
 
 
 # --- the real clang ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("setting", ["/nonexistent/clang-19", "clang-99"])
+@pytest.mark.parametrize("setting", ["/nonexistent/clang-19", "clang-99",
+                                     "clang-19; touch pwned"])
 @pytest.mark.parametrize("args", [ARGS, ["--version"]], ids=["compile", "passthrough"])
 def test_missing_clang_fails_like_a_missing_compiler(tree, llmcc, env, setting, args):
     env["LLMCC_CLANG"] = setting
@@ -163,6 +166,7 @@ def test_missing_clang_fails_like_a_missing_compiler(tree, llmcc, env, setting, 
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("llmcc: error: ") and setting in lines[0]
     assert sorted(p.name for p in (tree / "out").iterdir()) == []
+    assert not (tree / "pwned").exists()  # the setting names a program; no shell runs it
 
 
 def _wrapper(tmp_path: Path, clang: str, version_text: str) -> tuple[str, Path]:
