@@ -180,23 +180,23 @@ def cmd_id(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Autotune one compile with the search advisor; the result lands in the decision cache."""
     from llmcc import cli
+    from llmcc.progress import StatusLine, bar
 
     if args.compiler_args[:1] == ["--"]:
         args.compiler_args = args.compiler_args[1:]
     os.environ.update(LLMCC_ADVISOR="search", LLMCC_SEARCH_BUDGET=str(args.budget),
                       LLMCC_SEARCH_SECONDS=str(args.seconds))
     best = [None]
+    line = StatusLine()
 
     def progress(count: int, result) -> None:
         if result.size is not None and (best[0] is None or result.size < best[0]):
             best[0] = result.size
-        filled = 30 * count // args.budget
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {count}/{args.budget} "
-                         f"best {best[0] if best[0] is not None else '-'} bytes")
-        sys.stderr.flush()
+        line.show(f"{bar(count, args.budget)} {count}/{args.budget} "
+                  f"best {best[0] if best[0] is not None else '-'} bytes")
 
     code = cli.main(["llmcc", *args.compiler_args], "c++" if args.cxx else "c", progress)
-    sys.stderr.write("\n")
+    line.finish()
     if code == 0 and args.compiler_args:
         output = _output_of(args.compiler_args)
         if output:

@@ -33,8 +33,3 @@ def test_greedy_picks_the_list_that_adds_most_then_stops_when_nothing_helps():
     gains = [popular.geomean_saving(rows(), chosen[:k]) for k in range(len(chosen) + 1)]
     assert gains == sorted(gains)
 
-
-def test_split_is_stable_and_by_package():
-    assert popular.split_of("zlib") == popular.split_of("zlib")
-    assert {popular.split_of(p) for p in ("zlib", "lz4", "jansson", "zstd", "bc", "nettle")} == {
-        "train", "validation", "test"}

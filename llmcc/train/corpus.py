@@ -1,25 +1,37 @@
-"""Build allowlisted Debian source packages through llmcc in record mode: a corpus of real TUs.
+"""Build allowlisted Debian source packages through llmcc in record mode: the training dataset.
 
     python -m llmcc.train.corpus --work ~/.cache/llmcc-corpus zlib lz4 jansson
 
 Each package is fetched with `apt-get source --download-only` (deb-src must be enabled, see the
-README), unpacked, and built with its own build system with `CC=llmcc CFLAGS=-Oz` and
-`LLMCC_RECORD`, so every TU's frontend IR and code generation flags land in
-`<work>/records/<package>/`. Resumable: a package with a `done` marker is skipped; one that
-fails to build is recorded as skipped with the reason. Only packages from ALLOWLIST may be used:
-other real code is kept to evaluate llmcc on code it never saw.
+README), the newest version whose files the mirrors have, unpacked, and built with its own build
+system (at the top of the tarball or in a subdirectory; `autoreconf -fi` first where there is
+only a configure.ac) with `CC=llmcc CFLAGS=-Oz`. Only the build step runs with `LLMCC_RECORD`,
+so every TU of the package, and no configure test program, lands in `<work>/records/<package>/`.
+Resumable: a package with a `done.json` marker is not built again (`--retry-skipped` retries
+those that failed, with the reason kept in the marker). At the end `<work>/dataset.json` is
+rewritten and printed as a table (`llmcc.train.dataset`). Only packages from ALLOWLIST may be
+used: other real code is kept to evaluate llmcc on code it never saw.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
-import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from typing import IO
+
+from llmcc.progress import StatusLine
+from llmcc.train.dataset import read_marker, split_of, table, write_manifest, write_marker
 
 # The Debian source packages training data may come from (../shared/NOTES.md).
 ALLOWLIST = (
@@ -29,100 +41,223 @@ ALLOWLIST = (
     "ncurses", "libevent", "libuv1", "tmux", "redis", "memcached", "nginx", "curl", "busybox",
     "coreutils", "findutils", "tcl8.6", "libffi", "nettle", "gmp", "mpfr4", "libarchive",
 )
-BUILD_TIMEOUT = 1800
+STEP_TIMEOUT = 1800
+BUILDING = "building"  # the one phase that runs with LLMCC_RECORD
+_CONFIGURE = ("configuring", ("./configure",))
+_MAKE = (BUILDING, ("make", "-k", "-j{jobs}"))
+_PLAIN_MAKE = ((BUILDING, ("make", "-k", "-j{jobs}", "CC=llmcc", "CFLAGS=-Oz")),)
+# How a tree is built, by the file that says so, best first: (phase, command) steps.
+BUILD_SYSTEMS = {
+    "configure": (_CONFIGURE, _MAKE),
+    "CMakeLists.txt": (
+        ("configuring", ("cmake", "-S", ".", "-B", "llmcc-build", "-DCMAKE_BUILD_TYPE=MinSizeRel",
+                         "-DCMAKE_C_FLAGS_MINSIZEREL=-Oz", "-DBUILD_TESTING=OFF")),
+        (BUILDING, ("cmake", "--build", "llmcc-build", "--", "-k", "-j{jobs}"))),
+    "configure.ac": (("generating configure", ("autoreconf", "-fi")), _CONFIGURE, _MAKE),
+    "Makefile": _PLAIN_MAKE, "makefile": _PLAIN_MAKE, "GNUmakefile": _PLAIN_MAKE,
+}
+SEARCH_DEPTH = 2  # how far below the tarball's top a build system is looked for
+
+
+class Skip(Exception):
+    """A package that cannot be built; the message is the reason the summary shows."""
+
+
+def source_versions(showsrc: str, package: str) -> list[tuple[str, str]]:
+    """(source package, version) of each stanza of `apt-cache showsrc PACKAGE`'s output; for a
+    binary package's name (zstd) the stanzas are its source package's (libzstd)."""
+    found = []
+    for stanza in showsrc.split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Version): (\S+)$", stanza, re.MULTILINE))
+        if len(fields) == 2 and (fields["Package"], fields["Version"]) not in found:
+            found.append((fields["Package"], fields["Version"]))
+    return [entry for entry in found if entry[0] == package] or found
+
+
+def newest_first(versions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(source package, version) pairs in dpkg's own order (epochs, `~`, revisions), newest
+    first: apt-cache lists them in the order of its sources, not by version."""
+    def compare(a: tuple[str, str], b: tuple[str, str]) -> int:
+        if a[1] == b[1]:
+            return 0
+        newer = subprocess.run(["dpkg", "--compare-versions", a[1], "gt", b[1]], check=False)
+        return -1 if newer.returncode == 0 else 1
+    return sorted(versions, key=functools.cmp_to_key(compare))
+
+
+def _upstream_tarball(where: str) -> str | None:
+    found = [path for path in glob.glob(os.path.join(where, "*.orig.tar.*"))
+             if not path.endswith((".asc", ".sig"))]
+    return min(found) if found else None
 
 
 def fetch(package: str, downloads: str) -> str:
-    """The package's upstream tarball, downloaded once."""
-    if package not in ALLOWLIST:
-        raise SystemExit(f"{package} is not in the training allowlist")
+    """The package's upstream tarball, downloaded once: the newest source version that downloads
+    (a security update's files can be missing from its mirror while older versions are there)."""
     where = os.path.join(downloads, package)
-    found = glob.glob(os.path.join(where, "*.orig.tar.*"))
-    if not found:
-        os.makedirs(where, exist_ok=True)
-        subprocess.run(["apt-get", "source", "--download-only", package], cwd=where, check=True,
-                       capture_output=True)
-        found = glob.glob(os.path.join(where, "*.orig.tar.*"))
-    if not found:
-        raise RuntimeError(f"no upstream tarball for {package}")
-    return min(found)
+    tarball = _upstream_tarball(where)
+    if tarball:
+        return tarball
+    showsrc = subprocess.run(["apt-cache", "showsrc", package], capture_output=True, text=True,
+                             check=False).stdout
+    versions = newest_first(source_versions(showsrc, package))
+    if not versions:
+        raise Skip(f"apt-cache showsrc {package} finds no source package (deb-src enabled?)")
+    os.makedirs(where, exist_ok=True)
+    failures = []
+    for source, version in versions:
+        with tempfile.TemporaryDirectory(dir=where, prefix=".download-") as scratch:
+            done = subprocess.run(["apt-get", "source", "--download-only", "--only-source",
+                                   f"{source}={version}"], cwd=scratch, capture_output=True,
+                                  text=True, check=False, timeout=STEP_TIMEOUT)
+            if done.returncode == 0:
+                for name in os.listdir(scratch):  # whole downloads only: a rerun never sees half
+                    os.replace(os.path.join(scratch, name), os.path.join(where, name))
+                break
+            errors = [line for line in done.stderr.splitlines() if line.startswith("E:")]
+            failures.append(f"{version}: {(errors or [f'exit {done.returncode}'])[0]}")
+    else:
+        raise Skip("apt-get source failed for every version: " + "; ".join(failures))
+    tarball = _upstream_tarball(where)
+    if tarball is None:
+        raise Skip(f"{source} {version} has no upstream tarball (*.orig.tar.*)")
+    return tarball
 
 
 def unpack(tarball: str, into: str) -> str:
     """A fresh source tree; returns its top directory."""
     shutil.rmtree(into, ignore_errors=True)
     os.makedirs(into)
-    with tarfile.open(tarball) as archive:
-        archive.extractall(into, filter="data")
+    try:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as err:
+        raise Skip(f"cannot unpack {os.path.basename(tarball)}: {err}") from None
     entries = os.listdir(into)
     return os.path.join(into, entries[0]) if len(entries) == 1 else into
 
 
-def build_commands(tree: str) -> list[list[str]]:
-    """The package's own build system, driven the way a user would with CC=llmcc."""
-    jobs = f"-j{os.cpu_count() or 2}"
-    if os.path.exists(os.path.join(tree, "configure")):
-        return [["./configure"], ["make", "-k", jobs]]
-    if os.path.exists(os.path.join(tree, "CMakeLists.txt")):
-        return [["cmake", "-S", ".", "-B", "llmcc-build", "-DCMAKE_BUILD_TYPE=MinSizeRel",
-                 "-DCMAKE_C_FLAGS_MINSIZEREL=-Oz", "-DBUILD_TESTING=OFF"],
-                ["cmake", "--build", "llmcc-build", "--", "-k", jobs]]
-    if os.path.exists(os.path.join(tree, "Makefile")) or os.path.exists(
-            os.path.join(tree, "makefile")):
-        return [["make", "-k", jobs, "CC=llmcc", "CFLAGS=-Oz"]]
-    raise RuntimeError("no CMakeLists.txt, configure or Makefile")
+def find_build_system(tree: str) -> tuple[str, str]:
+    """(directory, build file): the shallowest directory with a file of BUILD_SYSTEMS, the best
+    such file there. Most tarballs have it at the top; some (expat's) in a subdirectory."""
+    found = []
+    for directory, subdirs, files in os.walk(tree):
+        depth = 0 if directory == tree else os.path.relpath(directory, tree).count(os.sep) + 1
+        if depth == SEARCH_DEPTH:
+            subdirs.clear()
+        subdirs.sort()
+        found += [(depth, list(BUILD_SYSTEMS).index(name), directory, name)
+                  for name in files if name in BUILD_SYSTEMS]
+    if not found:
+        raise Skip(f"no {', '.join(BUILD_SYSTEMS)} within {SEARCH_DEPTH} levels of the tarball's "
+                   "top")
+    _, _, directory, name = min(found)
+    return directory, name
 
 
-def build(package: str, work: str, environ: dict[str, str]) -> dict:
-    """Build one package in record mode; returns its summary line."""
-    records = os.path.join(work, "records", package)
-    marker = os.path.join(records, "done.json")
-    if os.path.exists(marker):
-        with open(marker) as handle:
-            return json.load(handle)
-    summary: dict = {"package": package}
+def build_steps(build_file: str, jobs: int) -> list[tuple[str, list[str]]]:
+    """(phase, command) steps that build a tree the way a user would with CC=llmcc."""
+    return [(phase, [arg.format(jobs=jobs) for arg in cmd])
+            for phase, cmd in BUILD_SYSTEMS[build_file]]
+
+
+def run_step(cmd: list[str], cwd: str, env: dict[str, str], log: IO,
+             tick: Callable[[], None]) -> int:
+    """Run one step in its own process group, calling `tick()` about once a second; Ctrl-C or
+    running past STEP_TIMEOUT kills the whole group (make's children too)."""
+    deadline = time.monotonic() + STEP_TIMEOUT
     try:
-        tree = unpack(fetch(package, os.path.join(work, "downloads")),
-                      os.path.join(work, "trees", package))
-    except (subprocess.CalledProcessError, RuntimeError, OSError, tarfile.TarError) as err:
-        return {**summary, "tus": 0, "skipped": f"cannot fetch or unpack: {err}"}
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except OSError as err:
+        raise Skip(f"cannot run {cmd[0]}: {err.strerror} (scripts/setup.sh installs it)") from None
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    raise Skip(f"`{' '.join(cmd)}` ran past {STEP_TIMEOUT} s") from None
+                tick()
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def build(package: str, work: str, environ: dict[str, str], status: Callable[[str], None],
+          retry: bool = False) -> dict:
+    """Build one package in record mode unless a marker says it was; returns the marker.
+    `status(text)` is told what is going on."""
+    records = os.path.join(work, "records", package)
+    marker = read_marker(records)
+    if marker is not None and not (retry and "skipped" in marker):
+        return marker
+    shutil.rmtree(records, ignore_errors=True)  # a half or skipped build starts afresh
     env = {**environ, "CC": "llmcc", "CXX": "llmcc++", "CFLAGS": "-Oz", "CXXFLAGS": "-Oz",
            "LLMCC_ADVISOR": "none", "LLMCC_CANDIDATES": "0",
            "LLMCC_CACHE_DIR": os.path.join(work, "cache")}
     log_path = os.path.join(work, "logs", package + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    marker = {"package": package, "split": split_of(package)}
+    started, phase = time.monotonic(), "fetching"
+
+    def tick() -> None:
+        text = f"{phase}... {time.monotonic() - started:.0f} s"
+        if phase == BUILDING:
+            text += f", {len(glob.glob(os.path.join(records, '*.bc')))} TUs recorded"
+        status(text)
+
     try:
+        tick()
+        tarball = fetch(package, os.path.join(work, "downloads"))
+        phase = "unpacking"
+        tick()
+        root, build_file = find_build_system(unpack(tarball, os.path.join(work, "trees", package)))
         with open(log_path, "w") as log:
-            for cmd in build_commands(tree):
-                building = cmd[0] == "make" or cmd[:2] == ["cmake", "--build"]
-                # configure's test programs are not the package's code: record the build only
-                subprocess.run(cmd, cwd=tree, env={**env, "LLMCC_RECORD": records} if building
-                               else env, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=BUILD_TIMEOUT, check=not building)
-    except (subprocess.SubprocessError, RuntimeError, OSError) as err:
-        summary["skipped"] = f"build failed: {err}"
-    summary["tus"] = len(glob.glob(os.path.join(records, "*.bc")))
-    if summary["tus"] == 0 and "skipped" not in summary:
-        summary["skipped"] = "no TU was recorded (nothing compiled at -Oz through llmcc?)"
-    os.makedirs(records, exist_ok=True)
-    with open(marker, "w") as handle:
-        json.dump(summary, handle)
+            for phase, cmd in build_steps(build_file, os.cpu_count() or 2):
+                tick()
+                code = run_step(cmd, root, {**env, "LLMCC_RECORD": records} if phase == BUILDING
+                                else env, log, tick)
+                if code and phase != BUILDING:
+                    raise Skip(f"{phase} failed: `{' '.join(cmd)}` exited {code} "
+                               f"(see {log_path})")
+                if code:  # make -k: what did build is kept
+                    marker["partial"] = f"`{' '.join(cmd)}` exited {code} (see {log_path})"
+    except Skip as err:
+        marker["skipped"] = str(err)
+    except (OSError, subprocess.SubprocessError) as err:
+        marker["skipped"] = f"{phase}: {err}"
+    marker["tus"] = len(glob.glob(os.path.join(records, "*.bc")))
+    if marker["tus"] == 0 and "skipped" not in marker:
+        marker["skipped"] = "no TU was recorded: " + marker.pop(
+            "partial", "nothing compiled at -Oz through llmcc")
+    write_marker(records, marker)
     shutil.rmtree(os.path.join(work, "trees", package), ignore_errors=True)
-    return summary
+    return marker
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=os.path.expanduser("~/.cache/llmcc-corpus"))
+    parser.add_argument("--retry-skipped", action="store_true",
+                        help="build again the packages an earlier run skipped")
     parser.add_argument("packages", nargs="*", default=list(ALLOWLIST))
     args = parser.parse_args(argv)
-    print(f"{'package':<14} {'TUs':>5}  note")
-    total = 0
-    for package in args.packages:
-        summary = build(package, args.work, dict(os.environ))
-        total += summary["tus"]
-        print(f"{package:<14} {summary['tus']:>5}  {summary.get('skipped', '')}", flush=True)
-    print(f"{'total':<14} {total:>5}")
+    outside = [package for package in args.packages if package not in ALLOWLIST]
+    if outside:
+        parser.error(f"not in the training allowlist: {' '.join(outside)}")
+    line = StatusLine()
+    for n, package in enumerate(args.packages, 1):
+        label = f"[{n}/{len(args.packages)}] {package}"
+        started = time.monotonic()
+        marker = build(package, args.work, dict(os.environ),
+                       lambda text, label=label: line.show(f"{label}: {text}"), args.retry_skipped)
+        outcome = marker.get("skipped") or f"{marker['tus']} TUs"
+        line.finish(f"{label}: {outcome} ({time.monotonic() - started:.0f} s)")
+    data = write_manifest(args.work, line.show)
+    line.finish(f"wrote {os.path.join(args.work, 'dataset.json')}")
+    print(table(data))
     return 0
 
 

@@ -14,8 +14,6 @@ packages give the figures written beside the lists. Resumable: finished TUs are 
 from __future__ import annotations
 
 import argparse
-import glob
-import hashlib
 import json
 import math
 import os
@@ -27,35 +25,24 @@ from multiprocessing import Pool
 from llmcc.files import write_atomic
 from llmcc.optimize import BaselineUnusable, Evaluator
 from llmcc.passes import parse, random_list, to_text
+from llmcc.progress import StatusLine, bar
 from llmcc.toolchain import check_tools, default_clang
+from llmcc.train.dataset import owned_tus, split_of
 
 DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "advisor", "popular.json")
 
 
-SPLITS = (("test", 0.25), ("validation", 0.40), ("train", 1.0))  # upper bounds of the buckets
-
-
-def split_of(package: str) -> str:
-    """A fixed train/validation/test split by package name (stable across runs and machines)."""
-    bucket = int(hashlib.sha256(package.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return next(name for name, upper in SPLITS if bucket <= upper)
-
-
 def sample_tus(records: str, per_package: int, seed: int,
                packages: list[str] | None = None) -> list[tuple[str, str]]:
-    """(package, bitcode path) pairs: up to `per_package` TUs per package, deduplicated."""
-    seen: set[str] = set()
+    """(package, bitcode path) pairs: up to `per_package` of each package's own TUs
+    (`dataset.owned_tus`: a TU several packages recorded is sampled from one only)."""
     chosen = []
-    for package_dir in sorted(glob.glob(os.path.join(records, "*"))):
-        package = os.path.basename(package_dir)
+    for package, tus in sorted(owned_tus(records).items()):
         if packages and package not in packages:
             continue
-        paths = sorted(p for p in glob.glob(os.path.join(package_dir, "*.bc"))
-                       if os.path.basename(p) not in seen)
+        paths = [os.path.join(records, package, tu + ".bc") for tu in tus]
         random.Random(f"{seed}:{package}").shuffle(paths)  # stable as packages are added
-        for path in paths[:per_package]:
-            seen.add(os.path.basename(path))
-            chosen.append((package, path))
+        chosen.extend((package, path) for path in paths[:per_package])
     return chosen
 
 
@@ -84,15 +71,14 @@ def run_appending(path: str, jobs: list, worker, processes: int) -> list[dict]:
     """Run `worker` over `jobs` in a process pool, appending each result row to `path` as it
     arrives, so a run that is stopped keeps everything it finished. Returns the new rows."""
     rows = []
+    line = StatusLine()
     with open(path, "a") as out, Pool(processes) as workers:
         for n, row in enumerate(workers.imap_unordered(worker, jobs), 1):
             out.write(json.dumps(row) + "\n")
             out.flush()
             rows.append(row)
-            print(f"\r{os.path.basename(path)}: {n}/{len(jobs)}", end="", file=sys.stderr,
-                  flush=True)
-    if jobs:
-        print(file=sys.stderr)
+            line.show(f"{os.path.basename(path)}: {bar(n, len(jobs))} {n}/{len(jobs)}")
+    line.finish()
     return rows
 
 

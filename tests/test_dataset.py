@@ -1,0 +1,161 @@
+"""The training dataset: fetching, finding a build system, splits, one package per TU, IR tokens,
+the manifest, and a whole dataset build and labelling run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import pytest
+from conftest import run
+
+from llmcc.train import corpus, dataset, popular
+
+# A small training package whose release tarball has an autoconf configure (so configure's
+# conftest.c programs are compiled, and must not be recorded), ~30 TUs, built in ~30 s.
+PACKAGE = "jansson"
+
+SHOWSRC = """Package: libpng1.6
+Binary: libpng-dev, libpng16-16, libpng-tools, libpng16-16-udeb
+Version: 1.6.39-2+deb12u5
+Package-List:
+ libpng-dev deb libdevel optional arch=any
+Files:
+ 5a8b0b0e5d9c8d1b4f0fd0b05b6d0f1f 2341 libpng1.6_1.6.39-2+deb12u5.dsc
+
+Package: libpng1.6
+Binary: libpng-dev, libpng16-16, libpng-tools, libpng16-16-udeb
+Version: 1.6.39-2+deb12u6
+Package-List:
+ libpng-dev deb libdevel optional arch=any
+
+"""
+
+
+def test_source_versions_come_newest_first_from_showsrc():
+    versions = corpus.source_versions(SHOWSRC, "libpng1.6")
+    assert versions == [("libpng1.6", "1.6.39-2+deb12u5"), ("libpng1.6", "1.6.39-2+deb12u6")]
+    assert [version for _, version in corpus.newest_first(versions)] == [
+        "1.6.39-2+deb12u6", "1.6.39-2+deb12u5"]
+    assert [version for _, version in corpus.newest_first(
+        [("p", "1.0~rc1-1"), ("p", "1:0.9-1"), ("p", "1.0-1")])] == ["1:0.9-1", "1.0-1", "1.0~rc1-1"]
+
+
+def test_source_versions_of_a_binary_name_are_its_source_packages():
+    showsrc = "Package: libzstd\nBinary: libzstd-dev, zstd\nVersion: 1.5.4+dfsg2-5\n\n" * 2
+    assert corpus.source_versions(showsrc, "zstd") == [("libzstd", "1.5.4+dfsg2-5")]
+    assert corpus.source_versions("", "zstd") == []
+
+
+def _touch(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+
+
+def test_build_system_is_found_in_a_subdirectory_the_best_file_first(tmp_path):
+    for name in ("README.md", "expat/configure.ac", "expat/CMakeLists.txt", "testdata/Makefile",
+                 "expat/tests/Makefile"):
+        _touch(tmp_path / name)
+    assert corpus.find_build_system(str(tmp_path)) == (str(tmp_path / "expat"), "CMakeLists.txt")
+    _touch(tmp_path / "configure")
+    assert corpus.find_build_system(str(tmp_path)) == (str(tmp_path), "configure")
+
+
+def test_configure_ac_alone_is_autoreconfed_and_only_the_build_step_is_recorded(tmp_path):
+    _touch(tmp_path / "pkg" / "configure.ac")
+    directory, build_file = corpus.find_build_system(str(tmp_path))
+    assert directory == str(tmp_path / "pkg")
+    steps = corpus.build_steps(build_file, jobs=3)
+    assert steps == [("generating configure", ["autoreconf", "-fi"]),
+                     ("configuring", ["./configure"]), (corpus.BUILDING, ["make", "-k", "-j3"])]
+
+
+def test_a_tree_without_a_build_system_is_skipped_with_the_reason(tmp_path):
+    _touch(tmp_path / "a" / "b" / "c" / "Makefile")  # deeper than anyone looks
+    with pytest.raises(corpus.Skip, match="no configure, CMakeLists.txt"):
+        corpus.find_build_system(str(tmp_path))
+
+
+def test_ir_tokens_are_words_and_punctuation_without_comment_lines():
+    ir = b"; ModuleID = '/somewhere/x.bc'\n%call = tail call i32 @f(ptr %p)\n  ; a comment\n"
+    assert dataset.count_tokens(ir) == 13
+    assert dataset.count_tokens(ir.replace(b"/somewhere", b"/elsewhere/else")) == 13
+
+
+def test_split_is_stable_and_by_package():
+    assert dataset.split_of("zlib") == dataset.split_of("zlib")
+    assert {dataset.split_of(p) for p in ("zlib", "lz4", "jansson", "zstd", "bc", "nettle")} == {
+        "train", "validation", "test"}
+
+
+def _records(tmp_path, tus: dict[str, dict[str, int]]) -> str:
+    """A records tree: package -> {IR hash: token count}, each package finished."""
+    for package, counts in tus.items():
+        for tu in counts:
+            _touch(tmp_path / "records" / package / f"{tu}.bc")
+        dataset.write_marker(str(tmp_path / "records" / package),
+                             {"package": package, "tus": len(counts), "ir_tokens": counts})
+    return str(tmp_path / "records")
+
+
+def test_a_tu_several_packages_recorded_belongs_to_one_train_first(tmp_path):
+    # zlib is a test package, lz4 a train one: the shared TU must not be held out
+    records = _records(tmp_path, {"zlib": {"a": 10, "shared": 7}, "lz4": {"shared": 7, "b": 5}})
+    assert dataset.owned_tus(records) == {"lz4": ["b", "shared"], "zlib": ["a"]}
+    sampled = popular.sample_tus(records, per_package=10, seed=1)
+    assert sorted(os.path.basename(path) for _, path in sampled) == ["a.bc", "b.bc", "shared.bc"]
+    assert ("zlib", os.path.join(records, "zlib", "shared.bc")) not in sampled
+
+
+def test_manifest_counts_a_shared_tu_once_and_records_the_split(tmp_path):
+    records = _records(tmp_path, {"zlib": {"a": 10, "shared": 7}, "lz4": {"shared": 7, "b": 5}})
+    data = dataset.manifest(records)
+    assert data["packages"]["zlib"] == {"split": "test", "tus": 1, "duplicates": 1,
+                                        "ir_tokens": 10, "skipped": None, "partial": None}
+    assert data["packages"]["lz4"]["split"] == "train"
+    assert data["totals"]["total"] == {"packages": 2, "tus": 3, "ir_tokens": 22}
+    assert "clang version 19" in data["clang"]
+    assert "1 more TUs belong to other packages" in dataset.table(data)
+
+
+@pytest.mark.slow
+def test_dataset_build_and_labels_of_one_package_as_a_user_runs_them(tmp_path, env):
+    work = tmp_path / "work"
+    build = [sys.executable, "-m", "llmcc.train.corpus", "--work", str(work), PACKAGE]
+    first = run(build, cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr.decode()
+    assert f"[1/1] {PACKAGE}: " in first.stderr.decode()
+
+    bitcodes = sorted((work / "records" / PACKAGE).glob("*.bc"))
+    assert len(bitcodes) >= 10
+    for bitcode in bitcodes:
+        meta = json.loads(bitcode.with_suffix(".json").read_text())
+        assert meta["level"] == "z" and meta["codegen"]
+        assert not os.path.basename(meta["source"]).startswith("conftest"), meta["source"]
+    manifest = json.loads((work / "dataset.json").read_text())
+    row = manifest["packages"][PACKAGE]
+    assert row["split"] == dataset.split_of(PACKAGE) and row["tus"] == len(bitcodes)
+    assert row["ir_tokens"] > 1000 * len(bitcodes) and row["skipped"] is None
+    assert PACKAGE in first.stdout.decode() and "total" in first.stdout.decode()
+
+    labels = run([sys.executable, "-m", "llmcc.train.labels", "--work", str(work), "--budget", "4",
+                  "--per-package", "3", "--broadcast", "2"], cwd=tmp_path, env=env)
+    assert labels.returncode == 0, labels.stderr.decode()
+    written = {path.name: [json.loads(line) for line in path.read_text().splitlines()]
+               for path in (work / "labels").glob("*.jsonl")}
+    searched = [row for name, rows in written.items() if name.startswith("search") for row in rows]
+    assert len(searched) == 3 and len(written) >= 2, written.keys()
+    for label in searched:
+        assert {"baseline", "size", "passes"} <= label.keys(), label
+        assert label["size"] <= label["baseline"]
+
+    log = work / "logs" / f"{PACKAGE}.log"
+    built_at = log.stat().st_mtime
+    started = time.monotonic()
+    again = run(build, cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr.decode()
+    assert time.monotonic() - started < 15
+    assert log.stat().st_mtime == built_at
+    assert json.loads((work / "dataset.json").read_text()) == manifest
