@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     searched = run_resumable(os.path.join(where, f"search-{args.budget}.jsonl"),
                     [(pkg, path, args.budget, args.timeout, seeds) for pkg, path in tus],
                     _search_one, args.jobs)
-    rows = [r for r in searched.values() if "error" not in r]
+    sampled = {os.path.basename(path) for _, path in tus}  # rows of TUs since dropped stay out
+    rows = [r for r in searched.values() if "error" not in r and r["tu"] in sampled]
     wins = Counter(r["passes"] for r in rows if r["split"] == "train" and r["passes"])
     lists = [text for text, _ in wins.most_common(args.broadcast)]
     sizes = broadcast(os.path.join(where, f"broadcast-{args.budget}.jsonl"), rows,
