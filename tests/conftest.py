@@ -1,14 +1,22 @@
-"""Shared fixtures: the real clang-19, the installed llmcc commands, an isolated environment."""
+"""Shared fixtures: the real clang-19, the installed llmcc commands, an isolated environment,
+and the helpers that build real projects (Debian sources, object sizes, the llmcc log)."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
+from pathlib import Path
 
 import pytest
+
+from llmcc import events
+from llmcc.objfile import read_object
 
 LLVM_BIN = "/usr/lib/llvm-19/bin"
 
@@ -101,13 +109,18 @@ def run(cmd: list[str], cwd, env: dict[str, str] | None = None,
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, input=input, check=False)
 
 
-def log_events(env: dict[str, str]) -> list[dict]:
-    """The LLMCC_LOG lines written so far in this test's environment."""
+def read_log(path: str) -> list[dict]:
+    """The lines an LLMCC_LOG file holds so far; none if nothing was logged yet."""
     try:
-        with open(env["LLMCC_LOG"]) as handle:
+        with open(path) as handle:
             return [json.loads(line) for line in handle]
     except FileNotFoundError:
         return []
+
+
+def log_events(env: dict[str, str]) -> list[dict]:
+    """The LLMCC_LOG lines written so far in this test's environment."""
+    return read_log(env["LLMCC_LOG"])
 
 
 def log_outcomes(env: dict[str, str]) -> list[str]:
@@ -124,3 +137,99 @@ def compile_outputs(program: str, args: list[str], cwd, env: dict[str, str],
         files[name] = path.read_bytes() if path.exists() else None
         path.unlink(missing_ok=True)
     return done.returncode, done.stderr, files
+
+
+# --- real projects: Debian sources, their builds and their objects ---------------------------
+
+INTERCEPTED = frozenset({events.MISS, events.HIT, events.DIRECT_HIT})
+
+
+def need_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def run_ok(cmd: list[str], cwd, env: dict[str, str]) -> bytes:
+    """Run a build step that must succeed; on failure show what it said."""
+    done = run(cmd, cwd=cwd, env=env)
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} exited {done.returncode} in {cwd}\n"
+        f"--- stdout ---\n{done.stdout.decode(errors='replace')[-4000:]}\n"
+        f"--- stderr ---\n{done.stderr.decode(errors='replace')[-4000:]}")
+    return done.stdout
+
+
+def collect_objects(root: Path, patterns: tuple[str, ...] = ("*.o",)) -> dict[str, bytes]:
+    """Every object file under `root`, by path relative to it."""
+    found: dict[str, bytes] = {}
+    for pattern in patterns:
+        for path in root.rglob(pattern):
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+def object_size(blob: bytes) -> int:
+    return read_object(blob).size
+
+
+def intercepted_outputs(log_path: str) -> dict[str, str]:
+    """Output path -> outcome, for the compiles llmcc itself produced."""
+    return {e["output"]: e["outcome"] for e in read_log(log_path) if e["outcome"] in INTERCEPTED}
+
+
+def assert_no_larger(ours: dict[str, bytes], plain: dict[str, bytes]) -> tuple[int, int]:
+    """Same objects as plain clang, none larger; returns (our total, plain total)."""
+    assert sorted(ours) == sorted(plain)
+    larger = {name: (object_size(ours[name]), object_size(plain[name])) for name in plain
+              if object_size(ours[name]) > object_size(plain[name])}
+    assert not larger, f"objects larger than plain clang's (llmcc, clang): {larger}"
+    return sum(map(object_size, ours.values())), sum(map(object_size, plain.values()))
+
+
+def report_sizes(what: str, ours: int, plain: int) -> None:
+    saved = 100.0 * (plain - ours) / plain
+    print(f"\n{what}: llmcc {ours} bytes, clang-19 {plain} bytes (text+data), "
+          f"{saved:.2f}% saved")
+
+
+def _sources_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "llmcc-tests" / "sources"
+
+
+@pytest.fixture(scope="session")
+def debian_source():
+    """`debian_source(package)` -> the package's upstream tarball, downloaded once and kept."""
+
+    def fetch(package: str) -> Path:
+        cache = _sources_dir()
+        found = sorted(cache.glob(f"{package}_*.orig.tar.*"))
+        if found:
+            return found[0]
+        apt_get = need_tool("apt-get")
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as scratch:
+            done = run([apt_get, "source", "--download-only", package], cwd=scratch)
+            tarballs = glob.glob(os.path.join(scratch, f"{package}_*.orig.tar.*"))
+            if done.returncode != 0 or not tarballs:
+                pytest.fail(f"`apt-get source --download-only {package}` failed (deb-src "
+                            f"enabled?):\n{done.stderr.decode(errors='replace')[-2000:]}")
+            for name in os.listdir(scratch):  # complete files only, so a rerun never sees half
+                os.replace(os.path.join(scratch, name), cache / name)
+        return min(cache.glob(f"{package}_*.orig.tar.*"))
+
+    return fetch
+
+
+def extract(tarball: Path, dest: Path) -> Path:
+    """Unpack an upstream tarball into `dest`; returns its single top-level directory."""
+    dest.mkdir(parents=True)
+    with tarfile.open(tarball) as archive:
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse paths outside dest
+            archive.extractall(dest, filter="data")
+        else:
+            archive.extractall(dest)
+    (top,) = dest.iterdir()
+    return top

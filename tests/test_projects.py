@@ -11,124 +11,27 @@ $XDG_CACHE_HOME/llmcc-tests/sources) and reused by later sessions.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run
+from conftest import (
+    INTERCEPTED,
+    REPO,
+    assert_no_larger,
+    collect_objects,
+    extract,
+    intercepted_outputs,
+    need_tool,
+    read_log,
+    report_sizes,
+    run_ok,
+)
 
 from llmcc import events
-from llmcc.objfile import read_object
 
 pytestmark = pytest.mark.slow
-
-INTERCEPTED = frozenset({events.MISS, events.HIT, events.DIRECT_HIT})
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed")
-    return found
-
-
-def _ok(cmd: list[str], cwd, env: dict[str, str]) -> bytes:
-    """Run a build step that must succeed; on failure show what it said."""
-    done = run(cmd, cwd=cwd, env=env)
-    assert done.returncode == 0, (
-        f"{' '.join(cmd)} exited {done.returncode} in {cwd}\n"
-        f"--- stdout ---\n{done.stdout.decode(errors='replace')[-4000:]}\n"
-        f"--- stderr ---\n{done.stderr.decode(errors='replace')[-4000:]}")
-    return done.stdout
-
-
-def _objects(root: Path, patterns: tuple[str, ...] = ("*.o",)) -> dict[str, bytes]:
-    """Every object file under `root`, by path relative to it."""
-    found: dict[str, bytes] = {}
-    for pattern in patterns:
-        for path in root.rglob(pattern):
-            found[str(path.relative_to(root))] = path.read_bytes()
-    return found
-
-
-def _size(blob: bytes) -> int:
-    return read_object(blob).size
-
-
-def _log(path: str) -> list[dict]:
-    try:
-        with open(path) as handle:
-            return [json.loads(line) for line in handle]
-    except FileNotFoundError:
-        return []
-
-
-def _intercepted_outputs(log_path: str) -> dict[str, str]:
-    """Output path -> outcome, for the compiles llmcc itself produced."""
-    return {e["output"]: e["outcome"] for e in _log(log_path) if e["outcome"] in INTERCEPTED}
-
-
-def _assert_no_larger(ours: dict[str, bytes], plain: dict[str, bytes]) -> tuple[int, int]:
-    """Same objects as plain clang, none larger; returns (our total, plain total)."""
-    assert sorted(ours) == sorted(plain)
-    larger = {name: (_size(ours[name]), _size(plain[name])) for name in plain
-              if _size(ours[name]) > _size(plain[name])}
-    assert not larger, f"objects larger than plain clang's (llmcc, clang): {larger}"
-    return sum(map(_size, ours.values())), sum(map(_size, plain.values()))
-
-
-def _report(what: str, ours: int, plain: int) -> None:
-    saved = 100.0 * (plain - ours) / plain
-    print(f"\n{what}: llmcc {ours} bytes, clang-19 {plain} bytes (text+data), "
-          f"{saved:.2f}% saved")
-
-
-def _sources_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "llmcc-tests" / "sources"
-
-
-@pytest.fixture(scope="session")
-def debian_source():
-    """`debian_source(package)` -> the package's upstream tarball, downloaded once and kept."""
-
-    def fetch(package: str) -> Path:
-        cache = _sources_dir()
-        found = sorted(cache.glob(f"{package}_*.orig.tar.*"))
-        if found:
-            return found[0]
-        apt_get = _tool("apt-get")
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as scratch:
-            done = run([apt_get, "source", "--download-only", package], cwd=scratch)
-            tarballs = glob.glob(os.path.join(scratch, f"{package}_*.orig.tar.*"))
-            if done.returncode != 0 or not tarballs:
-                pytest.fail(f"`apt-get source --download-only {package}` failed (deb-src "
-                            f"enabled?):\n{done.stderr.decode(errors='replace')[-2000:]}")
-            for name in os.listdir(scratch):  # complete files only, so a rerun never sees half
-                os.replace(os.path.join(scratch, name), cache / name)
-        return min(cache.glob(f"{package}_*.orig.tar.*"))
-
-    return fetch
-
-
-def _extract(tarball: Path, dest: Path) -> Path:
-    """Unpack an upstream tarball into `dest`; returns its single top-level directory."""
-    dest.mkdir(parents=True)
-    with tarfile.open(tarball) as archive:
-        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse paths outside dest
-            archive.extractall(dest, filter="data")
-        else:
-            archive.extractall(dest)
-    (top,) = dest.iterdir()
-    return top
 
 
 def _write(directory: Path, files: dict[str, str]) -> None:
@@ -254,51 +157,51 @@ C_PROJECT_OUTPUT = (f"pieces={DUPLICATES} total={DUPLICATES * _piece_checksum()}
 
 def test_zlib_configure_make_test_passes_and_objects_are_never_larger(
         tmp_path, env, llmcc, clang, debian_source):
-    make = _tool("make")
+    make = need_tool("make")
     tarball = debian_source("zlib")
-    ours = _extract(tarball, tmp_path / "llmcc")
-    plain = _extract(tarball, tmp_path / "plain")
+    ours = extract(tarball, tmp_path / "llmcc")
+    plain = extract(tarball, tmp_path / "plain")
 
-    _ok(["./configure"], ours, {**env, "CC": llmcc, "CFLAGS": "-Oz"})
-    _ok([make, "-j2"], ours, env)
-    test_output = _ok([make, "test"], ours, env)
+    run_ok(["./configure"], ours, {**env, "CC": llmcc, "CFLAGS": "-Oz"})
+    run_ok([make, "-j2"], ours, env)
+    test_output = run_ok([make, "test"], ours, env)
     assert b"*** zlib test OK ***" in test_output
     assert b"*** zlib 64-bit test OK ***" in test_output
 
-    _ok(["./configure"], plain, {**env, "CC": clang, "CFLAGS": "-Oz"})
-    _ok([make, "-j2"], plain, env)
+    run_ok(["./configure"], plain, {**env, "CC": clang, "CFLAGS": "-Oz"})
+    run_ok([make, "-j2"], plain, env)
 
     patterns = ("*.o", "*.lo")  # zlib names its shared-library (PIC) objects *.lo
-    ours_objects, plain_objects = _objects(ours, patterns), _objects(plain, patterns)
+    ours_objects, plain_objects = collect_objects(ours, patterns), collect_objects(plain, patterns)
     assert "deflate.lo" in plain_objects and "inflate.o" in plain_objects
     # Every object came out of llmcc, not a fallback to clang: *.lo are built as objs/*.o
-    intercepted = _intercepted_outputs(env["LLMCC_LOG"])
+    intercepted = intercepted_outputs(env["LLMCC_LOG"])
     built_as = {name: "objs/" + name[:-3] + ".o" if name.endswith(".lo") else name
                 for name in ours_objects}
     missing = sorted(name for name, output in built_as.items() if output not in intercepted)
     assert not missing, f"compiled by plain clang, not llmcc: {missing}"
 
-    total, plain_total = _assert_no_larger(ours_objects, plain_objects)
+    total, plain_total = assert_no_larger(ours_objects, plain_objects)
     assert total <= plain_total
-    _report(f"zlib ({len(plain_objects)} objects, -Oz)", total, plain_total)
+    report_sizes(f"zlib ({len(plain_objects)} objects, -Oz)", total, plain_total)
 
 
 def test_jansson_cmake_toolchain_file_builds_and_ctest_passes(tmp_path, env, debian_source):
-    cmake, ctest = _tool("cmake"), _tool("ctest")
-    source = _extract(debian_source("jansson"), tmp_path / "src")
+    cmake, ctest = need_tool("cmake"), need_tool("ctest")
+    source = extract(debian_source("jansson"), tmp_path / "src")
     build = tmp_path / "build"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     toolchain = os.path.join(REPO, "shims", "llmcc.cmake")
-    _ok([cmake, "-S", str(source), "-B", str(build), *generator,
+    run_ok([cmake, "-S", str(source), "-B", str(build), *generator,
          f"-DCMAKE_TOOLCHAIN_FILE={toolchain}",
          "-DCMAKE_BUILD_TYPE=MinSizeRel", "-DJANSSON_BUILD_DOCS=OFF"], tmp_path, env)
-    _ok([cmake, "--build", str(build), "-j2"], tmp_path, env)
-    ctest_output = _ok([ctest, "--output-on-failure", "-j2"], build, env)
+    run_ok([cmake, "--build", str(build), "-j2"], tmp_path, env)
+    ctest_output = run_ok([ctest, "--output-on-failure", "-j2"], build, env)
     assert b"100% tests passed" in ctest_output
 
-    objects = _objects(build)
+    objects = collect_objects(build)
     assert "CMakeFiles/jansson.dir/src/load.c.o" in objects
-    intercepted = _intercepted_outputs(env["LLMCC_LOG"])
+    intercepted = intercepted_outputs(env["LLMCC_LOG"])
     missing = sorted(set(objects) - set(intercepted))
     assert not missing, f"objects not compiled through the llmcc launcher: {missing}"
     assert set(intercepted.values()) <= {events.MISS, events.HIT}  # a cold cache, one build
@@ -433,37 +336,37 @@ CXX_OUTPUT = (b"gamma+beta+alpha\ncaught: pop from an empty stack\nsum=30\n"
 
 
 def test_cxx_project_links_runs_and_objects_are_never_larger(tmp_path, env, llmccxx, clangxx):
-    make = _tool("make")
+    make = need_tool("make")
     ours, plain = tmp_path / "llmcc", tmp_path / "plain"
     _write(ours, CXX_PROJECT)
     _write(plain, CXX_PROJECT)
-    _ok([make, f"CXX={llmccxx}", "CXXFLAGS=-Oz"], ours, env)
-    _ok([make, f"CXX={clangxx}", "CXXFLAGS=-Oz"], plain, env)
+    run_ok([make, f"CXX={llmccxx}", "CXXFLAGS=-Oz"], ours, env)
+    run_ok([make, f"CXX={clangxx}", "CXXFLAGS=-Oz"], plain, env)
 
-    assert _ok([str(ours / "prog")], ours, env) == CXX_OUTPUT
-    assert _ok([str(plain / "prog")], plain, env) == CXX_OUTPUT
-    intercepted = _intercepted_outputs(env["LLMCC_LOG"])
+    assert run_ok([str(ours / "prog")], ours, env) == CXX_OUTPUT
+    assert run_ok([str(plain / "prog")], plain, env) == CXX_OUTPUT
+    intercepted = intercepted_outputs(env["LLMCC_LOG"])
     assert intercepted == {"main.o": events.MISS, "shapes.o": events.MISS,
                            "text.o": events.MISS}
-    total, plain_total = _assert_no_larger(_objects(ours), _objects(plain))
-    _report("C++ project (3 objects, -Oz)", total, plain_total)
+    total, plain_total = assert_no_larger(collect_objects(ours), collect_objects(plain))
+    report_sizes("C++ project (3 objects, -Oz)", total, plain_total)
 
 
 def test_parallel_make_cold_cache_gives_the_same_bytes_as_serial_and_then_all_hits(
         tmp_path, env, llmcc):
-    make = _tool("make")
+    make = need_tool("make")
     project = tmp_path / "project"
     _write(project, C_PROJECT)
     # -MD, not -MMD: llmcc's direct mode needs the system headers listed (see driver.py)
     build = [make, f"CC={llmcc}", "CFLAGS=-Oz -MD"]
 
     def built(jobs: str, cache: str, log: str) -> dict[str, bytes]:
-        _ok([make, "clean"], project, env)
+        run_ok([make, "clean"], project, env)
         step_env = {**env, "LLMCC_CACHE_DIR": str(tmp_path / cache),
                     "LLMCC_LOG": str(tmp_path / log)}
-        _ok([*build, jobs], project, step_env)
-        assert _ok([str(project / "prog")], project, env) == C_PROJECT_OUTPUT
-        return _objects(project, ("*.o", "*.d"))
+        run_ok([*build, jobs], project, step_env)
+        assert run_ok([str(project / "prog")], project, env) == C_PROJECT_OUTPUT
+        return collect_objects(project, ("*.o", "*.d"))
 
     serial = built("-j1", "serial-cache", "serial.log")
     cold = built("-j4", "shared-cache", "cold.log")
@@ -471,13 +374,13 @@ def test_parallel_make_cold_cache_gives_the_same_bytes_as_serial_and_then_all_hi
     assert cold.keys() == serial.keys()
     differing = sorted(name for name in serial if cold[name] != serial[name])
     assert not differing, f"a cold -j4 build wrote different bytes: {differing}"
-    cold_outcomes = _intercepted_outputs(str(tmp_path / "cold.log"))
+    cold_outcomes = intercepted_outputs(str(tmp_path / "cold.log"))
     assert len(cold_outcomes) == C_PROJECT_OBJECTS
     # the duplicates share one IR key: whichever finished first may have served the others
     assert set(cold_outcomes.values()) <= {events.MISS, events.HIT}
 
     warm = built("-j4", "shared-cache", "warm.log")
-    warm_events = [e for e in _log(str(tmp_path / "warm.log")) if e["outcome"] != events.PASSTHROUGH]
+    warm_events = [e for e in read_log(str(tmp_path / "warm.log")) if e["outcome"] != events.PASSTHROUGH]
     assert sorted(e["output"] for e in warm_events) == sorted(
         name for name in serial if name.endswith(".o"))
     assert {e["outcome"] for e in warm_events} == {events.DIRECT_HIT}
@@ -486,7 +389,7 @@ def test_parallel_make_cold_cache_gives_the_same_bytes_as_serial_and_then_all_hi
 
 
 def _ccache_counters(ccache: str, env: dict[str, str]) -> dict[str, int]:
-    out = _ok([ccache, "--print-stats"], None, env).decode()
+    out = run_ok([ccache, "--print-stats"], None, env).decode()
     counters = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
     return {name: int(value) for name, value in counters.items()}
 
@@ -497,7 +400,7 @@ def _ccache_hits(counters: dict[str, int]) -> int:
 
 def test_ccache_over_llmcc_hits_on_rebuild_and_misses_when_llmcc_settings_change(
         tmp_path, env, llmcc, llmcc_ctl):
-    make, ccache = _tool("make"), _tool("ccache")
+    make, ccache = need_tool("make"), need_tool("ccache")
     project = tmp_path / "project"
     _write(project, C_PROJECT)
     base_env = {**env, "CCACHE_DIR": str(tmp_path / "ccache"),
@@ -507,12 +410,12 @@ def test_ccache_over_llmcc_hits_on_rebuild_and_misses_when_llmcc_settings_change
 
     def rebuild(step_env: dict[str, str]) -> tuple[int, int, int]:
         """Clean build: (ccache hits, ccache misses, compiles llmcc itself did) during it."""
-        _ok([make, "clean"], project, step_env)
-        _ok([ccache, "--zero-stats"], project, step_env)
-        before = len([e for e in _log(log) if e["outcome"] in INTERCEPTED])
-        _ok(build, project, step_env)
-        assert _ok([str(project / "prog")], project, step_env) == C_PROJECT_OUTPUT
-        after = len([e for e in _log(log) if e["outcome"] in INTERCEPTED])
+        run_ok([make, "clean"], project, step_env)
+        run_ok([ccache, "--zero-stats"], project, step_env)
+        before = len([e for e in read_log(log) if e["outcome"] in INTERCEPTED])
+        run_ok(build, project, step_env)
+        assert run_ok([str(project / "prog")], project, step_env) == C_PROJECT_OUTPUT
+        after = len([e for e in read_log(log) if e["outcome"] in INTERCEPTED])
         counters = _ccache_counters(ccache, step_env)
         assert counters["compiler_check_failed"] == 0
         return _ccache_hits(counters), counters["cache_miss"], after - before
@@ -520,26 +423,26 @@ def test_ccache_over_llmcc_hits_on_rebuild_and_misses_when_llmcc_settings_change
     # cold: each distinct compile misses; the duplicates differ only in -o, so ccache serves them
     distinct, dups = C_PROJECT_DISTINCT, C_PROJECT_OBJECTS - C_PROJECT_DISTINCT
     assert rebuild(base_env) == (dups, distinct, distinct)
-    through_ccache = _objects(project)
+    through_ccache = collect_objects(project)
 
     # the same objects as llmcc alone (own cache) makes: ccache changed nothing
-    _ok([make, "clean"], project, env)
-    _ok([make, f"CC={llmcc}", "CFLAGS=-Oz"], project,
+    run_ok([make, "clean"], project, env)
+    run_ok([make, f"CC={llmcc}", "CFLAGS=-Oz"], project,
         {**env, "LLMCC_CACHE_DIR": str(tmp_path / "direct-cache"),
          "LLMCC_LOG": str(tmp_path / "direct.log")})
-    assert _objects(project) == through_ccache
+    assert collect_objects(project) == through_ccache
 
     # rebuilt after make clean: every object from ccache, llmcc never runs
     assert rebuild(base_env) == (C_PROJECT_OBJECTS, 0, 0)
-    assert _objects(project) == through_ccache
+    assert collect_objects(project) == through_ccache
 
     # what decides llmcc's output changes: `llmcc-ctl id` changes, so ccache must not reuse
-    identity = _ok([llmcc_ctl, "id"], tmp_path, base_env)
+    identity = run_ok([llmcc_ctl, "id"], tmp_path, base_env)
     for change in ({"LLMCC_CANDIDATES": "0"}, {"LLMCC_ADVISOR": "none"}):
         changed_env = {**base_env, **change}
-        assert _ok([llmcc_ctl, "id"], tmp_path, changed_env) != identity, change
+        assert run_ok([llmcc_ctl, "id"], tmp_path, changed_env) != identity, change
         assert rebuild(changed_env) == (dups, distinct, distinct), change
 
     # back to the original settings: the original objects are still in ccache
     assert rebuild(base_env) == (C_PROJECT_OBJECTS, 0, 0)
-    assert _objects(project) == through_ccache
+    assert collect_objects(project) == through_ccache
