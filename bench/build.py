@@ -41,6 +41,7 @@ from pathlib import Path
 try:
     from llmcc.config import SETTINGS
     from llmcc.objfile import read_object
+    from llmcc.train import debian
     from llmcc.train.corpus import ALLOWLIST
 except ImportError as _err:  # pragma: no cover - run with the wrong interpreter
     sys.exit(f"bench/build.py: cannot import llmcc ({_err}); run it with the Python that has "
@@ -115,28 +116,13 @@ class BuildFailed(Exception):
 # --- sources ---------------------------------------------------------------------------------
 
 def fetch(package: str, sources: Path) -> Path:
-    """The package's upstream tarball, downloaded once with apt-get (deb-src must be enabled)."""
+    """The package's upstream tarball, downloaded once (deb-src must be enabled)."""
     if package in ALLOWLIST:
         raise SystemExit(f"{package} is a training package: never benchmark on it")
-
-    def found() -> list[Path]:
-        return sorted(p for p in sources.glob(f"{package}_*.orig.tar.*")
-                      if not p.name.endswith((".asc", ".sig")))
-
-    if not found():
-        sources.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=sources, prefix=".download-") as scratch:
-            done = subprocess.run(["apt-get", "source", "--download-only", package], cwd=scratch,
-                                  capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise BuildFailed(f"apt-get source --download-only {package} failed (deb-src "
-                                  f"enabled?): {done.stderr.strip()[-500:]}")
-            for name in os.listdir(scratch):  # whole files only: a rerun never sees half
-                os.replace(os.path.join(scratch, name), sources / name)
-    tarballs = found()
-    if not tarballs:
-        raise BuildFailed(f"no upstream tarball for {package} in {sources}")
-    return tarballs[0]
+    try:
+        return Path(debian.fetch(package, str(sources)))
+    except debian.FetchFailed as err:
+        raise BuildFailed(str(err)) from None
 
 
 def pristine_tree(package: str, cache: Path) -> Path:

@@ -3,20 +3,19 @@ and the helpers that build real projects (Debian sources, object sizes, the llmc
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from llmcc import events
 from llmcc.objfile import read_object
+from llmcc.train import debian
 
 LLVM_BIN = "/usr/lib/llvm-19/bin"
 
@@ -204,21 +203,10 @@ def debian_source():
     """`debian_source(package)` -> the package's upstream tarball, downloaded once and kept."""
 
     def fetch(package: str) -> Path:
-        cache = _sources_dir()
-        found = sorted(cache.glob(f"{package}_*.orig.tar.*"))
-        if found:
-            return found[0]
-        apt_get = need_tool("apt-get")
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as scratch:
-            done = run([apt_get, "source", "--download-only", package], cwd=scratch)
-            tarballs = glob.glob(os.path.join(scratch, f"{package}_*.orig.tar.*"))
-            if done.returncode != 0 or not tarballs:
-                pytest.fail(f"`apt-get source --download-only {package}` failed (deb-src "
-                            f"enabled?):\n{done.stderr.decode(errors='replace')[-2000:]}")
-            for name in os.listdir(scratch):  # complete files only, so a rerun never sees half
-                os.replace(os.path.join(scratch, name), cache / name)
-        return min(cache.glob(f"{package}_*.orig.tar.*"))
+        try:
+            return Path(debian.fetch(package, str(_sources_dir())))
+        except debian.FetchFailed as err:
+            pytest.fail(str(err))
 
     return fetch
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import run
 
-from llmcc.train import corpus, dataset, popular
+from llmcc.train import corpus, dataset, debian, popular
 
 # A small training package whose release tarball has an autoconf configure (so configure's
 # conftest.c programs are compiled, and must not be recorded), ~30 TUs, built in ~30 s.
@@ -35,18 +35,18 @@ Package-List:
 
 
 def test_source_versions_come_newest_first_from_showsrc():
-    versions = corpus.source_versions(SHOWSRC, "libpng1.6")
+    versions = debian.source_versions(SHOWSRC, "libpng1.6")
     assert versions == [("libpng1.6", "1.6.39-2+deb12u5"), ("libpng1.6", "1.6.39-2+deb12u6")]
-    assert [version for _, version in corpus.newest_first(versions)] == [
+    assert [version for _, version in debian.newest_first(versions)] == [
         "1.6.39-2+deb12u6", "1.6.39-2+deb12u5"]
-    assert [version for _, version in corpus.newest_first(
+    assert [version for _, version in debian.newest_first(
         [("p", "1.0~rc1-1"), ("p", "1:0.9-1"), ("p", "1.0-1")])] == ["1:0.9-1", "1.0-1", "1.0~rc1-1"]
 
 
 def test_source_versions_of_a_binary_name_are_its_source_packages():
     showsrc = "Package: libzstd\nBinary: libzstd-dev, zstd\nVersion: 1.5.4+dfsg2-5\n\n" * 2
-    assert corpus.source_versions(showsrc, "zstd") == [("libzstd", "1.5.4+dfsg2-5")]
-    assert corpus.source_versions("", "zstd") == []
+    assert debian.source_versions(showsrc, "zstd") == [("libzstd", "1.5.4+dfsg2-5")]
+    assert debian.source_versions("", "zstd") == []
 
 
 def _touch(path) -> None:

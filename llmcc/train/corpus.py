@@ -16,22 +16,20 @@ used: other real code is kept to evaluate llmcc on code it never saw.
 from __future__ import annotations
 
 import argparse
-import functools
 import glob
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable
 from typing import IO
 
 from llmcc.progress import StatusLine
 from llmcc.train.dataset import read_marker, split_of, table, write_manifest, write_marker
+from llmcc.train.debian import FetchFailed, fetch
 
 # The Debian source packages training data may come from (../shared/NOTES.md).
 ALLOWLIST = (
@@ -61,67 +59,6 @@ SEARCH_DEPTH = 2  # how far below the tarball's top a build system is looked for
 
 class Skip(Exception):
     """A package that cannot be built; the message is the reason the summary shows."""
-
-
-def source_versions(showsrc: str, package: str) -> list[tuple[str, str]]:
-    """(source package, version) of each stanza of `apt-cache showsrc PACKAGE`'s output; for a
-    binary package's name (zstd) the stanzas are its source package's (libzstd)."""
-    found = []
-    for stanza in showsrc.split("\n\n"):
-        fields = dict(re.findall(r"^(Package|Version): (\S+)$", stanza, re.MULTILINE))
-        if len(fields) == 2 and (fields["Package"], fields["Version"]) not in found:
-            found.append((fields["Package"], fields["Version"]))
-    return [entry for entry in found if entry[0] == package] or found
-
-
-def newest_first(versions: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(source package, version) pairs in dpkg's own order (epochs, `~`, revisions), newest
-    first: apt-cache lists them in the order of its sources, not by version."""
-    def compare(a: tuple[str, str], b: tuple[str, str]) -> int:
-        if a[1] == b[1]:
-            return 0
-        newer = subprocess.run(["dpkg", "--compare-versions", a[1], "gt", b[1]], check=False)
-        return -1 if newer.returncode == 0 else 1
-    return sorted(versions, key=functools.cmp_to_key(compare))
-
-
-def _upstream_tarball(where: str) -> str | None:
-    found = [path for path in glob.glob(os.path.join(where, "*.orig.tar.*"))
-             if not path.endswith((".asc", ".sig"))]
-    return min(found) if found else None
-
-
-def fetch(package: str, downloads: str) -> str:
-    """The package's upstream tarball, downloaded once: the newest source version that downloads
-    (a security update's files can be missing from its mirror while older versions are there)."""
-    where = os.path.join(downloads, package)
-    tarball = _upstream_tarball(where)
-    if tarball:
-        return tarball
-    showsrc = subprocess.run(["apt-cache", "showsrc", package], capture_output=True, text=True,
-                             check=False).stdout
-    versions = newest_first(source_versions(showsrc, package))
-    if not versions:
-        raise Skip(f"apt-cache showsrc {package} finds no source package (deb-src enabled?)")
-    os.makedirs(where, exist_ok=True)
-    failures = []
-    for source, version in versions:
-        with tempfile.TemporaryDirectory(dir=where, prefix=".download-") as scratch:
-            done = subprocess.run(["apt-get", "source", "--download-only", "--only-source",
-                                   f"{source}={version}"], cwd=scratch, capture_output=True,
-                                  text=True, check=False, timeout=STEP_TIMEOUT)
-            if done.returncode == 0:
-                for name in os.listdir(scratch):  # whole downloads only: a rerun never sees half
-                    os.replace(os.path.join(scratch, name), os.path.join(where, name))
-                break
-            errors = [line for line in done.stderr.splitlines() if line.startswith("E:")]
-            failures.append(f"{version}: {(errors or [f'exit {done.returncode}'])[0]}")
-    else:
-        raise Skip("apt-get source failed for every version: " + "; ".join(failures))
-    tarball = _upstream_tarball(where)
-    if tarball is None:
-        raise Skip(f"{source} {version} has no upstream tarball (*.orig.tar.*)")
-    return tarball
 
 
 def unpack(tarball: str, into: str) -> str:
@@ -224,7 +161,7 @@ def build(package: str, work: str, environ: dict[str, str], status: Callable[[st
                                f"(see {log_path})")
                 if code:  # make -k: what did build is kept
                     marker["partial"] = f"`{' '.join(cmd)}` exited {code} (see {log_path})"
-    except Skip as err:
+    except (Skip, FetchFailed) as err:
         marker["skipped"] = str(err)
     except (OSError, subprocess.SubprocessError) as err:
         marker["skipped"] = f"{phase}: {err}"
