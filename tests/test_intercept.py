@@ -326,16 +326,15 @@ def test_path_shim_passthrough_reaches_the_real_clang(tree, env):
 
 # --- broken tools --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("failure", ["exit 1", "exec sleep 30", "kill -SEGV $$"],
-                         ids=["exits-1", "hangs", "crashes"])
-def test_broken_opt_still_gives_plain_clangs_object(tree, tmp_path, clang, llmcc, env, failure):
-    """Every candidate fails, so clang's own pipeline wins: exactly plain clang's object."""
-    real_opt = os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
-    env["LLMCC_OPT"] = _script(tmp_path / "opt", f"""\
-if [ "$1" = --version ]; then exec {real_opt} --version; fi
-{failure}
-""")
-    env["LLMCC_TIMEOUT"] = "1"
+def _real_opt(clang):
+    return os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+
+
+GARBAGE = """out=; prev=; for a in "$@"; do [ "$prev" = -o ] && out=$a; prev=$a; done
+echo '%$# not IR'; echo 'warning: ???' >&2; head -c 4096 /dev/urandom > "$out"; exit 0"""
+
+
+def _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, env):
     args = ["-Oz", "-Wall", "-c", "size.c"]
     rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
     rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
@@ -347,6 +346,32 @@ if [ "$1" = --version ]; then exec {real_opt} --version; fi
     assert [t["error"] is not None for t in event["tried"]] == [False] + [True] * (
         len(event["tried"]) - 1)
     assert len(event["tried"]) > 1
+
+
+@pytest.mark.parametrize("failure", ["exit 1", "exec sleep 30", "kill -SEGV $$", GARBAGE],
+                         ids=["exits-1", "hangs", "crashes", "writes-garbage"])
+def test_broken_opt_still_gives_plain_clangs_object(tree, tmp_path, clang, llmcc, env, failure):
+    """Every candidate fails, so clang's own pipeline wins: exactly plain clang's object."""
+    env["LLMCC_OPT"] = _script(tmp_path / "opt", f"""\
+if [ "$1" = --version ]; then exec {_real_opt(clang)} --version; fi
+{failure}
+""")
+    env["LLMCC_TIMEOUT"] = "1"
+    _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, env)
+
+
+@pytest.mark.parametrize("failure", ["kill -SEGV $$", "exec sleep 30"], ids=["crashes", "hangs"])
+def test_code_generation_failing_on_candidates_still_gives_plain_clangs_object(
+        tree, tmp_path, clang, llmcc, env, failure):
+    """Clang itself crashes or hangs generating code for optimised IR (a backend bug that only
+    an unusual pass order reaches): those candidates fail, the baseline stands."""
+    env["LLMCC_OPT"] = _real_opt(clang)  # not found beside the fake clang
+    env["LLMCC_CLANG"] = _script(tmp_path / "clang-19", f"""\
+case "$*" in *candidate*.bc*) {failure};; esac
+exec {clang} "$@"
+""")
+    env["LLMCC_TIMEOUT"] = "1"
+    _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, env)
 
 
 def test_opt_of_another_llvm_release_warns_once_and_uses_plain_clang(tree, tmp_path, clang,
