@@ -6,7 +6,8 @@ outside the vocabulary to `opt`: no plugins, no arbitrary pipeline text. Lists a
 data file, a cache, a model or a server are untrusted and go through `parse`.
 
 Excluded on purpose: passes that change what a TU exports (internalize, strip*, globaldce on
-external symbols) and flatten-cfg, which crashes opt-19 on some inputs (../shared/NOTES.md).
+external symbols; `test_excluded_passes_change_what_the_object_exports` shows it) and
+flatten-cfg, which crashes opt-19 on some inputs (../shared/NOTES.md).
 """
 
 from __future__ import annotations

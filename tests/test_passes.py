@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from llmcc import passes
+from llmcc.objfile import ObjectInfo, read_object, same_interface
 from llmcc.toolchain import check_tools
 
 
@@ -54,3 +55,27 @@ def test_every_vetted_pass_runs_through_opt(tmp_path, clang):
     done = subprocess.run([opt, f"-passes={pipeline}", str(bitcode), "-o", str(tmp_path / "o.bc")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("excluded", ["internalize", "internalize,globaldce"])
+def test_excluded_passes_change_what_the_object_exports(tmp_path, clang, excluded):
+    """The evidence for leaving these out: with them a TU's exported functions become local
+    (or vanish), so its object no longer links with the rest of the program."""
+    source = tmp_path / "t.c"
+    source.write_text("int helper(int x) { return x * 3; }\nint api(int y) { return y + 1; }\n")
+    bitcode, optimised = tmp_path / "t.bc", tmp_path / "o.bc"
+    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
+                    str(source), "-o", str(bitcode)], check=True)
+    opt = check_tools(clang, "").opt
+
+    def object_after(pipeline: str) -> ObjectInfo:
+        subprocess.run([opt, f"-passes={pipeline}", str(bitcode), "-o", str(optimised)],
+                       check=True)
+        done = subprocess.run([clang, "-c", "-Oz", "-Xclang", "-disable-llvm-passes",
+                               str(optimised), "-o", "-"], capture_output=True, check=True)
+        return read_object(done.stdout)
+
+    vetted = object_after("always-inline")
+    assert {"helper", "api"} <= vetted.defined
+    assert same_interface(object_after(f"always-inline,{excluded}"), vetted).startswith(
+        "defines different symbols")
