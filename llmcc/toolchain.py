@@ -86,6 +86,11 @@ def _version_text(program: str, timeout: float) -> str:
     return done.stdout
 
 
+def opt_beside(clang: str) -> str:
+    """The opt of clang's own LLVM installation (where Debian puts both: /usr/lib/llvm-19/bin)."""
+    return os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+
+
 def check_tools(clang: str, opt_setting: str, timeout: float = 10.0) -> Tools:
     """Confirm clang is clang and opt is the same LLVM release; say clearly what is wrong."""
     clang_text = _version_text(clang, timeout)
@@ -93,7 +98,7 @@ def check_tools(clang: str, opt_setting: str, timeout: float = 10.0) -> Tools:
     if clang_version is None or "clang version" not in clang_text:
         raise ToolchainError(f"{clang} is not clang (its --version says "
                              f"{clang_text.splitlines()[:1]})")
-    opt = opt_setting or os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+    opt = opt_setting or opt_beside(clang)
     if not _is_executable(opt):
         raise ToolchainError(f"opt was not found at {opt} (set LLMCC_OPT)")
     opt_version = _llvm_version(_version_text(opt, timeout))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -141,6 +142,19 @@ def compile_outputs(program: str, args: list[str], cwd, env: dict[str, str],
 # --- real projects: Debian sources, their builds and their objects ---------------------------
 
 INTERCEPTED = frozenset({events.MISS, events.HIT, events.DIRECT_HIT})
+
+
+def script(path: Path, body: str) -> str:
+    """An executable /bin/sh script: a stand-in tool for a test."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(path)
+
+
+def frontend_ir(clang: str, source: Path, bitcode: Path) -> None:
+    """The IR llmcc starts from: clang's frontend at -Oz, no LLVM passes."""
+    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
+                    str(source), "-o", str(bitcode)], check=True)
 
 
 def need_tool(name: str) -> str:

@@ -13,17 +13,17 @@ import contextlib
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run
+from conftest import SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run, script
 
 import llmcc
 from llmcc.cache.disk import FORMAT
 from llmcc.objfile import read_object
+from llmcc.toolchain import opt_beside
 
 QUIET_C = "int quiet(int x) { return x * 2 + 1; }\n"
 
@@ -52,14 +52,6 @@ def tree(tmp_path, env) -> Path:
     (tmp_path / "tmp").mkdir()
     env["TMPDIR"] = str(tmp_path / "tmp")
     return root
-
-
-def _script(path: Path, body: str) -> str:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return str(path)
-
-
 
 
 def _ours(stderr: bytes) -> list[str]:
@@ -174,9 +166,8 @@ def _wrapper(tmp_path: Path, clang: str, version_text: str) -> tuple[str, Path]:
     calls = tmp_path / "calls.log"
     bin_dir = tmp_path / "foreign"
     bin_dir.mkdir()
-    real_opt = os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
-    (bin_dir / "opt").symlink_to(real_opt)  # opt beside it is LLVM 19's, so only clang lies
-    return _script(bin_dir / "cc", f"""\
+    (bin_dir / "opt").symlink_to(opt_beside(clang))  # opt beside it is LLVM 19's, so only clang lies
+    return script(bin_dir / "cc", f"""\
 if [ "$1" = --version ]; then printf '%s\\n' '{version_text}'; exit 0; fi
 printf '%s\\n' "$*" >> {calls}
 exec {clang} "$@"
@@ -485,9 +476,9 @@ def test_two_parallel_builds_on_one_cache_equal_a_clean_build(tmp_path, clang, l
 
 def _slow_opt(tmp_path: Path, clang: str) -> tuple[str, Path]:
     """An opt that announces itself and then takes its time."""
-    real_opt = os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
+    real_opt = opt_beside(clang)
     started = tmp_path / "opt-started"
-    return _script(tmp_path / "opt", f"""\
+    return script(tmp_path / "opt", f"""\
 if [ "$1" = --version ]; then exec {real_opt} --version; fi
 touch {started}
 sleep 30

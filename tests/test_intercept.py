@@ -13,9 +13,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run
+from conftest import (
+    REPO,
+    SIZE_C,
+    SIZE_H,
+    compile_outputs,
+    log_events,
+    log_outcomes,
+    run,
+    script,
+)
 
 from llmcc.objfile import read_object
+from llmcc.toolchain import opt_beside
 
 SHAPES_CC = """#include <vector>
 template <class T> class Stack {
@@ -66,12 +76,6 @@ def tree(tmp_path) -> Path:
 def _run_bounded(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """A shim that found itself instead of clang would loop forever: make that a failure."""
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, timeout=60, check=False)
-
-
-def _script(path: Path, body: str) -> str:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return str(path)
 
 
 # --- what the user sees --------------------------------------------------------------------------
@@ -326,10 +330,6 @@ def test_path_shim_passthrough_reaches_the_real_clang(tree, env):
 
 # --- broken tools --------------------------------------------------------------------------------
 
-def _real_opt(clang):
-    return os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
-
-
 GARBAGE = """out=; prev=; for a in "$@"; do [ "$prev" = -o ] && out=$a; prev=$a; done
 echo '%$# not IR'; echo 'warning: ???' >&2; head -c 4096 /dev/urandom > "$out"; exit 0"""
 
@@ -352,8 +352,8 @@ def _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, e
                          ids=["exits-1", "hangs", "crashes", "writes-garbage"])
 def test_broken_opt_still_gives_plain_clangs_object(tree, tmp_path, clang, llmcc, env, failure):
     """Every candidate fails, so clang's own pipeline wins: exactly plain clang's object."""
-    env["LLMCC_OPT"] = _script(tmp_path / "opt", f"""\
-if [ "$1" = --version ]; then exec {_real_opt(clang)} --version; fi
+    env["LLMCC_OPT"] = script(tmp_path / "opt", f"""\
+if [ "$1" = --version ]; then exec {opt_beside(clang)} --version; fi
 {failure}
 """)
     env["LLMCC_TIMEOUT"] = "1"
@@ -365,8 +365,8 @@ def test_code_generation_failing_on_candidates_still_gives_plain_clangs_object(
         tree, tmp_path, clang, llmcc, env, failure):
     """Clang itself crashes or hangs generating code for optimised IR (a backend bug that only
     an unusual pass order reaches): those candidates fail, the baseline stands."""
-    env["LLMCC_OPT"] = _real_opt(clang)  # not found beside the fake clang
-    env["LLMCC_CLANG"] = _script(tmp_path / "clang-19", f"""\
+    env["LLMCC_OPT"] = opt_beside(clang)  # not found beside the fake clang
+    env["LLMCC_CLANG"] = script(tmp_path / "clang-19", f"""\
 case "$*" in *candidate*.bc*) {failure};; esac
 exec {clang} "$@"
 """)
@@ -376,7 +376,7 @@ exec {clang} "$@"
 
 def test_opt_of_another_llvm_release_warns_once_and_uses_plain_clang(tree, tmp_path, clang,
                                                                      llmcc, env):
-    env["LLMCC_OPT"] = _script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
+    env["LLMCC_OPT"] = script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
     args = ["-Oz", "-Wall", "-c", "size.c"]
     rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
     rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
@@ -510,7 +510,7 @@ def test_doctor_passes_with_a_working_toolchain(llmcc_ctl, env):
 
 
 def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
-    env["LLMCC_OPT"] = _script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
+    env["LLMCC_OPT"] = script(tmp_path / "opt", 'echo "LLVM version 14.0.6"\n')
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 1
     assert any(line.startswith("FAIL toolchain") and "14.0.6" in line

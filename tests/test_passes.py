@@ -6,6 +6,7 @@ import random
 import subprocess
 
 import pytest
+from conftest import frontend_ir
 
 from llmcc import passes
 from llmcc.objfile import ObjectInfo, read_object, same_interface
@@ -48,8 +49,7 @@ def test_every_vetted_pass_runs_through_opt(tmp_path, clang):
         "int g[64]; int f(int n){int s=0; for(int i=0;i<n;i++) s+=sq(g[i]); return s;}\n"
         "int h(int *p, int n){for(int i=0;i<n;i++) p[i]=0; return f(n);}\n")
     bitcode = tmp_path / "t.bc"
-    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
-                    str(source), "-o", str(bitcode)], check=True)
+    frontend_ir(clang, source, bitcode)
     opt = check_tools(clang, "").opt
     pipeline = ",".join(passes.VOCABULARY.values())
     done = subprocess.run([opt, f"-passes={pipeline}", str(bitcode), "-o", str(tmp_path / "o.bc")],
@@ -64,8 +64,7 @@ def test_excluded_passes_change_what_the_object_exports(tmp_path, clang, exclude
     source = tmp_path / "t.c"
     source.write_text("int helper(int x) { return x * 3; }\nint api(int y) { return y + 1; }\n")
     bitcode, optimised = tmp_path / "t.bc", tmp_path / "o.bc"
-    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
-                    str(source), "-o", str(bitcode)], check=True)
+    frontend_ir(clang, source, bitcode)
     opt = check_tools(clang, "").opt
 
     def object_after(pipeline: str) -> ObjectInfo:

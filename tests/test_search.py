@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-import subprocess
 
 import pytest
+from conftest import frontend_ir
 
 from llmcc import passes
 from llmcc.optimize import Evaluator
@@ -42,8 +42,7 @@ def evaluator(tmp_path, clang):
     source = tmp_path / "table.c"
     source.write_text(SOURCE)
     bitcode = tmp_path / "table.bc"
-    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
-                    str(source), "-o", str(bitcode)], check=True)
+    frontend_ir(clang, source, bitcode)
     ev = Evaluator(("-Oz",), True, check_tools(clang, ""), str(bitcode), str(tmp_path), 30)
     ev.baseline()
     return ev
