@@ -195,7 +195,7 @@ def pin_llmcc(root: Path) -> Llmcc:
     Path(purelib, "llmcc-bench-deps.pth").write_text("".join(d + "\n" for d in lines))
     shutil.copytree(source, Path(purelib, "llmcc"), ignore=shutil.ignore_patterns("__pycache__"))
     compileall.compile_dir(Path(purelib, "llmcc"), quiet=1)
-    for name, module, entry in (("llmcc", "llmcc.cli", "main_cc"),
+    for name, module, entry in (("llmcc", "llmcc.launch", "cc"),
                                 ("llmcc-ctl", "llmcc.ctl", "main")):
         path = root / "bin" / name
         path.write_text(CONSOLE_SCRIPT.format(python=python, module=module, entry=entry))

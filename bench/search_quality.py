@@ -25,7 +25,7 @@ from llmcc.optimize import BaselineUnusable
 from llmcc.passes import parse, to_text
 from llmcc.search import tune
 from llmcc.train.dataset import split_of
-from llmcc.train.popular import geomean_saving, recorded_evaluator, run_resumable, sample_tus
+from llmcc.train.measure import geomean_saving, recorded_evaluator, run_resumable, sample_tus
 
 # name, budget multiple, seeded with the popular lists, share of fresh random lists
 STRATEGIES = (("random lists", 1, False, 1.0), ("random lists, twice the budget", 2, False, 1.0),

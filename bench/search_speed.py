@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from llmcc.search import tune
-from llmcc.train.popular import recorded_evaluator
+from llmcc.train.measure import recorded_evaluator
 
 
 def pick_tus(records: str, count: int, how: str) -> list[str]:

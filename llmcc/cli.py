@@ -1,4 +1,4 @@
-"""Entry points `llmcc` and `llmcc++` (and the PATH shims that run them).
+"""What `llmcc` and `llmcc++` do (launch.py is their entry point; the PATH shims run them).
 
 The passthrough path is kept cheap: classify argv with the options table and `os.execv` the
 real clang, without importing subprocess, diskcache or anything heavier.
@@ -12,13 +12,15 @@ import sys
 from llmcc import config, events
 from llmcc.invocation import Passthrough, classify, expand_response_files
 from llmcc.options import SOURCE_LANGUAGES
-from llmcc.toolchain import ToolchainError, cxx_name, default_clang, find_program
+from llmcc.toolchain import ToolchainError, cxx_name, default_clang, find_program, is_clang_name
 
 SHIM_VARIABLE = "LLMCC_SHIM"  # set by shims/llmcc-shim to the path it was invoked as
 
 
-def _warn(message: str) -> None:
-    sys.stderr.write(f"llmcc: warning: {message}; compiling with plain clang\n")
+def _warn(message: str, program: str) -> None:
+    """Say why llmcc hands this call over, naming the program that compiles it instead."""
+    sys.stderr.write(f"llmcc: warning: {message}; compiling with plain "
+                     f"{os.path.basename(program)}\n")
     sys.stderr.flush()
 
 
@@ -52,18 +54,26 @@ def _looks_like_compiler(arg: str) -> bool:
 
 def locate_compiler(argv: list[str], language: str, settings: config.Settings | None,
                     environ: dict[str, str]) -> tuple[str, str, list[str]]:
-    """(program to run, its argv[0], the compiler arguments) for the three ways to call llmcc."""
+    """(program to run, its argv[0], the compiler arguments) for the three ways to call llmcc.
+
+    A shim named after a clang (clang, clang-19, clang++) runs the next real program of that
+    name on PATH. A shim with a generic name (cc, c++, gcc, g++) runs the configured clang, or
+    its C++ driver for a name with `++`, for every call, links and `--version` included: the
+    next `cc` on PATH is usually gcc, and llmcc improves only clang's pipeline.
+    """
     path_env = environ.get("PATH", os.defpath)
     skip = _self_paths(environ)
     shim = environ.pop(SHIM_VARIABLE, None)
     args = argv[1:]
     if shim:
         name = os.path.basename(shim)
-        found = find_program(name, path_env, skip)
-        if found is None:
-            raise ToolchainError(f"no real {name} on PATH after the llmcc shim {shim}")
-        return found, name, args
-    if args and _looks_like_compiler(args[0]):
+        if is_clang_name(name):
+            found = find_program(name, path_env, skip)
+            if found is None:
+                raise ToolchainError(f"no real {name} on PATH after the llmcc shim {shim}")
+            return found, name, args
+        language = "c++" if "++" in name else "c"
+    elif args and _looks_like_compiler(args[0]):
         found = find_program(args[0], path_env, skip)
         if found is not None:
             return found, args[0], args[1:]
@@ -76,16 +86,21 @@ def locate_compiler(argv: list[str], language: str, settings: config.Settings | 
 def main(argv: list[str], language: str, progress=None) -> int:
     """Compile as clang would; `progress` (from `llmcc-ctl tune`) watches a search."""
     environ = os.environ
-    settings = None
+    settings = config_error = None
     try:
         settings = config.load(dict(environ))
     except config.ConfigError as err:
-        sys.stderr.write(f"llmcc: warning: {err}; passing calls to plain clang\n")
+        config_error = err
     try:
         program, argv0, args = locate_compiler(argv, language, settings, environ)
     except ToolchainError as err:
+        if config_error is not None:
+            sys.stderr.write(f"llmcc: warning: {config_error}\n")
         sys.stderr.write(f"llmcc: error: {err}\n")
         return 127
+    if config_error is not None:
+        sys.stderr.write(f"llmcc: warning: {config_error}; passing calls to plain "
+                         f"{os.path.basename(program)}\n")
     if settings is None or settings.disable:
         return _exec(program, argv0, args)
     expanded = expand_response_files(args, _read_text)
@@ -136,7 +151,7 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
         event = {"source": inv.source, "output": inv.output, "outcome": events.FALLBACK,
                  "reason": exc.reason}
         if exc.warn:
-            _warn(exc.reason)
+            _warn(exc.reason, clang)
         handed_over = exc.reason
     except KeyboardInterrupt:
         sys.exit(130)  # temporary files are gone by now; the output was never half-written
@@ -148,19 +163,3 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
     if cache is not None:
         cache.close()
     return handed_over
-
-
-def _entry(language: str) -> None:
-    try:
-        code = main(sys.argv, language)
-    except KeyboardInterrupt:  # Ctrl-C before or after a compile step: quietly, like clang
-        code = 130  # 128 + SIGINT, as a shell reports it
-    sys.exit(code)
-
-
-def main_cc() -> None:
-    _entry("c")
-
-
-def main_cxx() -> None:
-    _entry("c++")

@@ -17,7 +17,7 @@ from llmcc import __version__, direct, events
 from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
 from llmcc.cache import CacheError
 from llmcc.config import Settings
-from llmcc.files import write_atomic
+from llmcc.files import link_target, write_atomic, write_through
 from llmcc.invocation import Compile
 from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
 
@@ -64,19 +64,18 @@ class Context(NamedTuple):
 
 
 def tools_for(ctx: Context) -> Tools:
-    """Check clang and opt once per (binary, mtime): the versions go into every key."""
-    opt = ctx.settings.opt
-    try:
-        stat = os.stat(ctx.clang)
-    except OSError as err:
-        raise UsePlainClang(f"cannot stat {ctx.clang}: {err.strerror}", warn=True) from None
-    key = direct.digest(f"{os.path.realpath(ctx.clang)}\0{stat.st_mtime_ns}\0{stat.st_size}"
-                        f"\0{opt}".encode())
+    """Check clang and opt once per version of their files: the versions go into every key."""
+    from llmcc.breaker import tools_key
+    from llmcc.toolchain import opt_beside
+
+    if not os.path.exists(ctx.clang):
+        raise UsePlainClang(f"cannot find {ctx.clang}", warn=True)
+    key = tools_key(ctx.clang, ctx.settings.opt or opt_beside(ctx.clang))
     known = ctx.cache_get("tools", key)
     if known:
         return Tools(known["clang"], known["opt"], known["version"])
     try:
-        tools = check_tools(ctx.clang, opt)
+        tools = check_tools(ctx.clang, ctx.settings.opt)
     except ToolchainError as err:
         raise UsePlainClang(str(err), warn=True) from None
     ctx.cache_put("tools", key, {"clang": tools.clang, "opt": tools.opt, "version": tools.version})
@@ -92,36 +91,60 @@ def _diagnostic_flags(ctx: Context) -> list[str]:
 
 
 def _write_outputs(ctx: Context, obj: bytes, depfile: bytes | None) -> None:
-    depfile_path = ctx.inv.depfile if depfile is not None else None
-    for path in filter(None, (ctx.inv.output, depfile_path)):
-        if not os.path.isdir(os.path.dirname(path) or "."):
-            # plain clang then writes neither file, and says why in its own words
+    """Put the object and the depfile where plain clang puts them, both checked before either
+    is written.
+
+    Clang renames its object over `-o` (a symlink there is replaced) but opens its depfile and
+    writes through a symlink into its target (`files.write_through`). What clang would refuse
+    or do differently (no directory, a device or directory, a file it may not write, a symlink
+    cycle) is left to plain clang, which says so in its own words.
+    """
+    writes = [(ctx.inv.output, obj, write_atomic)]
+    if depfile is not None:
+        writes.append((ctx.inv.depfile, depfile, write_through))
+    for path, _, write in writes:
+        try:
+            target = link_target(path) if write is write_through else path
+        except OSError as err:
+            raise UsePlainClang(f"cannot follow {path}: {err.strerror}", warn=False) from None
+        if not os.path.isdir(os.path.dirname(target) or "."):
             raise UsePlainClang(f"no directory for {path}", warn=False)
-        if os.path.exists(path) and not os.path.isfile(path):
+        if os.path.exists(target) and not os.path.isfile(target):
             # `-o /dev/null`: clang writes into it; renaming over it would replace the device
             raise UsePlainClang(f"{path} is not a regular file", warn=False)
-    try:
-        write_atomic(ctx.inv.output, obj)
-        if depfile_path is not None:
-            write_atomic(depfile_path, depfile)
-    except OSError as err:
-        # e.g. a full disk or no permission: plain clang reports it in its own words
-        raise UsePlainClang(f"cannot write {ctx.inv.output}: {err.strerror}", warn=False) from None
+        if os.path.exists(target) and not os.access(target, os.W_OK):
+            raise UsePlainClang(f"{path} is not writable", warn=False)  # clang refuses it
+    for path, data, write in writes:
+        try:
+            write(path, data)
+        except OSError as err:
+            # e.g. a full disk or no permission: plain clang reports it in its own words
+            raise UsePlainClang(f"cannot write {path}: {err.strerror}", warn=False) from None
 
 
-def _record(directory: str, ir_key: str, bitcode: bytes, ctx: Context) -> None:
-    """LLMCC_RECORD: keep the TU's IR and how to generate code for it (training data)."""
+def _record(directory: str, bitcode: bytes, ctx: Context) -> None:
+    """LLMCC_RECORD: keep the TU's IR and how to generate code for it (training data).
+
+    Named by what decides its measurements, the IR and the code generation flags, and nothing
+    of llmcc's own (version, advisor): the same TU gets the same name in every future corpus.
+    """
+    record_key = direct.digest(b"\0".join([bitcode, repr((ctx.inv.codegen, ctx.inv.pic)).encode()]))
     os.makedirs(directory, exist_ok=True)
-    write_atomic(os.path.join(directory, ir_key + ".bc"), bitcode)
+    write_atomic(os.path.join(directory, record_key + ".bc"), bitcode)
     meta = {"source": os.path.abspath(ctx.inv.source), "cwd": os.getcwd(),
             "language": ctx.inv.language, "level": ctx.inv.level, "pic": ctx.inv.pic,
             "codegen": list(ctx.inv.codegen)}
-    write_atomic(os.path.join(directory, ir_key + ".json"), json.dumps(meta, indent=1).encode())
+    write_atomic(os.path.join(directory, record_key + ".json"), json.dumps(meta, indent=1).encode())
 
 
-def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
+def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
            ir_key: str) -> tuple[dict, dict]:
-    """Baseline plus the advisor's candidates; returns (decision to cache, event fields)."""
+    """Baseline plus the advisor's candidates; returns (decision, event fields).
+
+    A tool failure stops the candidates (see optimize.Evaluator) and is reported in the event
+    as `tool_failure`: the decision is then still the smallest verified object, but not a fact
+    about the TU, so the caller must not cache it.
+    """
     from llmcc.optimize import BaselineUnusable, Evaluator, choose
     from llmcc.passes import to_text
 
@@ -137,17 +160,48 @@ def search(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
     except AdvisorError as err:
         raise UsePlainClang(str(err), warn=True) from None
     if hasattr(advisor, "tune"):
-        results = advisor.tune(evaluator, seed=ir_key,
-                               progress=ctx.progress)
+        results = advisor.tune(evaluator, seed=ir_key, progress=ctx.progress)
     else:
-        results = [evaluator.candidate(p) for p in advisor.suggest(bitcode_path, k)] if k else []
+        results = []
+        for passes in advisor.suggest(bitcode_path, k) if k else []:
+            results.append(evaluator.candidate(passes))
+            if evaluator.stopped:
+                break
     best = choose(baseline, results)
     shown = sorted(results, key=lambda r: (r.size is None, r.size or 0))[:MAX_SHOWN]
     tried = [r.summary() for r in [baseline, *shown]]
     decision = {"passes": None if best.passes is None else to_text(best.passes),
                 "baseline_size": baseline.size, "size": best.size, "object": best.object,
                 "tried": tried}
-    return decision, {"tried": tried, "evaluated": len(results)}
+    extra = {"tried": tried, "evaluated": len(results)}
+    if evaluator.tool_failure is not None:
+        extra["tool_failure"] = evaluator.tool_failure
+    return decision, extra
+
+
+def _decide_unless_tools_are_broken(ctx: Context, tools: Tools, bitcode_path: str,
+                                    workdir: str, ir_key: str) -> tuple[dict, dict]:
+    """`decide`, guarded by the breaker; caches the decision only when no tool failed."""
+    from llmcc import breaker
+
+    key = breaker.tools_key(tools.clang, tools.opt)
+    state = ctx.cache_get("breaker", key)
+    if breaker.is_open(state, time.time()):
+        until = time.strftime("%H:%M", time.localtime(state["until"]))
+        raise UsePlainClang(f"opt or code generation failed in {state['failures']} compiles in "
+                            f"a row; not calling them again until {until} or until they change",
+                            warn=True)
+    decision, extra = decide(ctx, tools, bitcode_path, workdir, ir_key)
+    failure = extra.get("tool_failure")
+    new_state = breaker.after_compile(state, failure is not None, time.time())
+    if new_state is not None:
+        ctx.cache_put("breaker", key, new_state)
+    if failure is None:
+        ctx.cache_put("ir", ir_key, decision)
+    else:
+        ctx.warnings.append(f"{failure}; kept the smallest object verified before it and did "
+                            "not cache this TU's decision")
+    return decision, extra
 
 
 def compile_tu(ctx: Context) -> dict:
@@ -167,7 +221,9 @@ def compile_tu(ctx: Context) -> dict:
     call_key = None
     # Direct mode needs every header the frontend reads (CC_PRINT_HEADERS), and asking for that
     # makes clang list system headers in the depfile too: -MMD must not, so it skips direct mode.
-    if settings.direct_mode and ctx.cache is not None and (inv.depfile is None or inv.system_deps):
+    # Recording needs the frontend's IR, which a direct hit never makes.
+    if (settings.direct_mode and ctx.cache is not None and not settings.record
+            and (inv.depfile is None or inv.system_deps)):
         try:
             call_key = direct.call_key([ctx.clang, *identity, os.getcwd(), *frontend_extra,
                                         direct.file_digest(inv.source), *ctx.args], ctx.environ)
@@ -206,17 +262,19 @@ def compile_tu(ctx: Context) -> dict:
                                            repr((inv.codegen, inv.pic)).encode()]))
         event["key"] = ir_key
         if settings.record:
-            _record(settings.record, ir_key, bitcode, ctx)
+            _record(settings.record, bitcode, ctx)
         decision = ctx.cache_get("ir", ir_key)
+        cacheable = True
         if decision is None:
             search_started = time.time()
             try:
-                decision, extra = search(ctx, tools, bitcode_path, workdir, ir_key)
+                decision, extra = _decide_unless_tools_are_broken(ctx, tools, bitcode_path,
+                                                                  workdir, ir_key)
             except StepFailed as exc:
                 raise UsePlainClang(str(exc), warn=True) from None
             stages["search"] = time.time() - search_started
             event.update(extra, outcome=events.MISS)
-            ctx.cache_put("ir", ir_key, decision)
+            cacheable = "tool_failure" not in extra
         else:
             event["outcome"] = events.HIT
         depfile = None
@@ -224,7 +282,7 @@ def compile_tu(ctx: Context) -> dict:
             with open(depfile_path, "rb") as handle:
                 depfile = handle.read()
         _write_outputs(ctx, decision["object"], depfile)
-        if call_key:
+        if call_key and cacheable:
             _remember_headers(ctx, call_key, manifest, listing, started, ir_key, err, depfile)
     summary = {"passes": decision["passes"], "baseline_size": decision["baseline_size"],
                "size": decision["size"]}

@@ -61,6 +61,12 @@ def codegen_args(codegen: tuple[str, ...], bitcode: str, obj: str, run_pipeline:
     return args
 
 
+def hosted(codegen: tuple[str, ...]) -> bool:
+    """Whether the program may rely on the C library: no -ffreestanding, -fno-builtin[-...] or
+    -nostdlib among the code generation arguments (which a recorded TU keeps too)."""
+    return not any(arg.startswith("-") and lookup(arg)[0] & Opt.FREESTANDING for arg in codegen)
+
+
 def _replace_extension(path: str, ext: str) -> str:
     """llvm::sys::path::replace_extension: drop the last `.suffix` of the file name, add `ext`."""
     head, name = os.path.split(path)

@@ -12,9 +12,10 @@ import struct
 from dataclasses import dataclass
 
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
-SHT_SYMTAB, SHT_NOBITS = 2, 8
+SHT_SYMTAB, SHT_NOBITS, SHT_GROUP = 2, 8, 17
+GRP_COMDAT = 1
 SHN_UNDEF = 0
-STB_LOCAL = 0
+STB_LOCAL, STB_WEAK = 0, 2
 
 
 class NotAnObject(Exception):
@@ -28,6 +29,7 @@ class ObjectInfo:
     bss: int
     defined: frozenset[str]  # external (global/weak) symbols the object defines
     undefined: frozenset[str]  # external symbols it needs from elsewhere
+    comdat: frozenset[str] = frozenset()  # the defined ones that are weak and in a COMDAT group
 
     @property
     def size(self) -> int:
@@ -53,6 +55,12 @@ def _read_elf64(blob: bytes) -> ObjectInfo:
     text = data = bss = 0
     defined: set[str] = set()
     undefined: set[str] = set()
+    comdat: set[str] = set()
+    in_comdat_group: set[int] = set()
+    for _name, kind, _flags, _addr, offset, size, *_ in sections:
+        group_flags = struct.unpack_from("<I", blob, offset)[0] if kind == SHT_GROUP else 0
+        if group_flags & GRP_COMDAT:
+            in_comdat_group.update(struct.unpack_from(f"<{size // 4 - 1}I", blob, offset + 4))
     for _name, kind, flags, _addr, offset, size, link, _info, _align, entsize in sections:
         if flags & SHF_ALLOC and (flags & SHF_EXECINSTR or not flags & SHF_WRITE):
             text += size
@@ -69,19 +77,21 @@ def _read_elf64(blob: bytes) -> ObjectInfo:
                 end = blob.index(b"\0", strtab_offset + st_name)
                 name = blob[strtab_offset + st_name:end].decode("utf-8", "replace")
                 (undefined if st_shndx == SHN_UNDEF else defined).add(name)
-    return ObjectInfo(text, data, bss, frozenset(defined), frozenset(undefined))
+                if st_info >> 4 == STB_WEAK and st_shndx in in_comdat_group:
+                    comdat.add(name)
+    return ObjectInfo(text, data, bss, frozenset(defined), frozenset(undefined),
+                      frozenset(comdat))
 
 
-def same_interface(candidate: ObjectInfo, baseline: ObjectInfo) -> str | None:
-    """Why `candidate` may not replace `baseline`, or None if it may.
-
-    It must define exactly the baseline's external symbols and need nothing new.
-    """
-    if candidate.defined != baseline.defined:
-        lost = sorted(baseline.defined - candidate.defined)[:3]
-        extra = sorted(candidate.defined - baseline.defined)[:3]
-        return f"defines different symbols (missing {lost}, extra {extra})"
-    new = candidate.undefined - baseline.undefined
-    if new:
-        return f"needs new symbols {sorted(new)[:3]}"
-    return None
+def section_names(blob: bytes) -> frozenset[str]:
+    """Names of the object's sections (what the flag sweep compares: `.stack_sizes`, ...)."""
+    try:
+        shoff, = struct.unpack_from("<Q", blob, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", blob, 0x3A)
+        headers = [struct.unpack_from("<IIQQQQIIQQ", blob, shoff + i * shentsize)
+                   for i in range(shnum)]
+        names = headers[shstrndx][4]
+        return frozenset(blob[names + h[0]:blob.index(b"\0", names + h[0])]
+                         .decode("utf-8", "replace") for h in headers[1:])
+    except (struct.error, ValueError, IndexError) as err:
+        raise NotAnObject(f"damaged ELF file: {err}") from None

@@ -11,10 +11,19 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from llmcc.invocation import codegen_args
-from llmcc.objfile import NotAnObject, ObjectInfo, read_object, same_interface
+from llmcc.interface import refusal
+from llmcc.invocation import codegen_args, hosted
+from llmcc.objfile import NotAnObject, ObjectInfo, read_object
 from llmcc.passes import PassList, to_pipeline, to_text
-from llmcc.toolchain import StepFailed, Tools, run
+from llmcc.toolchain import StepFailed, Tools, opt_beside, run
+
+BITCODE_MAGIC = b"BC\xc0\xde"
+
+
+def first_line(stderr: bytes) -> str:
+    """A tool's first line of complaint, short enough for a one-line warning."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[0][:200] if lines else "(no message)"
 
 
 class BaselineUnusable(Exception):
@@ -23,17 +32,24 @@ class BaselineUnusable(Exception):
 
 @dataclass
 class Result:
-    """One pass list (None: clang's pipeline) tried on one TU."""
+    """One pass list (None: clang's pipeline) tried on one TU.
+
+    `error` says why the list cannot be used. A rejection (the object would change the TU's
+    interface) is a fact about the list; a `tool_failure` (opt or code generation crashed, hung,
+    failed or wrote something unreadable) says nothing about it and must never be cached.
+    """
 
     passes: PassList | None
     size: int | None = None  # text + data, None if rejected
     error: str | None = None
     seconds: float = 0.0
     object: bytes = field(default=b"", repr=False)
+    tool_failure: bool = False
 
     def summary(self) -> dict:
         return {"passes": None if self.passes is None else to_text(self.passes),
-                "size": self.size, "error": self.error, "seconds": round(self.seconds, 4)}
+                "size": self.size, "error": self.error, "seconds": round(self.seconds, 4),
+                **({"tool_failure": True} if self.tool_failure else {})}
 
 
 def choose(baseline: Result, candidates: list[Result]) -> Result:
@@ -63,14 +79,20 @@ class Evaluator:
     """Runs the baseline and candidates for one TU inside a private temporary directory.
 
     `codegen` and `pic` describe the user's code generation (see invocation.Compile), so a TU
-    recorded for training is measured exactly as a live compile.
+    recorded for training is measured exactly as a live compile. In a build (`stop_after_failure`)
+    no candidate runs after the first tool failure (`tool_failure` says which): a hanging opt
+    costs one time-out per TU, not one per candidate. Offline studies measure every list.
     """
 
     def __init__(self, codegen: tuple[str, ...], pic: bool, tools: Tools, bitcode: str,
-                 workdir: str, timeout: float) -> None:
+                 workdir: str, timeout: float, stop_after_failure: bool = True) -> None:
         self.codegen, self.pic, self.tools, self.bitcode = codegen, pic, tools, bitcode
         self.workdir, self.timeout = workdir, timeout
+        self.stop_after_failure = stop_after_failure
         self.baseline_info: ObjectInfo | None = None
+        self.tool_failure: str | None = None
+        self.hosted = hosted(codegen)
+        self._declared: frozenset[str] | None = None
         self._numbers = itertools.count(1)
         # optimised IR digest -> (size, error, object): different lists often produce the same
         # IR, and then code generation (half the cost of a candidate) need not run again
@@ -81,7 +103,8 @@ class Evaluator:
         code, _, err = run([self.tools.clang,
                             *codegen_args(self.codegen, bitcode, obj, run_pipeline)], self.timeout)
         if code != 0:
-            raise StepFailed(f"codegen exited {code}: {err.decode(errors='replace')[:200]}")
+            raise StepFailed(f"{os.path.basename(self.tools.clang)} (code generation) exited "
+                             f"{code}: {first_line(err)}")
         with open(obj, "rb") as handle:
             return handle.read(), err
 
@@ -101,6 +124,8 @@ class Evaluator:
     def candidate(self, passes: PassList) -> Result:
         """Apply `passes`, generate code, and check the object still fits the baseline."""
         assert self.baseline_info is not None, "run the baseline first"
+        if self.stopped:
+            return Result(passes, error=f"not tried after: {self.tool_failure}", tool_failure=True)
         start = time.perf_counter()
         optimised = os.path.join(self.workdir, f"candidate{next(self._numbers)}.bc")
         result = Result(passes)
@@ -108,14 +133,18 @@ class Evaluator:
             code, _, err = run(opt_command(self.tools, self.pic, passes, self.bitcode, optimised),
                                self.timeout)
             if code != 0:
-                raise StepFailed(f"opt exited {code}: {err.decode(errors='replace')[:200]}")
+                raise StepFailed(f"opt exited {code}: {first_line(err)}")
             with open(optimised, "rb") as handle:
-                ir_digest = hashlib.blake2b(handle.read(), digest_size=20).hexdigest()
+                ir = handle.read()
+            if not ir.startswith(BITCODE_MAGIC):
+                raise StepFailed("opt wrote something that is not LLVM bitcode")
+            ir_digest = hashlib.blake2b(ir, digest_size=20).hexdigest()
             if ir_digest not in self._by_ir:
                 self._by_ir[ir_digest] = self._measure(optimised)
             result.size, result.error, result.object = self._by_ir[ir_digest]
         except (StepFailed, OSError) as exc:
-            result.error = str(exc)
+            self.tool_failure = result.error = str(exc)
+            result.tool_failure = True
         finally:
             for path in (optimised, optimised + ".o"):
                 if os.path.exists(path):
@@ -124,16 +153,38 @@ class Evaluator:
         return result
 
     @property
+    def stopped(self) -> bool:
+        """True once a tool failed in a build: the remaining candidates are not run."""
+        return self.tool_failure is not None and self.stop_after_failure
+
+    @property
     def distinct_ir(self) -> int:
         """How many different optimised modules the candidates produced (each generated once)."""
         return len(self._by_ir)
 
     def _measure(self, optimised: str) -> tuple[int | None, str | None, bytes]:
-        """(size, None, object) for optimised IR that keeps the interface, else (None, why, b"")."""
+        """(size, None, object) for optimised IR that keeps the interface, else (None, why, b"").
+
+        Code generation that fails, or an object that is not one, is StepFailed: a tool failure.
+        """
+        blob, _ = self._codegen(optimised, run_pipeline=False)
         try:
-            blob, _ = self._codegen(optimised, run_pipeline=False)
             info = read_object(blob)
-        except (StepFailed, NotAnObject) as exc:
-            return None, str(exc), b""
-        reason = same_interface(info, self.baseline_info)
+        except NotAnObject as exc:
+            raise StepFailed(f"code generation wrote no object: {exc}") from None
+        reason = refusal(info, self.baseline_info, self.hosted, self.declared)
         return (None, reason, b"") if reason else (info.size, None, blob)
+
+    def declared(self) -> frozenset[str]:
+        """Functions the TU's frontend IR declares (llvm-nm, once); none if it cannot be read,
+        which refuses what depends on them rather than guess."""
+        if self._declared is None:
+            nm = os.path.join(os.path.dirname(opt_beside(self.tools.clang)), "llvm-nm")
+            try:
+                code, out, _ = run([nm, "--undefined-only", "--format=just-symbols",
+                                    self.bitcode], self.timeout)
+            except StepFailed:
+                code, out = 1, b""
+            self._declared = frozenset(out.decode(errors="replace").split()) if code == 0 \
+                else frozenset()
+        return self._declared

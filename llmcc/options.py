@@ -25,6 +25,7 @@ class Opt(IntFlag):
     COMPILE_ONLY = 128  # `-c`
     OPT_LEVEL = 256  # `-O<level>`
     PIC = 512  # chooses the relocation model (the last one wins)
+    FREESTANDING = 1024  # the program may not have the C library: see interface.py
 
 
 _ARG = Opt.TAKES_ARG | Opt.TAKES_CONCAT_ARG
@@ -80,8 +81,13 @@ OPTIONS: dict[str, Opt] = {
     "-fPIC": Opt.PIC,
     "-fPIE": Opt.PIC,
     "-femit-compact-unwind-non-canonical": Opt.TOO_HARD,  # unused (warned) by -emit-llvm
+    "-ffreestanding": Opt.FREESTANDING,
+    # The pass that turns this attribute into calls runs in every candidate (passes.PIPELINE_START);
+    # tests/test_flag_sweep.py checks it and every other intercepted option that way.
+    "-finstrument-functions": Opt.NONE,
     "-fno-PIC": Opt.PIC,
     "-fno-PIE": Opt.PIC,
+    "-fno-builtin": Opt.FREESTANDING,
     "-fno-emit-compact-unwind-non-canonical": Opt.TOO_HARD,  # likewise
     "-fno-pic": Opt.PIC,
     "-fno-pie": Opt.PIC,
@@ -111,11 +117,11 @@ OPTIONS: dict[str, Opt] = {
     "-no-integrated-as": Opt.TOO_HARD,
     "-nostdinc": Opt.AFFECTS_CPP,
     "-nostdinc++": Opt.AFFECTS_CPP,
-    "-nostdlib": Opt.NONE,
+    "-nostdlib": Opt.FREESTANDING,
     "-o": Opt.OUTPUT | _ARG,
     "-pedantic": Opt.NONE,
     "-pedantic-errors": Opt.NONE,
-    "-pg": Opt.TOO_HARD,
+    "-pg": Opt.TOO_HARD,  # profiling (mcount): passed through, like the -fprofile options
     "-pipe": Opt.NONE,
     "-pthread": Opt.NONE,
     "-rdynamic": Opt.NONE,
@@ -161,6 +167,7 @@ FAMILIES: dict[str, Opt] = {
     "-fmemory-profile": Opt.TOO_HARD,
     "-fmodule": Opt.TOO_HARD,
     "-fmodules": Opt.TOO_HARD,
+    "-fno-builtin-": Opt.FREESTANDING,
     "-fno-integrated-as": Opt.TOO_HARD,
     "-foptimization-record": Opt.TOO_HARD,  # writes a remarks file
     "-fpass-plugin": Opt.TOO_HARD,

@@ -47,6 +47,13 @@ VOCABULARY: dict[str, str] = {
 # ignoring `always_inline`.
 REQUIRED_FIRST = "always-inline"
 
+# What clang's pipeline runs at every level, -O0 included (its -O0 pipeline, compared by
+# `test_every_candidate_runs_what_clangs_pipeline_always_runs`): the entry/exit instrumenter
+# first, which turns `-finstrument-functions` into calls, and coroutine lowering last. A list
+# without them would silently drop the user's instrumentation or leave coroutines unlowered.
+PIPELINE_START = "function(ee-instrument<>)"
+PIPELINE_END = "coro-cond(coro-early,cgscc(coro-split),coro-cleanup,globaldce)"
+
 PassList = tuple[str, ...]
 
 # The search's first seed: clang's own -Oz pipeline, to be improved on by mutation.
@@ -81,8 +88,9 @@ def to_text(passes: PassList) -> str:
 
 
 def to_pipeline(passes: PassList) -> str:
-    """The `opt -passes=` argument for a validated list."""
-    return ",".join(VOCABULARY[name] for name in validate(passes))
+    """The `opt -passes=` argument for a validated list, inside what clang always runs."""
+    return ",".join([PIPELINE_START, *(VOCABULARY[name] for name in validate(passes)),
+                     PIPELINE_END])
 
 
 def random_list(rng, min_length: int = 3, max_length: int = 16) -> PassList:

@@ -57,7 +57,7 @@ def tune(evaluator: Evaluator, seeds: list[PassList], budget: int, seconds: floa
     queue = [OZ_PIPELINE, *(validate(s) for s in seeds)]
     deadline = time.monotonic() + seconds
     with ThreadPoolExecutor(max_workers=jobs) as workers:
-        while len(tried) < budget and time.monotonic() < deadline:
+        while len(tried) < budget and time.monotonic() < deadline and not evaluator.stopped:
             batch: list[PassList] = []
             while len(batch) < min(jobs * 2, budget - len(tried)) and len(seen) < 10 * budget:
                 if queue:
@@ -83,7 +83,7 @@ def minimise(evaluator: Evaluator, passes: PassList, size: int) -> PassList:
     """Drop passes one at a time (last first) while the object stays at most `size` bytes."""
     current = validate(passes)
     i = len(current) - 1
-    while i >= 1:  # index 0 is always-inline, which is required
+    while i >= 1 and not evaluator.stopped:  # index 0 is always-inline, which is required
         shorter = current[:i] + current[i + 1:]
         result = evaluator.candidate(shorter)
         if result.size is not None and result.size <= size:

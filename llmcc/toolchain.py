@@ -36,6 +36,15 @@ def find_program(name: str, path_env: str, skip: frozenset[str] = frozenset()) -
     return None
 
 
+def is_clang_name(name: str) -> bool:
+    """clang, clang-19, clang++: a name that asks for one clang, not for "the C compiler".
+
+    A build that runs such a name chose its compiler, so a shim of that name runs it; cc, c++,
+    gcc and g++ only ask for the system's compiler, which for llmcc is the configured clang.
+    """
+    return name.startswith("clang")
+
+
 def cxx_name(clang: str) -> str:
     """The C++ driver that belongs to a C driver: clang-19 -> clang++-19, cc -> c++."""
     import re

@@ -103,6 +103,19 @@ def env(tmp_path, clang) -> dict[str, str]:
     return environ
 
 
+@pytest.fixture
+def package_copy(tmp_path, env) -> Path:
+    """A private copy of the llmcc package, imported first by the llmcc commands (PYTHONPATH),
+    so its `advisor/popular.json` can be replaced or damaged as an installation could be."""
+    import llmcc
+
+    copy = tmp_path / "site" / "llmcc"
+    shutil.copytree(os.path.dirname(llmcc.__file__), copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env["PYTHONPATH"] = str(copy.parent)
+    return copy
+
+
 def run(cmd: list[str], cwd, env: dict[str, str] | None = None,
         input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run a command and capture bytes, for byte-for-byte comparisons."""
@@ -151,9 +164,9 @@ def script(path: Path, body: str) -> str:
     return str(path)
 
 
-def frontend_ir(clang: str, source: Path, bitcode: Path) -> None:
+def frontend_ir(clang: str, source: Path, bitcode: Path, *flags: str) -> None:
     """The IR llmcc starts from: clang's frontend at -Oz, no LLVM passes."""
-    subprocess.run([clang, "-Oz", "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
+    subprocess.run([clang, "-Oz", *flags, "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
                     str(source), "-o", str(bitcode)], check=True)
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import run
 
-from llmcc.train import corpus, dataset, debian, popular
+from llmcc.train import corpus, dataset, debian, labelled, measure
 
 # A small training package whose release tarball has an autoconf configure (so configure's
 # conftest.c programs are compiled, and must not be recorded), ~30 TUs, built in ~30 s.
@@ -95,6 +95,7 @@ def _records(tmp_path, tus: dict[str, dict[str, int]]) -> str:
     for package, counts in tus.items():
         for tu in counts:
             _touch(tmp_path / "records" / package / f"{tu}.bc")
+            (tmp_path / "records" / package / f"{tu}.json").write_text('{"language": "c"}')
         dataset.write_marker(str(tmp_path / "records" / package),
                              {"package": package, "tus": len(counts), "ir_tokens": counts})
     return str(tmp_path / "records")
@@ -104,7 +105,7 @@ def test_a_tu_several_packages_recorded_belongs_to_one_train_first(tmp_path):
     # zlib is a test package, lz4 a train one: the shared TU must not be held out
     records = _records(tmp_path, {"zlib": {"a": 10, "shared": 7}, "lz4": {"shared": 7, "b": 5}})
     assert dataset.owned_tus(records) == {"lz4": ["b", "shared"], "zlib": ["a"]}
-    sampled = popular.sample_tus(records, per_package=10, seed=1)
+    sampled = measure.sample_tus(records, per_package=10, seed=1)
     assert sorted(os.path.basename(path) for _, path in sampled) == ["a.bc", "b.bc", "shared.bc"]
     assert ("zlib", os.path.join(records, "zlib", "shared.bc")) not in sampled
 
@@ -112,12 +113,24 @@ def test_a_tu_several_packages_recorded_belongs_to_one_train_first(tmp_path):
 def test_manifest_counts_a_shared_tu_once_and_records_the_split(tmp_path):
     records = _records(tmp_path, {"zlib": {"a": 10, "shared": 7}, "lz4": {"shared": 7, "b": 5}})
     data = dataset.manifest(records)
-    assert data["packages"]["zlib"] == {"split": "test", "tus": 1, "duplicates": 1,
+    assert data["packages"]["zlib"] == {"split": "test", "tus": 1, "cxx_tus": 0, "duplicates": 1,
                                         "ir_tokens": 10, "skipped": None, "partial": None}
     assert data["packages"]["lz4"]["split"] == "train"
     assert data["totals"]["total"] == {"packages": 2, "tus": 3, "ir_tokens": 22}
     assert "clang version 19" in data["clang"]
     assert "1 more TUs belong to other packages" in dataset.table(data)
+
+
+def test_recording_a_tu_whose_decision_is_cached_still_records_it(tmp_path, llmcc, env):
+    """A direct-mode hit never runs the frontend, so recording stands direct mode aside: a
+    corpus rebuilt over a warm cache records every TU again, under the same name."""
+    (tmp_path / "t.c").write_text("int f(int x) { return x * 3 + 1; }\n")
+    names = []
+    for attempt in ("first", "second"):
+        env["LLMCC_RECORD"] = str(tmp_path / attempt)
+        assert run([llmcc, "-Oz", "-c", "t.c"], cwd=tmp_path, env=env).returncode == 0
+        names.append(sorted(os.listdir(tmp_path / attempt)))
+    assert names[0] == names[1] and len(names[0]) == 2  # <hash>.bc and <hash>.json
 
 
 @pytest.mark.slow
@@ -140,16 +153,23 @@ def test_dataset_build_and_labels_of_one_package_as_a_user_runs_them(tmp_path, e
     assert row["ir_tokens"] > 1000 * len(bitcodes) and row["skipped"] is None
     assert PACKAGE in first.stdout.decode() and "total" in first.stdout.decode()
 
-    labels = run([sys.executable, "-m", "llmcc.train.labels", "--work", str(work), "--budget", "4",
-                  "--per-package", "3", "--broadcast", "2"], cwd=tmp_path, env=env)
+    out = tmp_path / "dataset"
+    label = [sys.executable, "-m", "llmcc.train.labels", "--work", str(work), "--out", str(out),
+             "--budget", "4", "--broadcast", "2", "--test-tus", "3"]
+    labels = run(label, cwd=tmp_path, env=env)
     assert labels.returncode == 0, labels.stderr.decode()
-    written = {path.name: [json.loads(line) for line in path.read_text().splitlines()]
-               for path in (work / "labels").glob("*.jsonl")}
-    searched = [row for name, rows in written.items() if name.startswith("search") for row in rows]
-    assert len(searched) == 3 and len(written) >= 2, written.keys()
-    for label in searched:
-        assert {"baseline", "size", "passes"} <= label.keys(), label
-        assert label["size"] <= label["baseline"]
+    rows = labelled.read_package(str(out), PACKAGE)
+    assert dataset.split_of(PACKAGE) == "train" and len(rows) == len(bitcodes)  # every train TU
+    broadcast = labelled.read_lists(str(out))["broadcast"]
+    assert 2 <= len(broadcast) <= 3  # LLVM's -Oz pipeline and up to two train winners
+    for row in rows.values():
+        assert row["search"]["size"] <= row["search"]["size_former"] <= row["baseline"]
+        assert row["search"]["evaluated"] == 4 and row["ir_tokens"] > 0
+        assert sorted(row["broadcast"]) == sorted(map(str, broadcast))
+    assert "| on the test split" in labels.stdout.decode()
+    stored = (out / f"{PACKAGE}.jsonl.xz").read_bytes()
+    again = run(label, cwd=tmp_path, env=env)  # nothing left to do: resumes, measures nothing
+    assert again.returncode == 0 and (out / f"{PACKAGE}.jsonl.xz").read_bytes() == stored
 
     log = work / "logs" / f"{PACKAGE}.log"
     built_at = log.stat().st_mtime

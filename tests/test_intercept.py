@@ -1,20 +1,17 @@
 """Intercepted compiles at -Oz/-Os against the real clang-19: what the user sees must be clang's,
-the object never larger, the interface the same; caches, launcher and shim forms, broken tools,
-and `llmcc-ctl`.
+the object never larger, the interface the same; caches, the launcher form (the PATH shims are
+in test_shims.py), broken tools, and `llmcc-ctl`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import (
-    REPO,
     SIZE_C,
     SIZE_H,
     compile_outputs,
@@ -68,14 +65,6 @@ def tree(tmp_path) -> Path:
     (root / "shapes.cc").write_text(SHAPES_CC)
     (root / "quiet.c").write_text(QUIET_C)
     return root
-
-
-
-
-
-def _run_bounded(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A shim that found itself instead of clang would loop forever: make that a failure."""
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, timeout=60, check=False)
 
 
 # --- what the user sees --------------------------------------------------------------------------
@@ -191,16 +180,6 @@ def test_output_to_a_device_is_written_through_never_replaced(tree, clang, llmcc
     assert log_outcomes(env) == ["fallback"]
 
 
-def test_output_through_a_symlink_replaces_the_link_like_clang(tree, clang, llmcc, env):
-    args = ["-Oz", "-c", "size.c", "-o", "link.o"]
-    for program in (clang, llmcc):
-        (tree / "target.o").write_bytes(b"old")
-        (tree / "link.o").unlink(missing_ok=True)
-        (tree / "link.o").symlink_to("target.o")
-        assert run([program, *args], cwd=tree, env=env).returncode == 0
-        assert not (tree / "link.o").is_symlink() and (tree / "target.o").read_bytes() == b"old"
-
-
 def test_object_permissions_follow_the_umask_like_clang(tree, clang, llmcc, env):
     args = ["-Oz", "-c", "size.c", "-MD"]
     modes = []
@@ -298,80 +277,124 @@ def test_launcher_form_passes_through_with_the_named_program(tree, llmcc, env):
     assert (done.returncode, done.stdout, done.stderr) == (0, plain.stdout, plain.stderr)
 
 
-def test_path_shim_runs_the_real_clang_without_recursion(tree, clang, env):
-    shim_dir = os.path.join(REPO, "shims", "bin")
-    real = shutil.which("clang-19", path=env["PATH"].replace(shim_dir, ""))
-    assert real is not None
-    env.pop("LLMCC_CLANG")
-    env["PATH"] = os.pathsep.join([shim_dir, env["PATH"], os.path.dirname(real)])
-    args = ["-Oz", "-Wall", "-c", "size.c"]
-    shimmed = _run_bounded(["clang-19", *args], tree, env)  # found through PATH: the shim
-    assert shimmed.returncode == 0, shimmed.stderr
-    assert log_outcomes(env) == ["miss"]
-    tuned = (tree / "size.o").read_bytes()
-    (tree / "size.o").unlink()
-    plain = run([real, *args], cwd=tree, env=env)
-    assert shimmed.stderr.decode() == plain.stderr.decode()
-    plain_info, tuned_info = read_object((tree / "size.o").read_bytes()), read_object(tuned)
-    assert tuned_info.size <= plain_info.size
-    assert tuned_info.defined == plain_info.defined
-
-
-def test_path_shim_passthrough_reaches_the_real_clang(tree, env):
-    shim_dir = os.path.join(REPO, "shims", "bin")
-    env.pop("LLMCC_CLANG")
-    env["PATH"] = os.pathsep.join([shim_dir, env["PATH"], "/usr/bin"])
-    shimmed = _run_bounded(["clang-19", "--version"], tree, env)
-    plain = run(["/usr/bin/clang-19", "--version"], cwd=tree, env=env)
-    assert shimmed.returncode == 0
-    assert shimmed.stdout == plain.stdout
-    assert log_outcomes(env) == ["passthrough"]
-
-
 # --- broken tools --------------------------------------------------------------------------------
 
 GARBAGE = """out=; prev=; for a in "$@"; do [ "$prev" = -o ] && out=$a; prev=$a; done
 echo '%$# not IR'; echo 'warning: ???' >&2; head -c 4096 /dev/urandom > "$out"; exit 0"""
 
 
-def _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, env):
+def _counting_opt(tmp_path: Path, clang: str, failure: str) -> tuple[str, Path]:
+    """A stand-in opt that answers --version as the real one, logs every other call, then
+    does `failure`; returns (its path, the call log)."""
+    calls = tmp_path / "opt-calls"
+    calls.touch()
+    return script(tmp_path / "opt", f"""\
+if [ "$1" = --version ]; then exec {opt_beside(clang)} --version; fi
+echo call >> {calls}
+{failure}
+"""), calls
+
+
+def _assert_one_failure_warned_once_and_plain_clangs_object(tree, clang, llmcc, env, tool):
+    """The first failing candidate stops the rest; one warning names the tool; the object is
+    plain clang's; the decision is not cached (the next compile is a miss again)."""
     args = ["-Oz", "-Wall", "-c", "size.c"]
     rc, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
-    rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
-    assert rc == 0
-    assert actual.decode() == expected.decode()
-    assert tuned["size.o"] == plain["size.o"]
-    event = log_events(env)[-1]
-    assert event["outcome"] == "miss" and event["passes"] is None
-    assert [t["error"] is not None for t in event["tried"]] == [False] + [True] * (
-        len(event["tried"]) - 1)
-    assert len(event["tried"]) > 1
+    for _ in range(2):
+        rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
+        assert rc == 0
+        assert tuned["size.o"] == plain["size.o"]
+        ours = [line for line in actual.decode().splitlines() if line.startswith("llmcc:")]
+        assert len(ours) == 1 and f"{tool} " in ours[0] and "not cache" in ours[0], ours
+        assert actual.decode().replace(ours[0] + "\n", "") == expected.decode()
+        event = log_events(env)[-1]
+        assert event["outcome"] == "miss" and event["passes"] is None and event["tool_failure"]
+        assert [t.get("tool_failure", False) for t in event["tried"]] == [False, True]
 
 
-@pytest.mark.parametrize("failure", ["exit 1", "exec sleep 30", "kill -SEGV $$", GARBAGE],
-                         ids=["exits-1", "hangs", "crashes", "writes-garbage"])
-def test_broken_opt_still_gives_plain_clangs_object(tree, tmp_path, clang, llmcc, env, failure):
-    """Every candidate fails, so clang's own pipeline wins: exactly plain clang's object."""
-    env["LLMCC_OPT"] = script(tmp_path / "opt", f"""\
-if [ "$1" = --version ]; then exec {opt_beside(clang)} --version; fi
-{failure}
-""")
+FAILURES = ["exit 1", "exec sleep 30", "kill -SEGV $$", GARBAGE]
+FAILURE_IDS = ["exits-1", "hangs", "crashes", "writes-garbage"]
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=FAILURE_IDS)
+def test_broken_opt_is_tried_once_per_tu_and_gives_plain_clangs_object(tree, tmp_path, clang,
+                                                                       llmcc, env, failure):
+    """k = 3, but after the first failure no other candidate runs: one time-out, not three."""
+    env["LLMCC_OPT"], calls = _counting_opt(tmp_path, clang, failure)
     env["LLMCC_TIMEOUT"] = "1"
-    _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, env)
+    _assert_one_failure_warned_once_and_plain_clangs_object(tree, clang, llmcc, env, "opt")
+    assert calls.read_text().count("call") == 2  # one per compile
 
 
 @pytest.mark.parametrize("failure", ["kill -SEGV $$", "exec sleep 30"], ids=["crashes", "hangs"])
 def test_code_generation_failing_on_candidates_still_gives_plain_clangs_object(
         tree, tmp_path, clang, llmcc, env, failure):
     """Clang itself crashes or hangs generating code for optimised IR (a backend bug that only
-    an unusual pass order reaches): those candidates fail, the baseline stands."""
+    an unusual pass order reaches): the candidates stop, the baseline stands."""
     env["LLMCC_OPT"] = opt_beside(clang)  # not found beside the fake clang
     env["LLMCC_CLANG"] = script(tmp_path / "clang-19", f"""\
 case "$*" in *candidate*.bc*) {failure};; esac
 exec {clang} "$@"
 """)
     env["LLMCC_TIMEOUT"] = "1"
-    _assert_every_candidate_failed_and_plain_clangs_object(tree, clang, llmcc, env)
+    _assert_one_failure_warned_once_and_plain_clangs_object(tree, clang, llmcc, env, "clang-19")
+
+
+def test_decision_made_while_opt_was_broken_is_not_served_once_it_works(tree, tmp_path, clang,
+                                                                       llmcc, env):
+    args = ["-Oz", "-c", "size.c"]
+    healthy = {**env, "LLMCC_CACHE_DIR": str(tmp_path / "healthy"),
+               "LLMCC_LOG": str(tmp_path / "healthy.log")}
+    expected = compile_outputs(llmcc, args, tree, healthy, ["size.o"])[2]
+    env["LLMCC_OPT"], _ = _counting_opt(tmp_path, clang, "kill -SEGV $$")
+    assert compile_outputs(llmcc, args, tree, env, ["size.o"])[0] == 0
+    env["LLMCC_OPT"] = opt_beside(clang)
+    rc, stderr, actual = compile_outputs(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0 and b"llmcc:" not in stderr
+    assert log_outcomes(env) == ["miss", "miss"]
+    assert "tool_failure" not in log_events(env)[-1]
+    assert actual == expected
+
+
+def test_breaker_stops_calling_a_broken_opt_until_it_changes(tree, tmp_path, clang, llmcc, env):
+    """Three compiles in a row with a crashing opt open the breaker: the next compiles call it
+    no more (plain clang, one warning each); a repaired opt is used again at once."""
+    from llmcc.breaker import FAILURES_TO_OPEN
+
+    opt, calls = _counting_opt(tmp_path, clang, "kill -SEGV $$")
+    env["LLMCC_OPT"] = opt
+    args = ["-Oz", "-c", "size.c"]
+    plain = compile_outputs(clang, args, tree, env, ["size.o"])[2]
+    for _ in range(FAILURES_TO_OPEN + 2):
+        rc, stderr, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
+        assert rc == 0 and tuned == plain and stderr.count(b"llmcc: warning") == 1
+    assert calls.read_text().count("call") == FAILURES_TO_OPEN
+    assert b"not calling them again" in stderr
+    assert log_outcomes(env) == ["miss"] * FAILURES_TO_OPEN + ["fallback"] * 2
+    _counting_opt(tmp_path, clang, f'exec {opt_beside(clang)} "$@"')  # repaired in place
+    rc, stderr, _ = compile_outputs(llmcc, args, tree, env, ["size.o"])
+    assert rc == 0 and stderr == b""
+    assert calls.read_text().count("call") > FAILURES_TO_OPEN
+    assert log_outcomes(env)[-1] == "miss" and "tool_failure" not in log_events(env)[-1]
+
+
+BUILD_ASSERT_C = """extern void build_bug_failed(void);
+int f(int x) { if (x * 0 != 0) build_bug_failed(); return x + 1; }
+"""
+
+
+def test_a_list_refused_by_the_symbol_rule_is_a_decision_and_cached(tree, package_copy, llmcc,
+                                                                    env):
+    """A list whose object would need a new symbol is a fact about that list: cached."""
+    (package_copy / "advisor" / "popular.json").write_text(
+        json.dumps({"lists": [{"passes": "lower-expect"}]}))
+    (tree / "assert.c").write_text(BUILD_ASSERT_C)
+    args = ["-Oz", "-c", "assert.c"]
+    for _ in range(2):
+        assert run([llmcc, *args], cwd=tree, env=env).returncode == 0
+    first, second = log_events(env)
+    assert "needs new symbols ['build_bug_failed']" in first["tried"][1]["error"]
+    assert "tool_failure" not in first and second["outcome"] in ("hit", "direct_hit")
 
 
 def test_opt_of_another_llvm_release_warns_once_and_uses_plain_clang(tree, tmp_path, clang,

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from conftest import LLVM_BIN
 
-from llmcc.objfile import NotAnObject, ObjectInfo, read_object, same_interface
+from llmcc.objfile import NotAnObject, ObjectInfo, read_object
 
 C_DATA = r"""
 #include <stdio.h>
@@ -177,40 +177,15 @@ def test_something_other_than_an_elf_object_is_rejected(tmp_path, clang):
         read_object(b"int x;\n")
 
 
-def _info(defined=(), undefined=()) -> ObjectInfo:
-    return ObjectInfo(10, 0, 0, frozenset(defined), frozenset(undefined))
-
-
-def test_same_interface_accepts_equal_symbols_and_fewer_needs():
-    baseline = _info({"f", "g"}, {"memcpy", "printf"})
-    assert same_interface(_info({"f", "g"}, {"memcpy", "printf"}), baseline) is None
-    assert same_interface(_info({"g", "f"}, {"printf"}), baseline) is None
-
-
-def test_same_interface_rejects_a_lost_definition():
-    reason = same_interface(_info({"f"}), _info({"f", "g"}))
-    assert reason is not None and "'g'" in reason
-
-
-def test_same_interface_rejects_an_extra_definition():
-    reason = same_interface(_info({"f", "h"}), _info({"f"}))
-    assert reason is not None and "'h'" in reason
-
-
-def test_same_interface_rejects_a_new_undefined_symbol():
-    reason = same_interface(_info({"f"}, {"memset"}), _info({"f"}, {"memcpy"}))
-    assert reason is not None and "'memset'" in reason
-
-
-def test_same_interface_on_real_objects_that_differ_in_exports(tmp_path, clang):
-    (tmp_path / "one.c").write_text("int f(void) { return 1; }\nint g(void) { return 2; }\n")
-    (tmp_path / "two.c").write_text("int f(void) { return 1; }\n"
-                                    "static int g(void) { return 2; }\nint h(void){return g();}\n")
-    for name in ("one", "two"):
-        subprocess.run([clang, "-Oz", "-c", f"{name}.c"], cwd=tmp_path, check=True)
-    one, two = _read(str(tmp_path / "one.o")), _read(str(tmp_path / "two.o"))
-    assert same_interface(one, one) is None
-    assert "missing ['g']" in same_interface(two, one)
+def test_comdat_definitions_are_told_apart_from_strong_ones(tmp_path, clang):
+    """C++ inline functions and template instances are weak, in a COMDAT group."""
+    (tmp_path / "t.cc").write_text("template <class T> T twice(T v) { return v + v; }\n"
+                                   "inline int once(int x) { return x; }\n"
+                                   "int api(int x) { return twice(x) + once(x); }\n")
+    subprocess.run([clang, "-O0", "-c", "t.cc"], cwd=tmp_path, check=True)
+    info = _read(str(tmp_path / "t.o"))
+    assert {"_Z5twiceIiET_S0_", "_Z4oncei"} == info.comdat
+    assert "_Z3apii" in info.defined - info.comdat
 
 
 @pytest.mark.parametrize("cut", [3, 10, 64, 200])

@@ -9,7 +9,8 @@ import pytest
 from conftest import frontend_ir
 
 from llmcc import passes
-from llmcc.objfile import ObjectInfo, read_object, same_interface
+from llmcc.interface import refusal
+from llmcc.objfile import ObjectInfo, read_object
 from llmcc.toolchain import check_tools
 
 
@@ -29,8 +30,38 @@ def test_parse_rejects_anything_outside_the_vocabulary(text):
 
 def test_pipeline_wraps_each_pass_in_its_scope():
     pipeline = passes.to_pipeline(("always-inline", "licm", "indvars", "inline", "gvn"))
-    assert pipeline == ("always-inline,function(loop-mssa(licm)),function(loop(indvars)),"
-                        "cgscc(inline),function(gvn)")
+    assert pipeline == (f"{passes.PIPELINE_START},always-inline,function(loop-mssa(licm)),"
+                        "function(loop(indvars)),cgscc(inline),function(gvn),"
+                        f"{passes.PIPELINE_END}")
+
+
+def test_every_candidate_runs_what_clangs_pipeline_always_runs(tmp_path, clang):
+    """Clang's -O0 pipeline is what LLVM runs whatever the level (instrumentation, always-inline,
+    coroutine lowering): a candidate's pipeline must contain it, in the same order."""
+    source = tmp_path / "t.c"
+    source.write_text("int f(int x) { return x + 1; }\n")
+    done = subprocess.run([clang, "-O0", "-mllvm", "-print-pipeline-passes", "-c", str(source),
+                           "-o", str(tmp_path / "t.o")], capture_output=True, text=True, check=True)
+    always = done.stdout.strip().replace(",function(annotation-remarks)", "")  # remarks only
+    assert always == f"{passes.PIPELINE_START},always-inline,{passes.PIPELINE_END}"
+    assert passes.to_pipeline(("always-inline",)) == always
+
+
+def test_instrumented_functions_keep_their_calls_in_every_candidate(tmp_path, clang):
+    """-finstrument-functions lives in an attribute that clang's pipeline turns into calls; a
+    list without that pass used to drop them and count the loss as a saving."""
+    source = tmp_path / "t.c"
+    source.write_text("extern int ext(int);\nint g(int x) { return ext(x) * 3; }\n")
+    bitcode, optimised = tmp_path / "t.bc", tmp_path / "o.bc"
+    frontend_ir(clang, source, bitcode, "-finstrument-functions")
+    opt = check_tools(clang, "").opt
+    for listed in [("always-inline",), ("always-inline", "inline", "gvn", "globalopt")]:
+        subprocess.run([opt, f"-passes={passes.to_pipeline(listed)}", str(bitcode), "-o",
+                        str(optimised)], check=True)
+        done = subprocess.run([clang, "-c", "-Oz", "-Xclang", "-disable-llvm-passes",
+                               str(optimised), "-o", "-"], capture_output=True, check=True)
+        assert {"__cyg_profile_func_enter", "__cyg_profile_func_exit"} <= read_object(
+            done.stdout).undefined
 
 
 def test_text_round_trips():
@@ -76,5 +107,5 @@ def test_excluded_passes_change_what_the_object_exports(tmp_path, clang, exclude
 
     vetted = object_after("always-inline")
     assert {"helper", "api"} <= vetted.defined
-    assert same_interface(object_after(f"always-inline,{excluded}"), vetted).startswith(
-        "defines different symbols")
+    assert refusal(object_after(f"always-inline,{excluded}"), vetted, True,
+                   frozenset).startswith("defines different symbols")

@@ -90,6 +90,69 @@ INTERCEPTED_THEN_HANDED_BACK = {
 }
 
 
+# What each case leaves when plain clang runs it: "-" is standard output, other keys are the
+# files it creates in the tree, each with the kind of content it must hold. An error case may
+# still leave something behind (clang writes the depfile before it finds the syntax error).
+OBJECT, BITCODE, EXECUTABLE, ASSEMBLY, DEPFILE, PREPROCESSED, VERSION = (
+    "object", "bitcode", "executable", "assembly", "depfile", "preprocessed", "version")
+PRODUCES: dict[str, dict[str, str]] = {
+    "preprocess_to_stdout": {"-": PREPROCESSED},
+    "preprocess_to_file": {"out/main.i": PREPROCESSED},
+    "assembly": {"helper.s": ASSEMBLY},
+    "assembly_named": {"out/helper.s": ASSEMBLY},
+    "dependencies_only": {"-": DEPFILE},
+    "user_dependencies_only": {"-": DEPFILE},
+    "dependencies_only_to_file": {"out/deps.d": DEPFILE},
+    "md_on_a_link": {"out/prog": EXECUTABLE, "out/prog.d": DEPFILE},
+    "mmd_mf_mt_on_a_link": {"out/prog": EXECUTABLE, "out/prog.d": DEPFILE},
+    "link_two_sources": {"prog": EXECUTABLE},
+    "link_to_a_out": {"a.out": EXECUTABLE},
+    "compile_two_sources": {"main.o": OBJECT, "helper.o": OBJECT},
+    "stdin_source": {"from_stdin.o": OBJECT},
+    "stdin_preprocess": {"-": PREPROCESSED},
+    "response_file_compile": {"from_rsp.o": OBJECT},
+    "response_file_preprocess": {"-": PREPROCESSED},
+    "missing_response_file": {},
+    "lto_compile": {"helper.o": BITCODE},
+    "thin_lto_compile": {"out/h.o": BITCODE},
+    "debug_compile_at_o0": {"main.o": OBJECT},
+    "pic_at_o0": {"out/helper.o": OBJECT},
+    "compile_at_o2": {"helper.o": OBJECT, "helper.d": DEPFILE},
+    "object_to_stdout": {"-": OBJECT},
+    "werror_warning_at_oz": {},
+    "syntax_error_at_oz": {},
+    "syntax_error_with_depfile_at_os": {"broken.d": DEPFILE},
+    "missing_output_directory_at_oz": {},
+    "missing_output_directory_with_depfile_elsewhere_at_oz": {},
+    "missing_depfile_directory_at_oz": {},
+    "missing_source_at_oz": {},
+    "unknown_option": {},
+    "unknown_f_option_at_oz": {},
+    "version": {"-": VERSION},
+    "dump_version": {"-": VERSION},
+    "sanitizer_compile": {"helper.o": OBJECT},
+}
+FAILING = {"werror_warning_at_oz", "syntax_error_at_oz", "missing_response_file",
+           "syntax_error_with_depfile_at_os", "missing_output_directory_at_oz",
+           "missing_source_at_oz", "unknown_option", "unknown_f_option_at_oz",
+           "missing_output_directory_with_depfile_elsewhere_at_oz",
+           "missing_depfile_directory_at_oz"}
+
+
+def _holds(kind: str, blob: bytes) -> bool:
+    """Whether `blob` is real output of that kind, not an empty or stray file."""
+    elf_type = int.from_bytes(blob[16:18], "little") if blob[:4] == b"\x7fELF" else None
+    return {
+        OBJECT: elf_type == 1,  # ET_REL
+        EXECUTABLE: elf_type in (2, 3),  # ET_EXEC, or ET_DYN for a PIE
+        BITCODE: blob[:4] == b"BC\xc0\xde",
+        ASSEMBLY: b".text" in blob and b"helper:" in blob,
+        DEPFILE: b":" in blob and b".c" in blob,
+        PREPROCESSED: b"#include" not in blob and (b"int main(" in blob or b"from_stdin" in blob),
+        VERSION: b"19" in blob,  # clang-19 names its release
+    }[kind]
+
+
 def _populate(root: Path) -> None:
     for relative, text in TREE.items():
         path = root / relative
@@ -138,14 +201,19 @@ def test_llmcc_is_byte_identical_to_plain_clang(name, tmp_path, clang, llmcc, en
 
 
 def test_battery_cases_produce_what_they_claim(tmp_path, clang, env):
-    """Guard the battery itself: the error cases fail and the others leave real output."""
-    failing = {name for name in CASES
-               if _outcome(clang, *CASES[name], tmp_path / name, "done", env)["rc"] != 0}
-    assert failing == {"werror_warning_at_oz", "syntax_error_at_oz", "missing_response_file",
-                       "syntax_error_with_depfile_at_os", "missing_output_directory_at_oz",
-                       "missing_source_at_oz", "unknown_option", "unknown_f_option_at_oz",
-                       "missing_output_directory_with_depfile_elsewhere_at_oz",
-                       "missing_depfile_directory_at_oz"}
+    """Guard the battery itself: the error cases fail, and every case leaves exactly the output
+    it is named for (standard output or files), each of the kind it claims."""
+    assert set(PRODUCES) == set(CASES)
+    for name in sorted(CASES):
+        outcome = _outcome(clang, *CASES[name], tmp_path / name, "done", env)
+        assert (outcome["rc"] != 0) == (name in FAILING), (name, outcome["stderr"].decode())
+        claimed = PRODUCES[name]
+        created = {path: blob for path, blob in outcome["files"].items() if path not in TREE}
+        assert sorted(created) == sorted(set(claimed) - {"-"}), name
+        assert bool(outcome["stdout"]) == ("-" in claimed), name
+        for path, kind in claimed.items():
+            blob = outcome["stdout"] if path == "-" else created[path]
+            assert _holds(kind, blob), f"{name}: {path} is not {kind}: {blob[:80]!r}"
 
 
 def test_passthrough_reason_is_logged(tmp_path, llmcc, env):

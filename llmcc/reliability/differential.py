@@ -36,7 +36,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from functools import partial
 
+from llmcc.interface import former_refusal
 from llmcc.invocation import Compile, classify, codegen_args
+from llmcc.objfile import read_object
 from llmcc.optimize import BaselineUnusable, Evaluator, opt_command
 from llmcc.passes import PassList, random_list, to_pipeline, to_text, validate
 from llmcc.search import mutate
@@ -335,7 +337,8 @@ def _test_program(record: dict, workdir: str, out: str, options: Options, tools:
     inv = optimised_compile(source, options.level)
     bitcode = os.path.join(workdir, "program.bc")
     _build([tools.clang, *inv.frontend_args(bitcode)], "frontend")
-    evaluator = evaluator_class(inv.codegen, inv.pic, tools, bitcode, workdir, STEP_TIMEOUT)
+    evaluator = evaluator_class(inv.codegen, inv.pic, tools, bitcode, workdir, STEP_TIMEOUT,
+                                stop_after_failure=False)
     try:
         baseline = evaluator.baseline()
     except BaselineUnusable as exc:
@@ -383,6 +386,8 @@ def _test_program(record: dict, workdir: str, out: str, options: Options, tools:
             entry.update(outcome=REJECTED, error=result.error[:300])
         else:
             objects.add(hashlib.blake2b(result.object, digest_size=20).digest())
+            if former_refusal(read_object(result.object), evaluator.baseline_info):
+                entry["former_rule_refused"] = True  # run only since the symbol tables
             outcome, got, detail = trial.check(result.object)
             entry["outcome"] = outcome
             if outcome in FAILURES:
@@ -530,15 +535,20 @@ def summarise(records: list[dict]) -> dict:
         "rejected": outcomes[REJECTED], "mismatches": outcomes[MISMATCH],
         "crashes": outcomes[CRASH], "timeouts": outcomes[TIMEOUT],
         "link_errors": outcomes[LINK_ERROR],
+        "run_only_under_current_rule": sum(1 for r in records for e in r.get("lists", [])
+                                           if e.get("former_rule_refused")
+                                           and e["outcome"] != REJECTED),
     }
 
 
 def summary_line(s: dict) -> str:
     return (f"programs {s['programs']} (tested {s['tested']}, skipped {s['skipped']}, "
             f"baseline differs {s['baseline_differs']}); lists tried {s['lists_tried']}: "
-            f"passed {s['passed']} ({s['objects_run']} distinct objects), rejected {s['rejected']}, mismatches {s['mismatches']}, "
+            f"passed {s['passed']} ({s['objects_run']} distinct objects), rejected "
+            f"{s['rejected']}, mismatches {s['mismatches']}, "
             f"crashes {s['crashes']}, timeouts {s['timeouts']}, "
-            f"link errors {s['link_errors']}")
+            f"link errors {s['link_errors']}; built and run only because of the current symbol "
+            f"rule (the former one refused them) {s['run_only_under_current_rule']}")
 
 
 def report(records: list[dict]) -> str:

@@ -38,6 +38,9 @@ ALLOWLIST = (
     "m4", "flex", "gawk", "diffutils", "patch", "tar", "cpio", "file", "libxml2", "readline",
     "ncurses", "libevent", "libuv1", "tmux", "redis", "memcached", "nginx", "curl", "busybox",
     "coreutils", "findutils", "tcl8.6", "libffi", "nettle", "gmp", "mpfr4", "libarchive",
+    # C++, recorded through llmcc++
+    "fmtlib", "snappy", "leveldb", "re2", "yaml-cpp", "ninja-build", "taglib", "libebml",
+    "libmatroska", "google-glog", "gflags", "googletest",
 )
 STEP_TIMEOUT = 1800
 BUILDING = "building"  # the one phase that runs with LLMCC_RECORD
@@ -49,7 +52,8 @@ BUILD_SYSTEMS = {
     "configure": (_CONFIGURE, _MAKE),
     "CMakeLists.txt": (
         ("configuring", ("cmake", "-S", ".", "-B", "llmcc-build", "-DCMAKE_BUILD_TYPE=MinSizeRel",
-                         "-DCMAKE_C_FLAGS_MINSIZEREL=-Oz", "-DBUILD_TESTING=OFF")),
+                         "-DCMAKE_C_FLAGS_MINSIZEREL=-Oz", "-DCMAKE_CXX_FLAGS_MINSIZEREL=-Oz",
+                         "-DBUILD_TESTING=OFF")),
         (BUILDING, ("cmake", "--build", "llmcc-build", "--", "-k", "-j{jobs}"))),
     "configure.ac": (("generating configure", ("autoreconf", "-fi")), _CONFIGURE, _MAKE),
     "Makefile": _PLAIN_MAKE, "makefile": _PLAIN_MAKE, "GNUmakefile": _PLAIN_MAKE,

@@ -63,6 +63,12 @@ def count_tokens(ir_text: bytes) -> int:
                if not line.lstrip().startswith(b";"))
 
 
+def language_of(record: str) -> str:
+    """"c" or "c++": the language a recorded TU (path without extension) was compiled as."""
+    with open(record + ".json") as handle:
+        return json.load(handle)["language"]
+
+
 def read_marker(package_dir: str) -> dict | None:
     """A finished build's summary, or None while the package is unbuilt or half built."""
     try:
@@ -110,6 +116,8 @@ def manifest(records: str, status: Callable[[str], None] = lambda text: None) ->
         counts = token_counts(os.path.join(records, package), marker, llvm_dis, status)
         packages[package] = {
             "split": split_of(package), "tus": len(owned[package]),
+            "cxx_tus": sum(1 for tu in owned[package]
+                           if language_of(os.path.join(records, package, tu)) == "c++"),
             "duplicates": len(counts) - len(owned[package]),
             "ir_tokens": sum(counts[tu] for tu in owned[package]),
             "skipped": marker.get("skipped"), "partial": marker.get("partial")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmcc.train import popular
+from llmcc.train import measure
 
 
 def rows():
@@ -17,19 +17,19 @@ def rows():
 
 
 def test_best_size_never_exceeds_the_baseline():
-    assert popular.best_size(rows()[1], [0]) == 100
-    assert popular.best_size(rows()[1], [0, 1]) == 95
-    assert popular.best_size(rows()[0], [2]) == 100  # a rejected candidate counts for nothing
+    assert measure.best_size(rows()[1], [0]) == 100
+    assert measure.best_size(rows()[1], [0, 1]) == 95
+    assert measure.best_size(rows()[0], [2]) == 100  # a rejected candidate counts for nothing
 
 
 def test_geomean_saving_of_no_list_is_zero():
-    assert popular.geomean_saving(rows(), []) == pytest.approx(0.0)
+    assert measure.geomean_saving(rows(), []) == pytest.approx(0.0)
 
 
 def test_greedy_picks_the_list_that_adds_most_then_stops_when_nothing_helps():
-    chosen = popular.greedy(rows(), pool_size=3, count=5)
+    chosen = measure.greedy(rows(), pool_size=3, count=5)
     assert chosen[0] == 2  # 50% on one TU beats 20% on one or ~7% on three
     assert set(chosen) == {0, 1, 2}
-    gains = [popular.geomean_saving(rows(), chosen[:k]) for k in range(len(chosen) + 1)]
+    gains = [measure.geomean_saving(rows(), chosen[:k]) for k in range(len(chosen) + 1)]
     assert gains == sorted(gains)
 

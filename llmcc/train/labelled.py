@@ -1,0 +1,91 @@
+"""The labelled dataset kept in the repository (`data/dataset/`): what training needs, compact.
+
+Machines are replaced between sessions, so labels live in the repo, not in a work directory:
+one xz-compressed JSON-lines file per package (`<package>.jsonl.xz`), rewritten and committed
+as each package's labels complete, and `lists.json`, the registry of every pass list ever
+broadcast (rows refer to lists by their index there, so a row stays small and a list measured
+once is never measured again). The raw IR is not kept: `python -m llmcc.train.corpus`
+regenerates it.
+
+A row is one labelled TU:
+    tu, package, split, language, ir_tokens, baseline (text + data of clang -Oz's object),
+    search: {passes (minimised winner or null), size, size_former, evaluated, seconds, capped},
+    broadcast: {list index: size, or null when the symbol rule refused it},
+    new_rule_only: [list indices accepted now but refused by the former rule],
+    tool_failed: [list indices whose tools failed] (only when some did),
+    summary: the model's input (llmcc.summary), when computed.
+`size_former` is the smallest object among the search's candidates that the former rule
+(`interface.former_refusal`) also accepts: what the search was worth before the rule changed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import lzma
+import os
+
+from llmcc.files import write_atomic
+
+DATASET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "data", "dataset")
+LISTS_FILE = "lists.json"
+SUFFIX = ".jsonl.xz"
+
+
+def package_path(directory: str, package: str) -> str:
+    return os.path.join(directory, package + SUFFIX)
+
+
+def read_package(directory: str, package: str) -> dict[str, dict]:
+    """Rows of one package by TU; none if it has no file yet."""
+    path = package_path(directory, package)
+    if not os.path.exists(path):
+        return {}
+    with lzma.open(path, "rt") as handle:
+        return {row["tu"]: row for row in map(json.loads, handle)}
+
+
+def write_package(directory: str, package: str, rows: dict[str, dict]) -> str:
+    """Rows sorted by TU, atomically; returns the path (for `git add`)."""
+    os.makedirs(directory, exist_ok=True)
+    text = "".join(json.dumps(rows[tu], sort_keys=True, separators=(",", ":")) + "\n"
+                   for tu in sorted(rows))
+    path = package_path(directory, package)
+    write_atomic(path, lzma.compress(text.encode(), preset=9 | lzma.PRESET_EXTREME))
+    return path
+
+
+def read_all(directory: str = DATASET_DIR) -> list[dict]:
+    """Every row of every package, in package then TU order."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(directory, "*" + SUFFIX))):
+        package = os.path.basename(path)[:-len(SUFFIX)]
+        rows.extend(read_package(directory, package).values())
+    return rows
+
+
+def read_lists(directory: str = DATASET_DIR) -> dict:
+    """{"lists": [text, ...] (append-only), "broadcast": [indices, the current set]}."""
+    try:
+        with open(os.path.join(directory, LISTS_FILE)) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return {"lists": [], "broadcast": []}
+
+
+def write_lists(directory: str, registry: dict) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, LISTS_FILE)
+    write_atomic(path, (json.dumps(registry, indent=0) + "\n").encode())
+    return path
+
+
+def register(registry: dict, texts: list[str]) -> list[int]:
+    """Indices of `texts` in the registry, appending the new ones (never reordering)."""
+    index = {text: i for i, text in enumerate(registry["lists"])}
+    for text in texts:
+        if text not in index:
+            index[text] = len(registry["lists"])
+            registry["lists"].append(text)
+    return [index[text] for text in texts]

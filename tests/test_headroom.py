@@ -1,0 +1,79 @@
+"""The committed dataset's format and the headroom tables read from it alone."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from llmcc.train import headroom, labelled
+
+
+def _row(tu, split, baseline, search, former, broadcast, new_only=(), language="c"):
+    return {"tu": tu, "package": f"pkg-{split}", "split": split, "language": language,
+            "ir_tokens": 100, "baseline": baseline,
+            "search": {"passes": "always-inline gvn", "size": search, "size_former": former,
+                       "evaluated": 120, "seconds": 1.0, "capped": False},
+            "broadcast": {str(i): size for i, size in enumerate(broadcast)},
+            **({"new_rule_only": list(new_only)} if new_only else {})}
+
+
+@pytest.fixture
+def sample(tmp_path):
+    rows = {
+        "train": [_row("a", "train", 100, 90, 95, [90, 99]), _row("b", "train", 100, 95, 95,
+                                                                    [97, 95])],
+        "test": [_row("c", "test", 200, 180, 190, [180, 190], new_only=[0]),
+                 _row("d", "test", 100, 100, 100, [None, 101], language="c++")],
+    }
+    for split, members in rows.items():
+        labelled.write_package(str(tmp_path), f"pkg-{split}", {r["tu"]: r for r in members})
+    registry = {"lists": ["always-inline default<Oz>", "always-inline gvn"], "broadcast": [0, 1]}
+    labelled.write_lists(str(tmp_path), registry)
+    return tmp_path
+
+
+def test_rows_and_lists_round_trip_through_the_compressed_files(sample):
+    rows = labelled.read_all(str(sample))
+    assert [r["tu"] for r in rows] == ["c", "d", "a", "b"]  # by package, then TU
+    assert labelled.read_lists(str(sample))["broadcast"] == [0, 1]
+    registry = labelled.read_lists(str(sample))
+    assert labelled.register(registry, ["always-inline gvn", "always-inline sccp"]) == [1, 2]
+
+
+def test_headroom_uses_train_to_choose_and_the_former_rule_drops_new_only_lists(sample):
+    rows, indices = headroom.labelled_rows(str(sample))
+    train = headroom.as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
+    current = headroom.figures(train, headroom.as_pool_rows(
+        [r for r in rows if r["split"] == "test"], indices, False), len(indices))
+    former = headroom.figures(train, headroom.as_pool_rows(
+        [r for r in rows if r["split"] == "test"], indices, True), len(indices))
+    # train prefers list 0 (saves 10% and 3%); on test it gives c 180/200 and d stays 100
+    expected = 100 * (1 - math.sqrt(0.9 * 1.0))
+    assert current["popular top-1"] == pytest.approx(expected)
+    # the former rule refused list 0 on c: top-1 saves nothing, top-3 falls back on list 1
+    assert former["popular top-1"] == 0.0
+    assert former["popular top-3"] == pytest.approx(100 * (1 - math.sqrt(0.95)))
+    assert current["per-TU search"] == pytest.approx(expected)
+    assert former["per-TU search"] == pytest.approx(100 * (1 - math.sqrt(0.95)))
+
+
+def test_headroom_command_prints_every_table(sample):
+    done = subprocess.run([sys.executable, "-m", "llmcc.train.headroom", "--dir", str(sample)],
+                          capture_output=True, text=True, check=True)
+    for heading in ("| split | packages |", "| on the test split (2 TUs) |", "| language |",
+                    "| package |"):
+        assert heading in done.stdout
+
+
+def test_the_committed_dataset_loads_and_its_tables_print():
+    rows = labelled.read_all()
+    if not rows:
+        pytest.skip(f"no labelled TUs committed yet in {labelled.DATASET_DIR}")
+    assert all({"tu", "package", "split", "baseline"} <= row.keys() for row in rows)
+    assert all(row["search"]["size"] <= row["baseline"] for row in rows if "search" in row)
+    done = subprocess.run([sys.executable, "-m", "llmcc.train.headroom"], capture_output=True,
+                          text=True, check=True)
+    assert "| on the test split" in done.stdout

@@ -1,0 +1,137 @@
+"""The rule for what a candidate may change in a TU's interface (llmcc/interface.py): the table
+itself, the rule on symbol sets, and real compiles where -Oz folded a call a candidate keeps."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import frontend_ir
+
+from llmcc import interface
+from llmcc.invocation import hosted
+from llmcc.objfile import ObjectInfo
+from llmcc.optimize import Evaluator
+from llmcc.toolchain import check_tools
+
+HOSTED = hosted(("-Oz",))
+LIBM = ("sqrt", "sin", "cos", "exp", "log", "pow", "fabs", "floor", "ceil", "fmod", "round")
+
+
+def _info(defined=(), undefined=(), comdat=()) -> ObjectInfo:
+    return ObjectInfo(10, 0, 0, frozenset(defined) | frozenset(comdat), frozenset(undefined),
+                      frozenset(comdat))
+
+
+def _declares(*names: str):
+    return lambda: frozenset(names)
+
+
+def test_the_tables_give_a_reason_and_leave_libm_out():
+    assert set(interface.ALWAYS) == {"memcpy", "memmove", "memset"}
+    assert all(reason for reason in interface.ALWAYS.values())
+    names = [name for names in interface.C_LIBRARY.values() for name in names]
+    assert len(names) == len(set(names)), "a function is listed under two headers"
+    assert not set(LIBM) & set(names)
+
+
+@pytest.mark.parametrize("codegen, expected", [
+    (("-Oz",), True), (("-Oz", "-fPIC", "-g"), True), (("-Oz", "-ffreestanding"), False),
+    (("-Oz", "-fno-builtin"), False), (("-Oz", "-fno-builtin-memcmp"), False),
+    (("-Oz", "-nostdlib"), False),
+])
+def test_hosted_means_no_flag_takes_the_c_library_away(codegen, expected):
+    assert hosted(codegen) is expected
+
+
+def test_equal_symbols_and_fewer_needs_are_accepted():
+    baseline = _info({"f", "g"}, {"memcpy", "printf"})
+    assert interface.refusal(_info({"f", "g"}, {"memcpy", "printf"}), baseline, True,
+                             _declares()) is None
+    assert interface.refusal(_info({"g", "f"}, {"printf"}), baseline, True, _declares()) is None
+
+
+@pytest.mark.parametrize("candidate, missing", [
+    (_info({"f"}), "missing ['g']"), (_info({"f", "g", "h"}), "extra ['h']"),
+    (_info({"f"}, comdat={"g"}), "missing ['g']"),  # a strong definition turned weak
+])
+def test_a_strong_definition_that_appears_or_vanishes_is_refused(candidate, missing):
+    reason = interface.refusal(candidate, _info({"f", "g"}), True, _declares())
+    assert reason is not None and missing in reason
+
+
+@pytest.mark.parametrize("name", ["memcpy", "memmove", "memset"])
+@pytest.mark.parametrize("codegen", [("-Oz",), ("-Oz", "-ffreestanding")])
+def test_memcpy_memmove_memset_are_always_allowed(name, codegen):
+    assert interface.refusal(_info({"f"}, {name}), _info({"f"}), hosted(codegen),
+                             _declares()) is None
+
+
+@pytest.mark.parametrize("codegen, declared, allowed", [
+    (("-Oz",), ("memcmp",), True),
+    (("-Oz",), (), False),  # not declared by the TU: the source never calls it
+    (("-Oz", "-ffreestanding"), ("memcmp",), False),
+    (("-Oz", "-fno-builtin"), ("memcmp",), False),
+    (("-Oz", "-nostdlib"), ("memcmp",), False),
+], ids=["hosted", "undeclared", "freestanding", "no-builtin", "nostdlib"])
+def test_a_c_library_function_is_allowed_only_hosted_and_declared(codegen, declared, allowed):
+    reason = interface.refusal(_info({"f"}, {"memcmp"}), _info({"f"}), hosted(codegen),
+                               _declares(*declared))
+    assert (reason is None) is allowed
+
+
+@pytest.mark.parametrize("name", ["sqrt", "build_bug_failed", "__stack_chk_fail", "_Znwm"])
+def test_libm_helpers_and_anything_else_new_are_refused(name):
+    reason = interface.refusal(_info({"f"}, {name}), _info({"f"}), True, _declares(name))
+    assert reason == f"needs new symbols ['{name}']"
+
+
+def test_comdat_definitions_may_come_and_go():
+    baseline = _info({"api"}, comdat={"_Z4oncei", "DW.ref.__gxx_personality_v0"})
+    more = _info({"api"}, comdat={"_Z4oncei", "_Z5twiceIiET_S0_", "DW.ref.__gxx_personality_v0"})
+    fewer = _info({"api"})
+    assert interface.refusal(more, baseline, True, _declares()) is None
+    assert interface.refusal(fewer, baseline, True, _declares()) is None
+
+
+def _evaluate(tmp_path, clang, source_name: str, source: str, passes: tuple[str, ...],
+              *flags: str):
+    source_path = tmp_path / source_name
+    source_path.write_text(source)
+    bitcode = tmp_path / "tu.bc"
+    frontend_ir(clang, source_path, bitcode, *flags)
+    evaluator = Evaluator(("-Oz", *flags), True, check_tools(clang, ""), str(bitcode),
+                          str(tmp_path), 30)
+    baseline = evaluator.baseline()
+    return baseline, evaluator.candidate(("always-inline", *passes))
+
+
+MEMCMP = '#include <string.h>\nint same(const char *s) { return memcmp(s, s, 8); }\n'
+POW = "#include <math.h>\ndouble square(double x) { return pow(x, 2.0); }\n"
+
+
+def test_a_libc_call_minus_oz_folded_is_allowed_in_a_hosted_compile(tmp_path, clang):
+    baseline, result = _evaluate(tmp_path, clang, "t.c", MEMCMP, ("lower-expect",))
+    assert b"memcmp" not in baseline.object and result.error is None
+    assert b"memcmp" in result.object
+
+
+def test_a_libm_call_minus_oz_folded_is_still_refused(tmp_path, clang):
+    _, result = _evaluate(tmp_path, clang, "t.c", POW, ("lower-expect",))
+    assert result.error == "needs new symbols ['pow']"
+
+
+def test_an_undeclared_helper_the_optimiser_must_remove_is_still_refused(tmp_path, clang):
+    source = ("extern void build_bug_failed(void);\n"
+              "int f(int x) { if (x * 0 != 0) build_bug_failed(); return x + 1; }\n")
+    _, result = _evaluate(tmp_path, clang, "t.c", source, ("lower-expect",))
+    assert result.error == "needs new symbols ['build_bug_failed']"
+
+
+def test_cxx_candidate_keeping_inline_functions_is_accepted(tmp_path, clang):
+    """-Oz inlines and drops the linkonce_odr definitions; a list without the inliner keeps
+    them (more COMDAT definitions): the TU's interface is the same."""
+    source = ("template <class T> T twice(T v) { return v + v; }\n"
+              "inline int once(int x) { return x * 3; }\n"
+              "int api(int x) { return twice(x) + once(x); }\n")
+    baseline, result = _evaluate(tmp_path, clang, "t.cc", source, ("instsimplify",))
+    assert result.error is None, result.error
+    assert b"_Z4oncei" in result.object and b"_Z4oncei" not in baseline.object
