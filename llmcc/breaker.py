@@ -1,4 +1,5 @@
-"""A circuit breaker for broken tools: after repeated failures, stop calling them for a while.
+"""A circuit breaker for broken tools (and a dead shared cache): after repeated failures, stop
+calling them for a while.
 
 Without it a crashing or hanging `opt` costs one failure (or one time-out) per TU for a whole
 build. The state lives in the decision cache (so `make -j` jobs share it), keyed by what the
@@ -33,14 +34,16 @@ def is_open(state: dict | None, now: float) -> bool:
     return bool(state) and state.get("until", 0.0) > now
 
 
-def after_compile(state: dict | None, failed: bool, now: float) -> dict | None:
-    """The state to store after a compile that ran candidates; None: nothing to write.
+def after_compile(state: dict | None, failed: bool, now: float,
+                  failures_to_open: int = FAILURES_TO_OPEN,
+                  open_seconds: float = OPEN_SECONDS) -> dict | None:
+    """The state to store after a compile that used the service; None: nothing to write.
 
-    A compile without a tool failure closes the breaker; a failure counts, and the
-    FAILURES_TO_OPEN-th in a row opens it (once reopened, one more failure opens it again).
+    A compile without a failure closes the breaker; a failure counts, and the
+    `failures_to_open`-th in a row opens it (once reopened, one more failure opens it again).
     """
     if not failed:
         return {"failures": 0, "until": 0.0} if state and state.get("failures") else None
     failures = (state or {}).get("failures", 0) + 1
     return {"failures": failures,
-            "until": now + OPEN_SECONDS if failures >= FAILURES_TO_OPEN else 0.0}
+            "until": now + open_seconds if failures >= failures_to_open else 0.0}

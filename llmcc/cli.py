@@ -138,12 +138,19 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
     warnings: list[str] = []
     cache = None
     try:
-        cache = DiskCache(cache_dir, settings.cache_size)
+        if settings.cache:  # off: a sandbox (Bazel's) where the cache dir cannot be written
+            cache = DiskCache(cache_dir, settings.cache_size)
     except CacheError as err:
         warnings.append(str(err))
+    shared = None
+    if settings.cache_url:
+        from llmcc.cache.shared import SharedCache
+
+        shared = SharedCache(settings.cache_url, cache, warnings)
     ctx = driver.Context(inv=inv, args=args, clang=clang, settings=settings,
                          environ=dict(os.environ), cache=cache,
-                         stderr_tty=sys.stderr.isatty(), warnings=warnings, progress=progress)
+                         stderr_tty=sys.stderr.isatty(), warnings=warnings, progress=progress,
+                         shared=shared)
     try:
         event = driver.compile_tu(ctx)
         handed_over = None

@@ -49,6 +49,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cache_url(text: str) -> str:
+    """A shared cache's address; only Redis is spoken."""
+    text = str(text).strip()
+    if text and not text.startswith(("redis://", "rediss://")):
+        raise ValueError(f"not a redis:// or rediss:// address: {text!r}")
+    return text
+
+
 class Setting:
     """One setting: its name, default (as text, parsed like any other layer), parser and doc.
 
@@ -72,8 +80,12 @@ SETTINGS = (
     Setting("advisor", "popular", str, "where candidate pass lists come from: popular, none, search"),
     Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
     Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
+    Setting("cache", "1", _boolean,
+            "use the decision cache; 0: compile without one, quietly (a read-only sandbox)"),
     Setting("cache_dir", "", str, "decision cache directory (default: the user cache dir)"),
     Setting("cache_size", "5G", _size, "cache size limit; older entries are evicted"),
+    Setting("cache_url", "", _cache_url,
+            "shared decision cache: redis://[user:password@]host:port/db or rediss://..."),
     Setting("direct_mode", "1", _boolean, "skip the frontend when the source and headers are unchanged"),
     Setting("log", "", str, "append one JSON line per compile to this file"),
     Setting("record", "", str, "save each TU's frontend IR and codegen arguments in this directory"),

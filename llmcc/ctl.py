@@ -30,14 +30,16 @@ def _open_cache(settings: config.Settings):
 def summarise(totals: dict) -> dict:
     """Pure: the figures `stats` shows, from the raw totals."""
     outcome = {name: totals.get("outcome_" + name, 0) for name in
-               (events.PASSTHROUGH, events.DIRECT_HIT, events.HIT, events.MISS,
-                events.FALLBACK)}
+               (events.PASSTHROUGH, events.DIRECT_HIT, events.HIT, events.REMOTE_HIT,
+                events.MISS, events.FALLBACK)}
     baseline, final = totals.get("baseline_size", 0), totals.get("size", 0)
     return {
         "compiles": totals.get("compiles", 0),
-        "intercepted": outcome[events.DIRECT_HIT] + outcome[events.HIT] + outcome[events.MISS],
+        "intercepted": outcome[events.DIRECT_HIT] + outcome[events.HIT]
+        + outcome[events.REMOTE_HIT] + outcome[events.MISS],
         "hits_direct": outcome[events.DIRECT_HIT],
         "hits": outcome[events.HIT],
+        "remote_hits": outcome[events.REMOTE_HIT],
         "misses": outcome[events.MISS],
         "fallbacks": outcome[events.FALLBACK],
         "passthrough": outcome[events.PASSTHROUGH],
@@ -112,10 +114,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         os.unlink(probe)
         cache = DiskCache(directory, settings.cache_size)
         print(f"ok   cache {directory} ({cache.volume() / 1e6:.1f} MB used, "
-              f"limit {settings.cache_size / 1e9:.1f} GB)")
+              f"limit {settings.cache_size / 2**30:.1f} GiB)")
     except (OSError, CacheError) as err:
         print(f"FAIL cache {directory}: {err}")
         problems += 1
+    if settings.cache_url:
+        from llmcc.cache.shared import SharedCache, redacted
+
+        try:
+            SharedCache(settings.cache_url, None, []).ping()
+            print(f"ok   shared cache {redacted(settings.cache_url)}")
+        except Exception as err:  # noqa: BLE001 - whatever the client raises, say it
+            print(f"FAIL shared cache {redacted(settings.cache_url)}: {type(err).__name__}: {err}")
+            problems += 1
     try:
         advisor = load_advisor(settings)
         print(f"ok   advisor {settings.advisor} ({advisor.identity}), "

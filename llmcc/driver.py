@@ -44,6 +44,7 @@ class Context(NamedTuple):
     stderr_tty: bool
     warnings: list[str]
     progress: object = None  # called with (count, result) as the search advisor measures
+    shared: object = None  # a cache.shared.SharedCache when LLMCC_CACHE_URL names one
 
     def cache_get(self, namespace: str, key: str) -> dict | None:
         if self.cache is None:
@@ -137,9 +138,10 @@ def _record(directory: str, bitcode: bytes, ctx: Context) -> None:
     write_atomic(os.path.join(directory, record_key + ".json"), json.dumps(meta, indent=1).encode())
 
 
-def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
-           ir_key: str) -> tuple[dict, dict]:
-    """Baseline plus the advisor's candidates; returns (decision, event fields).
+def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str, ir_key: str,
+           only: tuple | None = None) -> tuple[dict, dict]:
+    """Baseline plus the advisor's candidates (or the lists in `only`, each a validated pass
+    list); returns (decision, event fields).
 
     A tool failure stops the candidates (see optimize.Evaluator) and is reported in the event
     as `tool_failure`: the decision is then still the smallest verified object, but not a fact
@@ -155,15 +157,18 @@ def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
     except BaselineUnusable as err:
         raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
     k = ctx.settings.candidates
-    try:
-        advisor = load_advisor(ctx.settings)
-    except AdvisorError as err:
-        raise UsePlainClang(str(err), warn=True) from None
-    if hasattr(advisor, "tune"):
+    advisor = None
+    if only is None:
+        try:
+            advisor = load_advisor(ctx.settings)
+        except AdvisorError as err:
+            raise UsePlainClang(str(err), warn=True) from None
+    if advisor is not None and hasattr(advisor, "tune"):
         results = advisor.tune(evaluator, seed=ir_key, progress=ctx.progress)
     else:
         results = []
-        for passes in advisor.suggest(bitcode_path, k) if k else []:
+        lists = only if only is not None else advisor.suggest(bitcode_path, k) if k else []
+        for passes in lists:
             results.append(evaluator.candidate(passes))
             if evaluator.stopped:
                 break
@@ -179,6 +184,28 @@ def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
     return decision, extra
 
 
+def _from_shared_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
+                       ir_key: str) -> tuple[dict | None, dict]:
+    """A decision another machine made, measured here before use: (decision, event fields) if
+    its list gives here exactly what it promised, else (None, {}) and the TU is decided as if
+    nothing had been shared. A hostile or stale entry costs one candidate, never bytes."""
+    from llmcc.passes import PassListError, parse
+
+    shared = ctx.shared.get(ir_key) if ctx.shared is not None else None
+    if shared is None:
+        return None, {}
+    try:
+        only = () if shared["passes"] is None else (parse(shared["passes"]),)
+    except PassListError:
+        return None, {}
+    decision, extra = decide(ctx, tools, bitcode_path, workdir, ir_key, only=only)
+    promised = (shared["baseline_size"], shared["size"], shared["passes"])
+    if "tool_failure" in extra or promised != (decision["baseline_size"], decision["size"],
+                                               decision["passes"]):
+        return None, {}
+    return decision, {**extra, "shared": True}
+
+
 def _decide_unless_tools_are_broken(ctx: Context, tools: Tools, bitcode_path: str,
                                     workdir: str, ir_key: str) -> tuple[dict, dict]:
     """`decide`, guarded by the breaker; caches the decision only when no tool failed."""
@@ -191,7 +218,11 @@ def _decide_unless_tools_are_broken(ctx: Context, tools: Tools, bitcode_path: st
         raise UsePlainClang(f"opt or code generation failed in {state['failures']} compiles in "
                             f"a row; not calling them again until {until} or until they change",
                             warn=True)
-    decision, extra = decide(ctx, tools, bitcode_path, workdir, ir_key)
+    decision, extra = _from_shared_cache(ctx, tools, bitcode_path, workdir, ir_key)
+    if decision is None:
+        decision, extra = decide(ctx, tools, bitcode_path, workdir, ir_key)
+        if "tool_failure" not in extra and ctx.shared is not None:
+            ctx.shared.put(ir_key, decision, advisor_identity(ctx.settings))
     failure = extra.get("tool_failure")
     new_state = breaker.after_compile(state, failure is not None, time.time())
     if new_state is not None:
@@ -273,7 +304,8 @@ def compile_tu(ctx: Context) -> dict:
             except StepFailed as exc:
                 raise UsePlainClang(str(exc), warn=True) from None
             stages["search"] = time.time() - search_started
-            event.update(extra, outcome=events.MISS)
+            event.update(extra, outcome=events.REMOTE_HIT if extra.pop("shared", False)
+                         else events.MISS)
             cacheable = "tool_failure" not in extra
         else:
             event["outcome"] = events.HIT

@@ -22,6 +22,7 @@ PASSTHROUGH = "passthrough"
 DIRECT_HIT = "direct_hit"
 HIT = "hit"
 MISS = "miss"
+REMOTE_HIT = "remote_hit"  # decided on another machine (shared cache), measured here
 FALLBACK = "fallback"
 _COUNTED = ("baseline_size", "size", "seconds")
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 packages=(clang-19 llvm-19 make dpkg-dev autoconf automake libtool)  # autotools: corpus tarballs without configure
-[ "${1:-}" = test ] && packages+=(cmake ninja-build ccache csmith libcsmith-dev tcl-dev)  # tcl-dev: SQLite's testfixture
+[ "${1:-}" = test ] && packages+=(cmake ninja-build ccache csmith libcsmith-dev tcl-dev unicode-data python3-six redis-server)  # tcl-dev: SQLite's testfixture; unicode-data, python3-six: RE2's tables; redis-server: the shared-cache tests
 # Source packages (apt-get source) feed the corpus, the project tests and the benchmark.
 if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && [ -f /etc/apt/sources.list.d/debian.sources ]; then
   sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \

@@ -39,6 +39,8 @@ from llmcc.optimize import BaselineUnusable, Evaluator, Result
 from llmcc.passes import OZ_PIPELINE, parse, to_text
 from llmcc.progress import StatusLine, bar
 from llmcc.search import minimise, tune
+from llmcc.summary import SUMMARY_VERSION, llvm_dis_beside, summarize_bitcode
+from llmcc.toolchain import default_clang
 from llmcc.train import labelled
 from llmcc.train.dataset import (
     OWNER_ORDER,
@@ -78,6 +80,13 @@ def search_one(job: tuple) -> dict:
         "passes": None if passes is None else to_text(passes), "size": best.size,
         "size_former": former, "evaluated": len(tried),
         "seconds": round(time.monotonic() - started, 1), "capped": len(tried) < budget}}
+
+
+def summary_one(job: tuple) -> dict:
+    """Worker: the model's input for one TU (llmcc.summary), as the compile path computes it."""
+    _package, bitcode, clang = job
+    return {"tu": os.path.basename(bitcode)[:-3],
+            "summary": summarize_bitcode(bitcode, llvm_dis_beside(clang))}
 
 
 def broadcast_one(job: tuple) -> dict:
@@ -189,6 +198,20 @@ class Labeller:
                 rows[row["tu"]] = row
 
             self._run(package, search_one, jobs, fold)
+            self.summaries(package)
+
+    def summaries(self, package: str) -> None:
+        """Give every row of `package` the current version of its summary."""
+        rows = labelled.read_package(self.directory, package)
+        clang = default_clang("", os.environ.get("PATH", ""), frozenset())
+        jobs = [(package, os.path.join(self.records, package, tu + ".bc"), clang)
+                for tu, row in sorted(rows.items())
+                if row.get("summary", {}).get("version") != SUMMARY_VERSION]
+
+        def fold(rows: dict, update: dict) -> None:
+            rows[update["tu"]]["summary"] = update["summary"]
+
+        self._run(package, summary_one, jobs, fold)
 
     def broadcast(self, count: int) -> list[int]:
         """Register the broadcast set (top `count` train winners and -Oz) and measure it."""
