@@ -9,6 +9,7 @@ than plain clang -Oz's.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from conftest import (
     run,
     run_ok,
 )
+
+from llmcc import events
 
 pytestmark = pytest.mark.slow
 
@@ -169,4 +172,80 @@ def test_xz_utils_make_check_passes_and_objects_are_never_larger(
     run_ok([make, "-j2", f"CC={clang}"], plain, env)
     total, plain_total = assert_no_larger(built, collect_objects(plain))
     report_sizes(f"xz-utils ({len(built)} objects, {len(optimised)} from a candidate list, -Oz)",
+                 total, plain_total)
+
+
+# --- RE2: its CMake test suite, every C++ TU through llmcc++ ----------------------------------
+
+# Debian's source leaves out the Unicode and Perl class tables and builds them from
+# unicode-data with upstream's generators (REBUILD_TABLES=1 in debian/rules); so does this.
+RE2_TABLES = {"re2/perl_groups.cc": ["perl", "re2/make_perl_groups.pl"],
+              "re2/unicode_casefold.cc": ["python3", "re2/make_unicode_casefold.py"],
+              "re2/unicode_groups.cc": ["python3", "re2/make_unicode_groups.py"]}
+RE2_UNICODE = "/usr/share/unicode"
+DEBIAN_PYTHON = "/usr/bin/python3"  # the generators import six: Debian's python3-six
+# Upstream's `make test` runs the rest; these are its `make bigtest` (15 minutes
+# with ctest -j2 here).
+RE2_BIG_TESTS = ("dfa_test", "exhaustive_test", "exhaustive1_test", "exhaustive2_test",
+                 "exhaustive3_test", "random_test")
+RE2_TESTS = 14
+CTEST_SUMMARY = re.compile(rb"^100% tests passed, 0 tests failed out of (\d+)$", re.MULTILINE)
+RE2_CASE = re.compile(rb"^\d+: \w+\.\w+$", re.MULTILINE)  # ctest -V: "<test>: Suite.Case"
+
+
+def _generate_re2_tables(source: Path, env: dict[str, str]) -> None:
+    if not os.path.exists(os.path.join(RE2_UNICODE, "UnicodeData.txt")):
+        pytest.skip("RE2's tables need Unicode data: apt-get install unicode-data")
+    if (not os.path.exists(DEBIAN_PYTHON)
+            or run([DEBIAN_PYTHON, "-c", "import six"], cwd=source).returncode != 0):
+        pytest.skip("RE2's table generators need six: apt-get install python3-six")
+    unicode_py = source / "re2" / "unicode.py"
+    text = unicode_py.read_text()
+    assert '\n_UNICODE_DIR = "https://' in text  # what Debian's debian-unicode-data.patch changes
+    unicode_py.write_text(re.sub(r'\n_UNICODE_DIR = "[^"]*"', f'\n_UNICODE_DIR = "{RE2_UNICODE}"',
+                                 text))
+    for table, (tool, generator) in RE2_TABLES.items():
+        program = DEBIAN_PYTHON if tool == "python3" else need_tool(tool)
+        (source / table).write_bytes(run_ok([program, generator], source, env))
+
+
+def _build_re2(source: Path, build: Path, cxx: str, env: dict[str, str]) -> None:
+    cmake = need_tool("cmake")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    run_ok([cmake, "-S", str(source), "-B", str(build), *generator, f"-DCMAKE_CXX_COMPILER={cxx}",
+            "-DCMAKE_BUILD_TYPE=MinSizeRel", "-DCMAKE_CXX_FLAGS_MINSIZEREL=-Oz -DNDEBUG"],
+           build.parent, env)
+    run_ok([cmake, "--build", str(build), "-j2"], build.parent, env)
+
+
+def test_re2_built_with_llmcxx_passes_its_tests_and_objects_are_never_larger(
+        tmp_path, env, llmccxx, clangxx, debian_source):
+    ctest = need_tool("ctest")
+    source = extract(debian_source("re2"), tmp_path / "src")
+    _generate_re2_tables(source, env)
+
+    # llmcc++ is CMake's C++ compiler: it detects, compiles and links through llmcc++
+    ours = tmp_path / "llmcc"
+    _build_re2(source, ours, llmccxx, env)
+    exclude = "^(" + "|".join(RE2_BIG_TESTS) + ")$"
+    ctest_output = run_ok([ctest, "-j2", "-V", "-E", exclude], ours, env)
+    summary = CTEST_SUMMARY.search(ctest_output)
+    assert summary is not None and int(summary[1]) == RE2_TESTS, ctest_output[-3000:]
+    cases = len(RE2_CASE.findall(ctest_output))
+    assert cases >= 100, ctest_output[-3000:]
+    print(f"\nRE2: ctest, {summary[1].decode()} tests ({cases} test cases) passed")
+
+    objects = collect_objects(ours)  # the library, the testing library, tests and benchmark
+    assert "CMakeFiles/re2.dir/re2/dfa.cc.o" in objects
+    assert "CMakeFiles/re2_test.dir/re2/testing/re2_test.cc.o" in objects
+    # one intercepted compile per object: none fell back to plain clang, none ran twice
+    compiles = [e for e in read_log(env["LLMCC_LOG"]) if e["outcome"] in INTERCEPTED]
+    assert sorted(e["output"] for e in compiles) == sorted(objects)
+    assert {e["outcome"] for e in compiles} <= {events.MISS, events.HIT}  # a cold cache
+    optimised = set(objects) & _optimised(env["LLMCC_LOG"])
+
+    plain = tmp_path / "plain"
+    _build_re2(source, plain, clangxx, env)
+    total, plain_total = assert_no_larger(objects, collect_objects(plain))
+    report_sizes(f"RE2 ({len(objects)} objects, {len(optimised)} from a candidate list, -Oz)",
                  total, plain_total)
