@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-packages=(clang-19 llvm-19 make dpkg-dev autoconf automake libtool)  # autotools: corpus tarballs without configure
+packages=(clang-19 llvm-19 make dpkg-dev autoconf automake libtool autopoint)  # autotools: corpus tarballs without configure
 [ "${1:-}" = test ] && packages+=(cmake ninja-build ccache csmith libcsmith-dev tcl-dev unicode-data python3-six redis-server)  # tcl-dev: SQLite's testfixture; unicode-data, python3-six: RE2's tables; redis-server: the shared-cache tests
 # Source packages (apt-get source) feed the corpus, the project tests and the benchmark.
 if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && [ -f /etc/apt/sources.list.d/debian.sources ]; then
@@ -18,6 +18,13 @@ for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | gr
 if [ ${#missing[@]} -gt 0 ] || [ -n "${stale:-}" ]; then
   $SUDO apt-get update -qq
   [ ${#missing[@]} -gt 0 ] && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+# Bazel 2.1.0 for tests/test_bazel.py, from npm: the one registry here with a Bazel binary.
+bazel_home="${XDG_CACHE_HOME:-$HOME/.cache}/llmcc-bazel"
+if [ "${1:-}" = test ] && command -v npm >/dev/null \
+    && [ ! -x "$bazel_home/node_modules/@bazel/bazel-linux_x64/bazel-2.1.0-linux-x86_64" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$bazel_home" @bazel/bazel-linux_x64@2.1.0 \
+    || echo "warning: npm could not install Bazel; tests/test_bazel.py will skip" >&2
 fi
 python3 -m venv .venv
 extras=""; [ "${1:-}" = test ] && extras="[test,bench]"

@@ -63,6 +63,11 @@ def test_build_system_is_found_in_a_subdirectory_the_best_file_first(tmp_path):
     assert corpus.find_build_system(str(tmp_path)) == (str(tmp_path), "configure")
 
 
+def test_a_recipe_overrides_a_misleading_build_file():
+    """brotli's ./configure only prints advice and its Makefile forces -O2 (never recorded)."""
+    assert corpus.find_build_system("/src/brotli", "brotli") == ("/src/brotli", "CMakeLists.txt")
+
+
 def test_configure_ac_alone_is_autoreconfed_and_only_the_build_step_is_recorded(tmp_path):
     _touch(tmp_path / "pkg" / "configure.ac")
     directory, build_file = corpus.find_build_system(str(tmp_path))

@@ -59,6 +59,10 @@ BUILD_SYSTEMS = {
     "Makefile": _PLAIN_MAKE, "makefile": _PLAIN_MAKE, "GNUmakefile": _PLAIN_MAKE,
 }
 SEARCH_DEPTH = 2  # how far below the tarball's top a build system is looked for
+# Packages whose first-choice build file misleads, and the one to use instead (at the top).
+RECIPES = {
+    "brotli": "CMakeLists.txt",  # its ./configure only prints advice, its Makefile forces -O2
+}
 
 
 class Skip(Exception):
@@ -78,9 +82,12 @@ def unpack(tarball: str, into: str) -> str:
     return os.path.join(into, entries[0]) if len(entries) == 1 else into
 
 
-def find_build_system(tree: str) -> tuple[str, str]:
+def find_build_system(tree: str, package: str = "") -> tuple[str, str]:
     """(directory, build file): the shallowest directory with a file of BUILD_SYSTEMS, the best
-    such file there. Most tarballs have it at the top; some (expat's) in a subdirectory."""
+    such file there. Most tarballs have it at the top; some (expat's) in a subdirectory; a
+    package in RECIPES says which file to use."""
+    if package in RECIPES:
+        return tree, RECIPES[package]
     found = []
     for directory, subdirs, files in os.walk(tree):
         depth = 0 if directory == tree else os.path.relpath(directory, tree).count(os.sep) + 1
@@ -154,7 +161,8 @@ def build(package: str, work: str, environ: dict[str, str], status: Callable[[st
         tarball = fetch(package, os.path.join(work, "downloads"))
         phase = "unpacking"
         tick()
-        root, build_file = find_build_system(unpack(tarball, os.path.join(work, "trees", package)))
+        root, build_file = find_build_system(unpack(tarball, os.path.join(work, "trees", package)),
+                                             package)
         with open(log_path, "w") as log:
             for phase, cmd in build_steps(build_file, os.cpu_count() or 2):
                 tick()
