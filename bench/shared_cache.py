@@ -5,8 +5,8 @@
 Per project (the build benchmark's, Debian packages outside the training allowlist): machine A
 builds it cold with its own empty cache and a fresh redis-server (so Redis holds A's decisions),
 then machine B builds it cold with another empty cache, once sharing that Redis and once alone.
-Prints B's share of compiles served by Redis and its wall time with and without it, beside a
-plain clang build. `make -jN` (default 2), llmcc pinned as a user installs it (see build.py).
+Prints B's share of compiles served by Redis (the rest are its own cache's hits, a TU built
+twice, or decided here), and its wall time with and without Redis, beside a plain clang build. `make -jN` (default 2), llmcc pinned as a user installs it (see build.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
 
 
 def two_machines(name: str, work: Path, llmcc, cache: Path, jobs: int) -> tuple:
-    """(project, TUs, served by Redis, B shared s, B alone s, plain s) for one project."""
+    """(project, compiles, served by Redis, decided here, B shared s, B alone s, plain s)."""
     project = PROJECTS[name]
     (work / "logs").mkdir(exist_ok=True)
     log = work / "logs" / f"{name}.log"
@@ -81,7 +81,8 @@ def two_machines(name: str, work: Path, llmcc, cache: Path, jobs: int) -> tuple:
         shutil.rmtree(work / name, ignore_errors=True)
     compiles = [e for e in shared_events if e["outcome"] != "passthrough"]
     remote = sum(1 for e in compiles if e["outcome"] == "remote_hit")
-    return name, len(compiles), remote, shared_wall, alone_wall, plain.wall
+    searched = sum(1 for e in compiles if e["outcome"] == "miss")
+    return name, len(compiles), remote, searched, shared_wall, alone_wall, plain.wall
 
 
 def main() -> None:
@@ -95,11 +96,11 @@ def main() -> None:
         rows = [two_machines(name, work, llmcc, _cache_root(), args.jobs)
                 for name in args.projects.split(",")]
     print(f"machine B's cold build, make -j{args.jobs} (seconds of wall time):\n")
-    print("| project | TUs | served by Redis | B alone | B sharing A's Redis | sharing / alone "
-          "| plain clang |\n|---|---:|---:|---:|---:|---:|---:|")
-    for name, tus, remote, shared, alone, plain in rows:
-        print(f"| {name} | {tus} | {remote} ({100 * remote / max(1, tus):.0f}%) | {alone:.1f} | "
-              f"{shared:.1f} | {shared / alone:.2f}x | {plain:.1f} |")
+    print("| project | compiles | served by Redis | decided here | B alone | B sharing A's Redis "
+          "| sharing / alone | plain clang |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, tus, remote, searched, shared, alone, plain in rows:
+        print(f"| {name} | {tus} | {remote} ({100 * remote / max(1, tus):.0f}%) | {searched} | "
+              f"{alone:.1f} | {shared:.1f} | {shared / alone:.2f}x | {plain:.1f} |")
 
 
 if __name__ == "__main__":
