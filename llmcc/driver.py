@@ -206,9 +206,10 @@ def _from_shared_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: s
     return decision, {**extra, "shared": True}
 
 
-def _decide_unless_tools_are_broken(ctx: Context, tools: Tools, bitcode_path: str,
-                                    workdir: str, ir_key: str) -> tuple[dict, dict]:
-    """`decide`, guarded by the breaker; caches the decision only when no tool failed."""
+def _decide_and_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
+                      ir_key: str) -> tuple[dict, dict]:
+    """A decision from the shared cache, or `decide`'s (shared in turn), guarded by the tools'
+    breaker; cached only when no tool failed."""
     from llmcc import breaker
 
     key = breaker.tools_key(tools.clang, tools.opt)
@@ -299,8 +300,7 @@ def compile_tu(ctx: Context) -> dict:
         if decision is None:
             search_started = time.time()
             try:
-                decision, extra = _decide_unless_tools_are_broken(ctx, tools, bitcode_path,
-                                                                  workdir, ir_key)
+                decision, extra = _decide_and_cache(ctx, tools, bitcode_path, workdir, ir_key)
             except StepFailed as exc:
                 raise UsePlainClang(str(exc), warn=True) from None
             stages["search"] = time.time() - search_started
