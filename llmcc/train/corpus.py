@@ -144,6 +144,7 @@ def build(package: str, work: str, environ: dict[str, str], status: Callable[[st
     shutil.rmtree(records, ignore_errors=True)  # a half or skipped build starts afresh
     env = {**environ, "CC": "llmcc", "CXX": "llmcc++", "CFLAGS": "-Oz", "CXXFLAGS": "-Oz",
            "LLMCC_ADVISOR": "none", "LLMCC_CANDIDATES": "0",
+           "FORCE_UNSAFE_CONFIGURE": "1",  # GNU tar, coreutils: configure refuses root otherwise
            "LLMCC_CACHE_DIR": os.path.join(work, "cache")}
     log_path = os.path.join(work, "logs", package + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
