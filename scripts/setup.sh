@@ -27,7 +27,7 @@ if [ "${1:-}" = test ] && command -v npm >/dev/null \
     || echo "warning: npm could not install Bazel; tests/test_bazel.py will skip" >&2
 fi
 python3 -m venv .venv
-extras=""; [ "${1:-}" = test ] && extras="[test,bench]"
+extras=""; [ "${1:-}" = test ] && extras="[test,bench,train]"  # train: the model tests (torch CPU wheel)
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q ".$extras"
 echo "llmcc installed in $(pwd)/.venv/bin (add it to PATH: export PATH=\"$(pwd)/.venv/bin:\$PATH\")"
