@@ -114,8 +114,8 @@ FALLBACK_VALUES = ("1", "4,2")
 _PER_SYMBOL = re.compile(r"^(\.(?:text|data|bss|rodata|tdata|tbss|ldata|lbss|lrodata|"
                          r"data\.rel\.ro|data\.rel|gcc_except_table)(?:\.unlikely|\.hot|"
                          r"\.startup|\.exit|\.split)?)\..+$")
-_CODE_DEPENDENT_DEBUG = frozenset({".debug_loc", ".debug_loclists", ".debug_ranges",
-                                   ".debug_rnglists"})
+_CODE_DEPENDENT = frozenset({".debug_loc", ".debug_loclists", ".debug_ranges",
+                             ".debug_rnglists", ".note.GNU-no-split-stack"})
 _DEFINE = re.compile(r"^define [^@]*@(\"[^\"]+\"|[\w.$]+)\(.*\)[^{#]*((?:#\d+\s*)*)\{",
                      re.MULTILINE)
 _GROUP = re.compile(r"^attributes (#\d+) = \{ (.*) \}$", re.MULTILINE)
@@ -136,13 +136,14 @@ class Probe:
 def object_features(blob: bytes) -> set[str]:
     """Undefined symbols and section names (per-symbol suffixes folded), as one set.
 
-    Left out: relocation sections (they follow the others) and the debug sections that exist
-    only when the code needs them (location and range lists: variables held in registers,
-    functions in pieces), which unoptimised code may not.
+    Left out: relocation sections (they follow the others) and the sections that exist only when
+    the code needs them, which differently optimised code may not: debug location and range
+    lists (variables held in registers, functions in pieces), and `.note.GNU-no-split-stack`
+    (some -fsplit-stack function is a leaf small enough to need no split-stack prologue).
     """
     info = read_object(blob)
     sections = {_PER_SYMBOL.sub(r"\1.*", name) for name in section_names(blob)
-                if not name.startswith(".rela") and name not in _CODE_DEPENDENT_DEBUG}
+                if not name.startswith(".rela") and name not in _CODE_DEPENDENT}
     return {f"undefined {name}" for name in info.undefined} | {f"section {name}"
                                                                for name in sections}
 
