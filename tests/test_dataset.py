@@ -66,6 +66,10 @@ def test_build_system_is_found_in_a_subdirectory_the_best_file_first(tmp_path):
 def test_a_recipe_overrides_a_misleading_build_file():
     """brotli's ./configure only prints advice and its Makefile forces -O2 (never recorded)."""
     assert corpus.find_build_system("/src/brotli", "brotli") == ("/src/brotli", "CMakeLists.txt")
+    assert corpus.find_build_system("/src/tcl", "tcl8.6") == ("/src/tcl/unix", "configure")
+    assert corpus.build_steps("Kconfig", 2, "busybox")[0] == ("configuring", ["make", "defconfig"])
+    assert corpus.build_steps("configure", 2, "curl")[0] == (
+        "configuring", ["./configure", "--without-ssl", "--without-libpsl"])
 
 
 def test_configure_ac_alone_is_autoreconfed_and_only_the_build_step_is_recorded(tmp_path):

@@ -58,10 +58,22 @@ BUILD_SYSTEMS = {
     "configure.ac": (("generating configure", ("autoreconf", "-fi")), _CONFIGURE, _MAKE),
     "Makefile": _PLAIN_MAKE, "makefile": _PLAIN_MAKE, "GNUmakefile": _PLAIN_MAKE,
 }
+# Build systems only a recipe chooses (their files are too common to look for).
+RECIPE_SYSTEMS = {
+    "Kconfig": (("configuring", ("make", "defconfig")),
+                (BUILDING, ("make", "-k", "-j{jobs}", "CC=llmcc"))),
+}
 SEARCH_DEPTH = 2  # how far below the tarball's top a build system is looked for
-# Packages whose first-choice build file misleads, and the one to use instead (at the top).
+# Packages the general rule gets wrong: (directory in the tarball, build file to use there).
 RECIPES = {
-    "brotli": "CMakeLists.txt",  # its ./configure only prints advice, its Makefile forces -O2
+    "brotli": ("", "CMakeLists.txt"),  # ./configure only prints advice, the Makefile forces -O2
+    "tcl8.6": ("unix", "configure"),  # not macosx/GNUmakefile, which builds an Xcode project
+    "busybox": ("", "Kconfig"),  # configured by `make defconfig`, not a configure script
+}
+# Options a package's configure needs to build without optional libraries it cannot find here.
+CONFIGURE_OPTIONS = {
+    "curl": ("--without-ssl", "--without-libpsl"),
+    "nginx": ("--without-http_rewrite_module", "--without-http_gzip_module"),
 }
 
 
@@ -87,7 +99,8 @@ def find_build_system(tree: str, package: str = "") -> tuple[str, str]:
     such file there. Most tarballs have it at the top; some (expat's) in a subdirectory; a
     package in RECIPES says which file to use."""
     if package in RECIPES:
-        return tree, RECIPES[package]
+        subdirectory, build_file = RECIPES[package]
+        return os.path.join(tree, subdirectory) if subdirectory else tree, build_file
     found = []
     for directory, subdirs, files in os.walk(tree):
         depth = 0 if directory == tree else os.path.relpath(directory, tree).count(os.sep) + 1
@@ -103,10 +116,14 @@ def find_build_system(tree: str, package: str = "") -> tuple[str, str]:
     return directory, name
 
 
-def build_steps(build_file: str, jobs: int) -> list[tuple[str, list[str]]]:
+def build_steps(build_file: str, jobs: int, package: str = "") -> list[tuple[str, list[str]]]:
     """(phase, command) steps that build a tree the way a user would with CC=llmcc."""
-    return [(phase, [arg.format(jobs=jobs) for arg in cmd])
-            for phase, cmd in BUILD_SYSTEMS[build_file]]
+    steps = []
+    for phase, cmd in {**BUILD_SYSTEMS, **RECIPE_SYSTEMS}[build_file]:
+        if cmd == ("./configure",):
+            cmd = (*cmd, *CONFIGURE_OPTIONS.get(package, ()))
+        steps.append((phase, [arg.format(jobs=jobs) for arg in cmd]))
+    return steps
 
 
 def run_step(cmd: list[str], cwd: str, env: dict[str, str], log: IO,
@@ -165,7 +182,7 @@ def build(package: str, work: str, environ: dict[str, str], status: Callable[[st
         root, build_file = find_build_system(unpack(tarball, os.path.join(work, "trees", package)),
                                              package)
         with open(log_path, "w") as log:
-            for phase, cmd in build_steps(build_file, os.cpu_count() or 2):
+            for phase, cmd in build_steps(build_file, os.cpu_count() or 2, package):
                 tick()
                 code = run_step(cmd, root, {**env, "LLMCC_RECORD": records} if phase == BUILDING
                                 else env, log, tick)
