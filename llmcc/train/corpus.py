@@ -70,10 +70,16 @@ RECIPES = {
     "tcl8.6": ("unix", "configure"),  # not macosx/GNUmakefile, which builds an Xcode project
     "busybox": ("", "Kconfig"),  # configured by `make defconfig`, not a configure script
 }
-# Options a package's configure needs to build without optional libraries it cannot find here.
+# Options a package's configure step (./configure or cmake) needs to build here: without
+# optional libraries, or without tests whose sources Debian's tarball leaves out.
 CONFIGURE_OPTIONS = {
     "curl": ("--without-ssl", "--without-libpsl"),
+    "fmtlib": ("-DFMT_TEST=OFF",),
+    "google-glog": ("-DWITH_GTEST=OFF",),
+    "leveldb": ("-DLEVELDB_BUILD_TESTS=OFF", "-DLEVELDB_BUILD_BENCHMARKS=OFF"),
     "nginx": ("--without-http_rewrite_module", "--without-http_gzip_module"),
+    "snappy": ("-DSNAPPY_BUILD_TESTS=OFF", "-DSNAPPY_BUILD_BENCHMARKS=OFF"),
+    "yaml-cpp": ("-DYAML_CPP_BUILD_TESTS=OFF",),
 }
 
 
@@ -120,7 +126,7 @@ def build_steps(build_file: str, jobs: int, package: str = "") -> list[tuple[str
     """(phase, command) steps that build a tree the way a user would with CC=llmcc."""
     steps = []
     for phase, cmd in {**BUILD_SYSTEMS, **RECIPE_SYSTEMS}[build_file]:
-        if cmd == ("./configure",):
+        if phase == "configuring":
             cmd = (*cmd, *CONFIGURE_OPTIONS.get(package, ()))
         steps.append((phase, [arg.format(jobs=jobs) for arg in cmd]))
     return steps
