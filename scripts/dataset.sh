@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the training data from Debian sources, resuming wherever an earlier run stopped:
-# the corpus (every allowlisted package, recorded through llmcc) -> labels (per-TU search,
+# the corpus (every allowlisted package, recorded through llmcc) -> labels (per-TU search, then
 # broadcast) -> data/dataset/, each package's labels committed as they complete.
 #   bash scripts/dataset.sh [WORK_DIR]      # default ~/.cache/llmcc-corpus
 set -euo pipefail
@@ -11,5 +11,10 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libevent-dev libncurses-dev
 export PATH="$(pwd)/.venv/bin:$PATH"
 work="${1:-$HOME/.cache/llmcc-corpus}"
-python -m llmcc.train.corpus --work "$work"
-python -m llmcc.train.labels --work "$work" --commit
+# Package by package, train first, so that labels start within minutes on a fresh machine
+# (whose corpus must be rebuilt) and every finished package is committed before the next.
+for package in $(python -m llmcc.train.corpus --list); do
+  python -m llmcc.train.corpus --work "$work" "$package"
+  python -m llmcc.train.labels --work "$work" --stage search --commit
+done
+python -m llmcc.train.labels --work "$work" --commit  # broadcast to every labelled TU

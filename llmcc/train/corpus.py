@@ -28,7 +28,14 @@ from collections.abc import Callable
 from typing import IO
 
 from llmcc.progress import StatusLine
-from llmcc.train.dataset import read_marker, split_of, table, write_manifest, write_marker
+from llmcc.train.dataset import (
+    OWNER_ORDER,
+    read_marker,
+    split_of,
+    table,
+    write_manifest,
+    write_marker,
+)
 from llmcc.train.debian import FetchFailed, fetch
 
 # The Debian source packages training data may come from (../shared/NOTES.md).
@@ -210,13 +217,23 @@ def build(package: str, work: str, environ: dict[str, str], status: Callable[[st
     return marker
 
 
+def by_split(packages) -> list[str]:
+    """Train packages first, then validation, then test: the order labels are most useful in."""
+    return sorted(packages, key=lambda p: (OWNER_ORDER.index(split_of(p)), p))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=os.path.expanduser("~/.cache/llmcc-corpus"))
     parser.add_argument("--retry-skipped", action="store_true",
                         help="build again the packages an earlier run skipped")
+    parser.add_argument("--list", action="store_true",
+                        help="print the allowlist, train packages first, and exit")
     parser.add_argument("packages", nargs="*", default=list(ALLOWLIST))
     args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(by_split(ALLOWLIST)))
+        return 0
     outside = [package for package in args.packages if package not in ALLOWLIST]
     if outside:
         parser.error(f"not in the training allowlist: {' '.join(outside)}")
