@@ -9,7 +9,6 @@ than plain clang -Oz's.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from conftest import (
 )
 
 from llmcc import events
+from llmcc.train import corpus
 
 pytestmark = pytest.mark.slow
 
@@ -177,13 +177,6 @@ def test_xz_utils_make_check_passes_and_objects_are_never_larger(
 
 # --- RE2: its CMake test suite, every C++ TU through llmcc++ ----------------------------------
 
-# Debian's source leaves out the Unicode and Perl class tables and builds them from
-# unicode-data with upstream's generators (REBUILD_TABLES=1 in debian/rules); so does this.
-RE2_TABLES = {"re2/perl_groups.cc": ["perl", "re2/make_perl_groups.pl"],
-              "re2/unicode_casefold.cc": ["python3", "re2/make_unicode_casefold.py"],
-              "re2/unicode_groups.cc": ["python3", "re2/make_unicode_groups.py"]}
-RE2_UNICODE = "/usr/share/unicode"
-DEBIAN_PYTHON = "/usr/bin/python3"  # the generators import six: Debian's python3-six
 # Upstream's `make test` runs the rest; these are its `make bigtest` (15 minutes
 # with ctest -j2 here).
 RE2_BIG_TESTS = ("dfa_test", "exhaustive_test", "exhaustive1_test", "exhaustive2_test",
@@ -193,20 +186,12 @@ CTEST_SUMMARY = re.compile(rb"^100% tests passed, 0 tests failed out of (\d+)$",
 RE2_CASE = re.compile(rb"^\d+: \w+\.\w+$", re.MULTILINE)  # ctest -V: "<test>: Suite.Case"
 
 
-def _generate_re2_tables(source: Path, env: dict[str, str]) -> None:
-    if not os.path.exists(os.path.join(RE2_UNICODE, "UnicodeData.txt")):
-        pytest.skip("RE2's tables need Unicode data: apt-get install unicode-data")
-    if (not os.path.exists(DEBIAN_PYTHON)
-            or run([DEBIAN_PYTHON, "-c", "import six"], cwd=source).returncode != 0):
-        pytest.skip("RE2's table generators need six: apt-get install python3-six")
-    unicode_py = source / "re2" / "unicode.py"
-    text = unicode_py.read_text()
-    assert '\n_UNICODE_DIR = "https://' in text  # what Debian's debian-unicode-data.patch changes
-    unicode_py.write_text(re.sub(r'\n_UNICODE_DIR = "[^"]*"', f'\n_UNICODE_DIR = "{RE2_UNICODE}"',
-                                 text))
-    for table, (tool, generator) in RE2_TABLES.items():
-        program = DEBIAN_PYTHON if tool == "python3" else need_tool(tool)
-        (source / table).write_bytes(run_ok([program, generator], source, env))
+def _generate_re2_tables(source: Path) -> None:
+    """As the corpus builder does (llmcc.train.corpus.generate_re2_tables)."""
+    try:
+        corpus.generate_re2_tables(str(source))
+    except corpus.Skip as err:
+        pytest.skip(str(err))
 
 
 def _build_re2(source: Path, build: Path, cxx: str, env: dict[str, str]) -> None:
@@ -222,7 +207,7 @@ def test_re2_built_with_llmcxx_passes_its_tests_and_objects_are_never_larger(
         tmp_path, env, llmccxx, clangxx, debian_source):
     ctest = need_tool("ctest")
     source = extract(debian_source("re2"), tmp_path / "src")
-    _generate_re2_tables(source, env)
+    _generate_re2_tables(source)
 
     # llmcc++ is CMake's C++ compiler: it detects, compiles and links through llmcc++
     ours = tmp_path / "llmcc"

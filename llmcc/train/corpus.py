@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -92,6 +93,45 @@ CONFIGURE_OPTIONS = {
 
 class Skip(Exception):
     """A package that cannot be built; the message is the reason the summary shows."""
+
+
+# Debian's re2 source leaves out the generated Unicode and Perl class tables; debian/rules
+# builds them from unicode-data with upstream's generators (REBUILD_TABLES=1), and so does this.
+RE2_TABLES = {"re2/perl_groups.cc": ("perl", "re2/make_perl_groups.pl"),
+              "re2/unicode_casefold.cc": ("python3", "re2/make_unicode_casefold.py"),
+              "re2/unicode_groups.cc": ("python3", "re2/make_unicode_groups.py")}
+RE2_UNICODE = "/usr/share/unicode"
+DEBIAN_PYTHON = "/usr/bin/python3"  # the generators import six: Debian's python3-six
+
+
+def generate_re2_tables(tree: str) -> None:
+    """Write RE2's generated tables into its source tree (see RE2_TABLES); Skip says why not."""
+    if not os.path.exists(os.path.join(RE2_UNICODE, "UnicodeData.txt")):
+        raise Skip("RE2's tables need Unicode data: apt-get install unicode-data")
+    unicode_py = os.path.join(tree, "re2", "unicode.py")
+    with open(unicode_py) as handle:
+        text = handle.read()
+    if '\n_UNICODE_DIR = "https://' not in text:  # what Debian's debian-unicode-data.patch changes
+        raise Skip("re2/unicode.py does not name its data directory as expected")
+    with open(unicode_py, "w") as handle:
+        handle.write(re.sub(r'\n_UNICODE_DIR = "[^"]*"', f'\n_UNICODE_DIR = "{RE2_UNICODE}"',
+                            text))
+    for output, (tool, generator) in RE2_TABLES.items():
+        program = DEBIAN_PYTHON if tool == "python3" else tool
+        try:
+            done = subprocess.run([program, generator], cwd=tree, capture_output=True,
+                                  check=False)
+        except OSError as err:
+            raise Skip(f"cannot run {program}: {err.strerror}") from None
+        if done.returncode:
+            raise Skip(f"{generator} failed (apt-get install python3-six unicode-data?): "
+                       f"{done.stderr.decode(errors='replace').strip()[-200:]}")
+        with open(os.path.join(tree, output), "wb") as handle:
+            handle.write(done.stdout)
+
+
+# What a package's tree needs before its build system runs.
+PREPARE = {"re2": generate_re2_tables}
 
 
 def unpack(tarball: str, into: str) -> str:
@@ -194,6 +234,8 @@ def build(package: str, work: str, environ: dict[str, str], status: Callable[[st
         tick()
         root, build_file = find_build_system(unpack(tarball, os.path.join(work, "trees", package)),
                                              package)
+        if package in PREPARE:
+            PREPARE[package](root)
         with open(log_path, "w") as log:
             for phase, cmd in build_steps(build_file, os.cpu_count() or 2, package):
                 tick()
