@@ -788,9 +788,11 @@ def _render(summary: dict, functions: int, names: int) -> str:
 
 def to_prompt(summary: dict) -> str:
     """The text the model reads: every section of the summary in a fixed order, within
-    PROMPT_TOKEN_BUDGET tokens whatever the TU (fewer functions and names only if need be)."""
+    PROMPT_TOKEN_BUDGET tokens whatever the TU (fewer functions and names only if need be),
+    never containing "<|"."""
     for functions, names in ((PROMPT_FUNCTIONS, PROMPT_NAMES), (4, 8), (2, 4), (0, 0)):
-        text = _render(summary, functions, names)
+        # "<|" starts the model's special tokens: a callee's quoted name may not write one.
+        text = _render(summary, functions, names).replace("<|", "< |")
         if prompt_tokens(text) <= PROMPT_TOKEN_BUDGET:
             return text
     return text

@@ -165,6 +165,12 @@ def test_dataset_build_and_labels_of_one_package_as_a_user_runs_them(tmp_path, e
     out = tmp_path / "dataset"
     label = [sys.executable, "-m", "llmcc.train.labels", "--work", str(work), "--out", str(out),
              "--budget", "4", "--broadcast", "2", "--test-tus", "3"]
+    early = run([*label, "--stage", "broadcast"], cwd=tmp_path, env=env)
+    assert early.returncode != 0 and b"train TUs are not searched yet" in early.stderr
+    elsewhere = run([*label, "--splits", "validation,test", "--stage", "search"], cwd=tmp_path,
+                    env=env)
+    assert b"no labelled TUs" in elsewhere.stdout  # nothing of those splits in this corpus
+    assert not (out / f"{PACKAGE}.jsonl.xz").exists()
     labels = run(label, cwd=tmp_path, env=env)
     assert labels.returncode == 0, labels.stderr.decode()
     rows = labelled.read_package(str(out), PACKAGE)

@@ -28,12 +28,16 @@ from llmcc.advisor.model_runtime import (
     KEY_SUMMARY_VERSION,
     ModelError,
     ModelRuntime,
+    answers,
+    list_of_token,
+    list_token,
+    prompt_text,
 )
-from llmcc.passes import OZ_PIPELINE, VOCABULARY, random_list, validate
+from llmcc.passes import OZ_PIPELINE, parse, random_list, validate
 from llmcc.train import export as export_module
 from llmcc.train.export import export, read_metadata
-from llmcc.train.fit import dataset_sha256, train
-from llmcc.train.model import Config, Llama, score
+from llmcc.train.fit import candidate_weights, dataset_sha256, train
+from llmcc.train.model import Config, Llama, next_logprobs
 from llmcc.train.tokenizer import GGUF_MODEL, GGUF_PRE, PassTokenizer
 
 SOURCES = {
@@ -69,19 +73,19 @@ int run(int *v, int n) { int s = 0; for (int i = 0; i < n; i++)
 """,
 }
 
-# Text llama.cpp and the training tokenizer must split alike: pass names and special tokens
-# written as plain text (never the pass or special tokens), digits, runs of spaces, newlines,
-# tabs, punctuation and non-ASCII.
+# Text llama.cpp and the training tokenizer must split alike: pass names, list tokens and
+# special tokens written as plain text, digits, runs of spaces, newlines, tabs, punctuation and
+# non-ASCII.
 TRICKY = [
-    "gvn sroa<modify-cfg> always-inline <|end|><|answer|>",
+    "gvn sroa<modify-cfg> always-inline <|end|><|answer|> <|passes:gvn|>",
     "  two  spaces\tand tab\n\nnewlines 123456789 x=-1.5e10; a->b[3]",
     "libraries: __builtin_memcpy, _ZN4core3fmt5write17h1234abcdE, strnlen_s",
     "é ü 日本語 emoji 🙂",
 ]
-LISTS = [OZ_PIPELINE, validate(["sroa<modify-cfg>", "instcombine<no-verify-fixpoint>", "gvn"]),
-         validate(["mem2reg", "simplifycfg", "tailcallelim", "dce"])]
-
-
+CANDIDATES = [OZ_PIPELINE, validate(["sroa<modify-cfg>", "instcombine<no-verify-fixpoint>",
+                                     "gvn"]),
+              validate(["mem2reg", "simplifycfg", "tailcallelim", "dce"]),
+              *(random_list(random.Random(seed)) for seed in range(5))]
 def _scaled(value, factor: int):
     """The summary of a made-up TU: every count scaled, so the tokenizer and the model see
     varied numbers around the real summaries' shapes."""
@@ -119,17 +123,25 @@ class Trained:
 
     def __init__(self, summaries: list[dict], directory: Path) -> None:
         self.prompts = [summary.to_prompt(s) for s in summaries]
-        # Each real TU and three made-up variants of it answer with the same list.
-        self.examples = [(summary.to_prompt(_scaled(s, factor)), LISTS[i % len(LISTS)])
-                         for i, s in enumerate(summaries) for factor in (1, 2, 3, 7)]
-        self.tokenizer = PassTokenizer.train([p for p, _ in self.examples] + TRICKY, 600)
+        # Each real TU and three made-up variants of it: candidate i % 3 is the smallest, the
+        # others a few percent larger, one refused by the symbol rule.
+        self.examples = []
+        for i, found in enumerate(summaries):
+            sizes = [100 if j == i % 3 else 103 + j for j in range(len(CANDIDATES))]
+            sizes[(i + 1) % 3 + 3] = None
+            weights = candidate_weights(sizes, 110, 0.01)
+            self.examples += [(summary.to_prompt(_scaled(found, factor)), weights)
+                              for factor in (1, 2, 3, 7)]
+        self.best = [CANDIDATES[i % 3] for i in range(len(summaries))]
+        self.tokenizer = PassTokenizer.train([p for p, _ in self.examples] + TRICKY, 600,
+                                             CANDIDATES)
         # GQA (kv_heads < heads) so the export's k permutation is checked with its own count.
         self.config = Config(vocab_size=self.tokenizer.vocab_size, context=1024, dim=64,
                              layers=2, heads=4, kv_heads=2, hidden=128, seed=7)
         self.model = Llama(self.config)
-        self.losses = train(self.model, self.tokenizer, self.examples, steps=40, batch_size=4,
-                            lr=1e-2)
-        self.sha = dataset_sha256(self.examples)
+        self.losses = train(self.model, self.tokenizer, self.examples, steps=100, batch_size=8,
+                            lr=3e-3)
+        self.sha = dataset_sha256(CANDIDATES, self.examples)
         self.command = "python -m llmcc.train.fit --out tiny.gguf --dim 64 --layers 2"
         self.paths = {q: str(directory / f"tiny-{q}.gguf") for q in ("F32", "Q8_0")}
         for quantization, path in self.paths.items():
@@ -160,11 +172,6 @@ def runtimes(trained: Trained):
         runtime.close()
 
 
-def _candidates(seed: int) -> list[tuple[str, ...]]:
-    rng = random.Random(seed)
-    return [*LISTS, *(random_list(rng) for _ in range(5))]
-
-
 def test_training_lowers_the_loss(trained: Trained):
     assert trained.losses[-1] < trained.losses[0] / 2
 
@@ -174,68 +181,67 @@ def test_llama_cpp_splits_prompts_into_the_training_tokenizers_tokens(trained: T
     runtime = runtimes["Q8_0"]
     for text in [*trained.prompts, *TRICKY]:
         assert runtime.tokenize(text) == trained.tokenizer.encode(text), text
-        assert runtime.prompt_ids(text) == trained.tokenizer.prompt_ids(text)
-
-
-def test_every_pass_is_one_token_of_its_own_in_both(trained: Trained, runtimes: dict):
-    runtime = runtimes["Q8_0"]
-    assert set(runtime.pass_ids) == set(VOCABULARY)
-    assert runtime.pass_ids == trained.tokenizer.pass_ids
-    for passes in _candidates(1):
-        assert runtime.answer_ids(passes) == trained.tokenizer.answer_ids(passes)
-        assert trained.tokenizer.decode_answer(trained.tokenizer.answer_ids(passes)) == passes
-
-
-def _pytorch_scores(trained: Trained, prompt: str, candidates) -> list[float]:
-    tokenizer = trained.tokenizer
-    return [score(trained.model, tokenizer.prompt_ids(prompt), tokenizer.answer_ids(c))
-            for c in candidates]
-
-
-def test_llama_cpp_scores_match_pytorch_for_an_f32_export(trained: Trained, runtimes: dict):
-    candidates = _candidates(2)
-    lengths = [len(trained.tokenizer.answer_ids(c)) for c in candidates]
+    # What a server reads: the prompt with BOS and ANSWER written out (prompts write no "<|").
     for prompt in trained.prompts:
-        expected = _pytorch_scores(trained, prompt, candidates)
-        got = runtimes["F32"].score(prompt, candidates)
-        for want, have, length in zip(expected, got, lengths, strict=True):
-            assert abs(want - have) / length < 0.05, (want, have)
+        assert runtime.tokenize(prompt_text(prompt), special=True) == \
+            trained.tokenizer.prompt_ids(prompt)
 
 
-def test_q8_0_export_ranks_the_same_list_first_as_pytorch(trained: Trained, runtimes: dict):
-    candidates = _candidates(3)
+def test_every_candidate_is_one_token_whose_text_is_the_list(trained: Trained, runtimes: dict):
+    runtime = runtimes["Q8_0"]
+    first = trained.tokenizer.first_list
+    assert runtime.candidates == {first + i: c for i, c in enumerate(CANDIDATES)}
+    for i, passes in enumerate(CANDIDATES):
+        assert runtime.pieces[first + i] == list_token(passes)
+        assert list_of_token(list_token(passes)) == passes
+    assert list_of_token("<|passes:no-such-pass|>") is None
+    assert list_of_token("gvn") is None
+
+
+def test_llama_cpp_log_probabilities_match_pytorch_for_an_f32_export(trained: Trained,
+                                                                     runtimes: dict):
+    import numpy as np
+
     for prompt in trained.prompts:
-        expected = _pytorch_scores(trained, prompt, candidates)
-        best = max(range(len(candidates)), key=expected.__getitem__)
-        assert runtimes["Q8_0"].rank(prompt, candidates, 1) == [candidates[best]]
+        expected = next_logprobs(trained.model, trained.tokenizer.prompt_ids(prompt)).numpy()
+        got = runtimes["F32"].logprobs(prompt_text(prompt))
+        assert np.abs(expected - got).max() < 0.02
 
 
-def test_ranking_returns_only_given_candidates_best_first(trained: Trained, runtimes: dict):
+def test_both_exports_rank_as_pytorch_and_as_trained(trained: Trained, runtimes: dict):
+    first, count = trained.tokenizer.first_list, len(CANDIDATES)
+    for prompt, best in zip(trained.prompts, trained.best, strict=True):
+        logprobs = next_logprobs(trained.model, trained.tokenizer.prompt_ids(prompt))
+        expected = [CANDIDATES[i] for i in logprobs[first:first + count].argsort(
+            descending=True).tolist()]
+        assert expected[0] == best
+        for runtime in runtimes.values():
+            assert runtime.rank(prompt, 1) == [best]
+            assert runtime.rank(prompt, 3)[:2] == expected[:2]
+
+
+def test_ranking_returns_only_distinct_valid_candidates_best_first(trained: Trained,
+                                                                   runtimes: dict):
     runtime = runtimes["Q8_0"]
-    prompt = trained.prompts[0]
-    unknown = ("always-inline", "no-such-pass")
-    for seed in range(3):
-        candidates = [*_candidates(seed), unknown]
-        scores = dict(zip(candidates, runtime.score(prompt, candidates), strict=True))
-        for k in (0, 1, 3, len(candidates) + 2):
-            ranked = runtime.rank(prompt, candidates, k)
-            assert len(ranked) == min(k, len(candidates))
-            assert all(c in candidates for c in ranked)
-            assert [scores[c] for c in ranked] == sorted((scores[c] for c in ranked),
-                                                         reverse=True)
-        assert scores[unknown] == float("-inf")
-        assert runtime.rank(prompt, candidates, len(candidates))[-1] == unknown
+    for prompt in trained.prompts:
+        for k in (0, 1, 3, len(CANDIDATES), len(CANDIDATES) + 5):
+            ranked = runtime.rank(prompt, k)
+            # at most k, and only lists among the likeliest tokens (of the trained ones, 3+)
+            assert min(k, 3) <= len(ranked) <= k and len(set(ranked)) == len(ranked)
+            assert all(c in CANDIDATES for c in ranked)
+    top = [("gvn", -0.1), (list_token(CANDIDATES[1]), -0.5), ("<|passes:bogus|>", -0.2),
+           (list_token(CANDIDATES[1]), -0.6), (list_token(CANDIDATES[0]), -0.3)]
+    assert answers(top, 5) == [CANDIDATES[0], CANDIDATES[1]]
 
 
-def test_scoring_twice_gives_the_same_scores(trained: Trained, runtimes: dict):
-    """The KV cache is rewound to the prompt between candidates and cleared between prompts."""
+def test_asking_twice_gives_the_same_answer(trained: Trained, runtimes: dict):
+    """The KV cache is cleared between prompts."""
     runtime = runtimes["Q8_0"]
-    candidates = _candidates(4)
-    first = runtime.score(trained.prompts[0], candidates)
-    runtime.score(trained.prompts[1], candidates[::-1])
-    assert runtime.score(trained.prompts[0], candidates) == pytest.approx(first, abs=1e-4)
-    alone = [runtime.score(trained.prompts[0], [c])[0] for c in candidates]
-    assert alone == pytest.approx(first, abs=1e-4)
+    first = runtime.top(prompt_text(trained.prompts[0]), 8)
+    runtime.top(prompt_text(trained.prompts[1]), 8)
+    again = runtime.top(prompt_text(trained.prompts[0]), 8)
+    assert [t for t, _ in again] == [t for t, _ in first]
+    assert [lp for _, lp in again] == pytest.approx([lp for _, lp in first], abs=1e-4)
 
 
 def test_gguf_metadata_records_config_dataset_and_command(trained: Trained, runtimes: dict):
@@ -253,8 +259,9 @@ def test_gguf_metadata_records_config_dataset_and_command(trained: Trained, runt
     for key in (KEY_CONFIG, KEY_DATASET, KEY_COMMAND, KEY_SUMMARY_VERSION):
         assert runtimes["Q8_0"].metadata[key] == metadata[key]
     # The same examples in the same order give the same hash; anything else does not.
-    assert dataset_sha256(list(trained.examples)) == trained.sha
-    assert dataset_sha256(trained.examples[::-1]) != trained.sha
+    assert dataset_sha256(CANDIDATES, list(trained.examples)) == trained.sha
+    assert dataset_sha256(CANDIDATES, trained.examples[::-1]) != trained.sha
+    assert dataset_sha256(CANDIDATES[::-1], trained.examples) != trained.sha
 
 
 def test_q8_0_stores_matrices_in_8_bits_and_norms_in_f32(trained: Trained):
@@ -271,7 +278,7 @@ def test_q8_0_stores_matrices_in_8_bits_and_norms_in_f32(trained: Trained):
 
 
 def test_default_model_exports_under_20_mb(tmp_path: Path, prompts: list[str]):
-    tokenizer = PassTokenizer.train(prompts, 2048)
+    tokenizer = PassTokenizer.train(prompts, 2048, CANDIDATES)
     model = Llama(Config(vocab_size=tokenizer.vocab_size))
     path = export(model, tokenizer, str(tmp_path / "default.gguf"), dataset_sha256="0",
                   command="test")
@@ -304,7 +311,7 @@ def test_a_missing_model_or_an_overlong_prompt_is_a_model_error(trained: Trained
     with pytest.raises(ModelError, match="does not exist"):
         ModelRuntime(str(tmp_path / "absent.gguf"))
     with pytest.raises(ModelError, match="context"):
-        runtimes["Q8_0"].score(" 1" * 2000, [OZ_PIPELINE])
+        runtimes["Q8_0"].rank(" 1" * 2000, 3)
 
 
 def test_importing_the_runtime_loads_no_model_library():
@@ -316,27 +323,43 @@ def test_importing_the_runtime_loads_no_model_library():
     assert out.strip() == "[]"
 
 
+def test_candidate_weights_follow_sizes_and_skip_tus_nothing_improves():
+    weights = candidate_weights([100, 101, None, 110], 105, 0.01)
+    assert weights[0] > weights[1] > weights[3] > 0 and weights[2] == 0
+    assert sum(weights) == pytest.approx(1, abs=1e-5)
+    assert candidate_weights([105, 107, None], 105, 0.01) is None  # -Oz is as good
+    assert candidate_weights([None, None], 105, 0.01) is None
+
+
 def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[dict],
                                                               tmp_path: Path):
     from llmcc.train import labelled
-    from llmcc.train.fit import examples_from_rows, main
+    from llmcc.train.fit import candidates_of, examples_from_rows, main
 
+    registry = {"lists": ["gvn", "always-inline gvn", "dce"], "broadcast": [1, 2]}
+    labelled.write_lists(str(tmp_path), registry)
     rows = {}
     for i, found in enumerate(summaries):
-        search = {"passes": "always-inline gvn", "size": 90 if i % 2 else 110}
-        rows[f"tu{i}"] = {"tu": f"tu{i}", "split": "train", "baseline": 100, "search": search,
-                          "summary": found}
+        broadcast = {"0": 80, "1": 90 if i % 2 else 110, "2": 95}
+        rows[f"tu{i}"] = {"tu": f"tu{i}", "split": "train", "baseline": 100,
+                          "broadcast": broadcast, "summary": found}
     rows["other"] = {**rows["tu0"], "tu": "other", "split": "test"}
+    rows["none"] = {**rows["tu1"], "tu": "none", "broadcast": {"1": 100, "2": None}}
     labelled.write_package(str(tmp_path), "pkg", rows)
     args = ["--dataset", str(tmp_path), "--out", str(tmp_path / "m.gguf"), "--vocab-size",
             "400", "--context", "1024", "--dim", "32", "--layers", "1", "--heads", "2",
             "--kv-heads", "1", "--hidden", "64", "--steps", "3", "--batch-size", "2",
             "--threads", "1"]
     assert main(args) == 0
-    examples = examples_from_rows(labelled.read_all(str(tmp_path)))
-    assert [passes for _, passes in examples] == [OZ_PIPELINE, ("always-inline", "gvn")] * 2
+    examples = examples_from_rows(labelled.read_all(str(tmp_path)), registry)
+    # train rows only, the one where nothing beats -Oz left out; list 0 is not a candidate
+    assert len(examples) == len(summaries)
+    assert [w[0] > w[1] for _, w in examples] == [i % 2 == 1 for i in range(len(summaries))]
     metadata = read_metadata(str(tmp_path / "m.gguf"))
-    assert metadata[KEY_DATASET] == dataset_sha256(examples)
+    candidates = candidates_of(registry)
+    assert candidates == [parse("always-inline gvn"), parse("dce")]
+    assert metadata[KEY_DATASET] == dataset_sha256(candidates, examples)
     assert metadata[KEY_COMMAND] == "python -m llmcc.train.fit " + " ".join(args)
     with ModelRuntime(str(tmp_path / "m.gguf")) as runtime:
-        assert runtime.rank(examples[0][0], [OZ_PIPELINE], 1) == [OZ_PIPELINE]
+        assert set(runtime.candidates.values()) == set(candidates)
+        assert set(runtime.rank(examples[0][0], 5)) <= set(candidates)

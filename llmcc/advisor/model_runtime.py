@@ -1,11 +1,17 @@
 """llmcc's model at compile time: a GGUF llama run by llama.cpp that ranks candidate pass lists.
 
-The model reads a TU summary (llmcc.summary.to_prompt) and answers with a pass list, one token
-per pass. A candidate's score is the log-likelihood of its tokens after the prompt: ranking k
-candidates evaluates the prompt once and then only each candidate's few tokens, each time
-dropping the previous candidate from the KV cache and keeping the prompt's. The END token is
-scored too, so a list is judged as a whole answer and a prefix of a good list does not outrank
-it.
+The model reads a TU summary (llmcc.summary.to_prompt) and answers with one token. Each candidate
+pass list it chooses among is a token of its own, whose text is the list (`list_token`), so
+ranking every candidate is one evaluation of the prompt: the log-probabilities of the next token,
+best first. Why one token per list rather than a list spelt pass by pass and scored or generated:
+  - one evaluation whatever the number of candidates, where scoring spelt lists costs a few
+    tokens per candidate and generation a token per pass and per answer;
+  - any OpenAI-compatible completion server reports it (`top_logprobs` of a one-token
+    completion): the per-user server (llmcc.advisor.server) and a remote llama.cpp server
+    (LLMCC_SERVER) answer exactly as the model does in-process (`answers` below, for all three);
+  - the answer can only be a list that was measured in training, and training learns from the
+    measured size of every candidate on every TU (llmcc.train.fit), not from one winner.
+Every answer is parsed against the pass vocabulary: a token that is not a valid list is skipped.
 
 llama.cpp is driven through llama-cpp-python's bindings of its C API (llama.h), not the `Llama`
 class, for one setting that class does not expose: `use_extra_bufts = False`. With it on,
@@ -17,26 +23,26 @@ This module is imported only when a model is used, and it imports llama_cpp only
 loaded: a cache hit never pays for either. The sequence format and llmcc's own metadata keys
 are defined here, for llmcc.train to write what this module reads:
 
-    BOS <prompt text> ANSWER <pass> <pass> ... END
+    BOS <prompt text> ANSWER <list token>
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Self
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList
+from llmcc.passes import PassList, PassListError, parse, to_text
 
 BOS, ANSWER, END = "<|bos|>", "<|answer|>", "<|end|>"
+LIST_PREFIX, LIST_SUFFIX = "<|passes:", "|>"
 
 # llmcc's keys in the GGUF metadata (the standard ones are gguf.Keys); values are strings.
 KEY_CONFIG = "llmcc.config"                    # the model's Config as JSON
-KEY_DATASET = "llmcc.dataset_sha256"           # hash of the (prompt, answer) examples trained on
+KEY_DATASET = "llmcc.dataset_sha256"           # hash of the examples trained on
 KEY_COMMAND = "llmcc.train_command"            # the command line that trained the model
 KEY_SUMMARY_VERSION = "llmcc.summary_version"  # prompts must be rendered by this version
 
@@ -48,10 +54,46 @@ class ModelError(AdvisorError):
     a prompt that does not fit its context."""
 
 
+def list_token(passes: PassList) -> str:
+    return LIST_PREFIX + to_text(passes) + LIST_SUFFIX
+
+
+def list_of_token(text: str) -> PassList | None:
+    """The pass list a token stands for; None for any other token or an invalid list."""
+    if not (text.startswith(LIST_PREFIX) and text.endswith(LIST_SUFFIX)):
+        return None
+    try:
+        return parse(text[len(LIST_PREFIX):-len(LIST_SUFFIX)])
+    except PassListError:
+        return None
+
+
+def prompt_text(prompt: str) -> str:
+    """The whole text sent to a model (BOS and ANSWER written out, read as special tokens)."""
+    return BOS + prompt + ANSWER
+
+
+def top_count(k: int) -> int:
+    """How many of the likeliest next tokens to ask for, to find k list tokens among them
+    (fewer only if the model finds the rest less likely than plain text: worth no try)."""
+    return max(16, 4 * k)
+
+
+def answers(top: Iterable[tuple[str, float]], k: int) -> list[PassList]:
+    """The k likeliest distinct valid pass lists among (token text, log-probability) pairs:
+    what every way of asking the model (in-process, per-user server, remote) returns."""
+    chosen: list[PassList] = []
+    for text, _ in sorted(top, key=lambda item: -item[1]):
+        passes = list_of_token(text)
+        if passes is not None and passes not in chosen and len(chosen) < k:
+            chosen.append(passes)
+    return chosen
+
+
 class ModelRuntime:
     """One loaded model and its context. Not thread-safe: the context holds the prompt."""
 
-    def __init__(self, path: str, threads: int = 1) -> None:
+    def __init__(self, path: str, threads: int = 1, gpu_layers: int = 0) -> None:
         # One thread by default: compiles run in parallel (make -j), each with its own model.
         self._model = self._ctx = self._batch = None
         if not os.path.isfile(path):
@@ -66,7 +108,7 @@ class ModelRuntime:
         logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
         api.llama_backend_init()
         params = api.llama_model_default_params()
-        params.n_gpu_layers = 0
+        params.n_gpu_layers = gpu_layers
         params.use_extra_bufts = False
         self._model = api.llama_model_load_from_file(path.encode(), params)
         if not self._model:
@@ -86,7 +128,7 @@ class ModelRuntime:
         context.n_threads = context.n_threads_batch = threads
         context.no_perf = True
         # Flash attention would be chosen on the CPU: it computes in F16 there, which moved
-        # scores ~0.005 nats per token away from PyTorch's, and it saves nothing at this size.
+        # log-probabilities ~0.005 away from PyTorch's, and it saves nothing at this size.
         context.flash_attn_type = api.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = api.llama_init_from_model(self._model, context)
         if not self._ctx:
@@ -97,13 +139,12 @@ class ModelRuntime:
         self._batch = api.llama_batch_init(BATCH, 0, 1)
         self.n_ctx = api.llama_n_ctx(self._ctx)
         self.n_vocab = api.llama_vocab_n_tokens(self._vocab)
-        special = self._control_tokens()
-        try:
-            self.bos, self.answer, self.end = special[BOS], special[ANSWER], special[END]
-        except KeyError as err:
+        self.pieces = [self._piece(i) for i in range(self.n_vocab)]
+        self.candidates = {i: passes for i, passes in enumerate(map(list_of_token, self.pieces))
+                           if passes is not None}
+        if not self.candidates:
             self.close()
-            raise ModelError(f"{path} lacks the special token {err}") from None
-        self.pass_ids = {text: i for text, i in special.items() if text not in (BOS, ANSWER, END)}
+            raise ModelError(f"{path} has no pass list tokens: not a model made by llmcc")
 
     def close(self) -> None:
         api = getattr(self, "_api", None)
@@ -140,87 +181,69 @@ class ModelRuntime:
             values[key] = buffer.value.decode(errors="replace")
         return values
 
-    def _control_tokens(self) -> dict[str, int]:
-        """Text -> id of every control token: the format tokens and one per pass."""
-        api, vocab = self._api, self._vocab
-        return {api.llama_vocab_get_text(vocab, i).decode(): i for i in range(self.n_vocab)
-                if api.llama_vocab_get_attr(vocab, i) & api.LLAMA_TOKEN_ATTR_CONTROL}
+    def _piece(self, token: int) -> str:
+        """A token's text as a server reports it (special tokens written out)."""
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = self._api.llama_token_to_piece(self._vocab, token, buffer, size, 0, True)
+            if n >= 0:
+                return buffer.raw[:n].decode(errors="replace")
+            size = -n
 
-    def tokenize(self, text: str) -> list[int]:
-        """Plain text, never special tokens: a pass name in a prompt is not a pass token."""
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Text to tokens; BOS, ANSWER and list tokens written in it count only if `special`."""
         data = text.encode()
         size = len(data) + 1
         while True:
             buffer = (self._api.llama_token * size)()
-            n = self._api.llama_tokenize(self._vocab, data, len(data), buffer, size, False, False)
+            n = self._api.llama_tokenize(self._vocab, data, len(data), buffer, size, False,
+                                         special)
             if n >= 0:
                 return list(buffer[:n])
             size = -n
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        return [self.bos, *self.tokenize(prompt), self.answer]
-
-    def answer_ids(self, passes: PassList) -> list[int] | None:
-        """A list's tokens and END; None if the model has no token for one of its passes."""
-        try:
-            return [*(self.pass_ids[name] for name in passes), self.end]
-        except KeyError:
-            return None
-
-    def _decode(self, tokens: Sequence[int], start: int, all_logits: bool):
-        """Evaluate `tokens` at positions start..; logits of every token or of the last one,
-        (rows, n_vocab) float32."""
+    def _last_logits(self, tokens: list[int]):
+        """Evaluate `tokens` from position 0; the logits after the last one, float64."""
         import numpy as np  # llama_cpp's own dependency, imported with it
 
         api, batch = self._api, self._batch
+        api.llama_memory_clear(self._memory, True)
         for offset in range(0, len(tokens), BATCH):
             chunk = tokens[offset:offset + BATCH]
-            last_chunk = offset + BATCH >= len(tokens)
             batch.n_tokens = len(chunk)
             for i, token in enumerate(chunk):
                 batch.token[i] = token
-                batch.pos[i] = start + offset + i
+                batch.pos[i] = offset + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = all_logits or (last_chunk and i == len(chunk) - 1)
+                batch.logits[i] = offset + i == len(tokens) - 1
             if api.llama_decode(self._ctx, batch) != 0:
                 raise ModelError(f"llama_decode failed on {len(chunk)} tokens")
-        rows = len(tokens) if all_logits else 1
         logits = api.llama_get_logits(self._ctx)
-        return np.ctypeslib.as_array(logits, shape=(rows * self.n_vocab,)).reshape(rows, -1)
+        return np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).astype(np.float64)
 
-    def score(self, prompt: str, candidates: Sequence[PassList]) -> list[float]:
-        """Log-likelihood of each candidate (tokens and END) after the prompt; -inf for a list
-        with a pass the model does not know."""
+    def logprobs(self, text: str):
+        """Log-probabilities of every next token after `text` (read with special tokens)."""
         import numpy as np
 
-        prompt_ids = self.prompt_ids(prompt)
-        answers = [self.answer_ids(passes) for passes in candidates]
-        longest = max((len(a) for a in answers if a), default=0)
-        if len(prompt_ids) + longest > self.n_ctx:
-            raise ModelError(f"{len(prompt_ids)} prompt tokens and {longest} answer tokens do "
-                             f"not fit the model's context of {self.n_ctx}")
-        start = len(prompt_ids)
-        self._api.llama_memory_clear(self._memory, True)
-        first = self._decode(prompt_ids, 0, all_logits=False).astype(np.float64)
-        scores = []
-        for answer in answers:
-            if answer is None:
-                scores.append(-math.inf)
-                continue
-            self._api.llama_memory_seq_rm(self._memory, 0, start, -1)  # the previous candidate
-            logits = first
-            if len(answer) > 1:  # the last token's own logits are not needed
-                rest = self._decode(answer[:-1], start, all_logits=True).astype(np.float64)
-                logits = np.concatenate([first, rest])
-            top = logits.max(axis=1, keepdims=True)
-            logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-            scores.append(float((logits[np.arange(len(answer)), answer] - logz).sum()))
-        return scores
+        tokens = self.tokenize(text, special=True)
+        if not tokens:
+            raise ModelError("empty prompt")
+        if len(tokens) >= self.n_ctx:
+            raise ModelError(f"{len(tokens)} prompt tokens do not fit the model's context "
+                             f"of {self.n_ctx}")
+        logits = self._last_logits(tokens)
+        top = logits.max()
+        return logits - top - np.log(np.exp(logits - top).sum())
 
-    def rank(self, prompt: str, candidates: Sequence[PassList], k: int) -> list[PassList]:
-        """The k candidates the model finds likeliest, best first; ties keep the given order.
-        Only ever lists from `candidates`."""
-        scores = self.score(prompt, candidates)
-        order = sorted(range(len(candidates)), key=lambda i: -scores[i])
-        return [candidates[i] for i in order[:k]]
+    def top(self, text: str, n: int) -> list[tuple[str, float]]:
+        """The n likeliest next tokens after `text`: (token text, log-probability), best first
+        (an OpenAI completion's `top_logprobs`)."""
+        logprobs = self.logprobs(text)
+        order = sorted(range(self.n_vocab), key=lambda i: -logprobs[i])[:n]
+        return [(self.pieces[i], float(logprobs[i])) for i in order]
+
+    def rank(self, prompt: str, k: int) -> list[PassList]:
+        """The k pass lists the model finds likeliest for a TU's prompt, best first."""
+        return answers(self.top(prompt_text(prompt), top_count(k)), k)

@@ -1,11 +1,19 @@
-"""Training the model: (prompt, pass list) examples in, a seeded llama and its GGUF file out.
+"""Training the model: TU prompts and measured candidate sizes in, a seeded llama and its GGUF out.
 
     python -m llmcc.train.fit --out llmcc.gguf            # the labelled dataset's train split
 
-Only answers are learned: the loss covers each example's pass tokens and END, not its prompt,
-because the advisor only ever asks how likely a list is for a TU. Everything that decides the
-result is visible here and recorded in the GGUF file (Config, hash of the examples, this
-command line); with the same examples and seed, the same weights come out on the same machine.
+The candidates are the dataset's broadcast set (LLVM's -Oz pipeline and the most frequent train
+winners), measured on every labelled TU; each becomes one answer token (llmcc.train.tokenizer).
+A TU teaches a distribution over them: candidate i gets weight exp(-(size_i / best - 1) / T),
+so lists within a fraction T of the TU's best share its weight and a list refused by the symbol
+rule gets none. A TU where no candidate beats clang's -Oz teaches nothing (the wrapper keeps
+clang's object whatever it is advised) and is left out. The loss is the cross-entropy of that
+distribution against the model's next-token distribution after the prompt, over the whole
+vocabulary, so a server's top log-probabilities hold list tokens first.
+
+Everything that decides the result is visible here and recorded in the GGUF file (Config, hash of
+the examples, this command line); with the same examples and seed, the same weights come out on
+the same machine.
 """
 
 from __future__ import annotations
@@ -22,52 +30,69 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from llmcc.passes import OZ_PIPELINE, PassList, parse, to_text
+from llmcc.passes import PassList, parse
 from llmcc.summary import to_prompt
 from llmcc.train.model import Config, Llama
 from llmcc.train.tokenizer import PassTokenizer
 
-Example = tuple[str, PassList]  # (llmcc.summary.to_prompt text, the pass list to answer)
-IGNORE = -1                     # target of prompt and padding positions: nothing to predict
+Example = tuple[str, tuple[float, ...]]  # (llmcc.summary.to_prompt text, weight per candidate)
+TEMPERATURE = 0.005
 
 
-def dataset_sha256(examples: Iterable[Example]) -> str:
+def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example]) -> str:
     """Names exactly what a model was trained on, order included."""
-    digest = hashlib.sha256()
-    for prompt, passes in examples:
-        digest.update(json.dumps([prompt, to_text(passes)]).encode() + b"\n")
+    digest = hashlib.sha256(json.dumps([list(c) for c in candidates]).encode() + b"\n")
+    for prompt, weights in examples:
+        digest.update(json.dumps([prompt, weights]).encode() + b"\n")
     return digest.hexdigest()
 
 
-def examples_from_rows(rows: Iterable[dict], split: str = "train") -> list[Example]:
-    """One example per labelled TU with a summary: its search winner where the search beat
-    clang's -Oz, else -Oz itself (the simplest label; every broadcast list's size is in the row
-    for a richer one)."""
+def candidate_weights(sizes: Sequence[int | None], baseline: int,
+                      temperature: float) -> tuple[float, ...] | None:
+    """The distribution a TU teaches over the candidates (None: it teaches nothing)."""
+    measured = [size for size in sizes if size is not None]
+    if not measured or min(measured) >= baseline:
+        return None
+    best = min(measured)
+    weights = [0.0 if size is None else math.exp(-(size / best - 1) / temperature)
+               for size in sizes]
+    total = sum(weights)
+    return tuple(round(w / total, 6) for w in weights)
+
+
+def candidates_of(registry: dict) -> list[PassList]:
+    """The broadcast set of a dataset's list registry (llmcc.train.labelled.read_lists)."""
+    return [parse(registry["lists"][i]) for i in registry["broadcast"]]
+
+
+def examples_from_rows(rows: Iterable[dict], registry: dict, split: str = "train",
+                       temperature: float = TEMPERATURE) -> list[Example]:
+    """One example per labelled TU of `split` with a summary and a broadcast that teaches."""
     examples = []
     for row in rows:
-        if row.get("split") != split or "summary" not in row:
+        if row.get("split") != split or "summary" not in row or "broadcast" not in row:
             continue
-        search = row.get("search") or {}
-        better = search.get("passes") and search.get("size", math.inf) < row["baseline"]
-        examples.append((to_prompt(row["summary"]),
-                         parse(search["passes"]) if better else OZ_PIPELINE))
+        sizes = [row["broadcast"].get(str(i)) for i in registry["broadcast"]]
+        weights = candidate_weights(sizes, row["baseline"], temperature)
+        if weights is not None:
+            examples.append((to_prompt(row["summary"]), weights))
     return examples
 
 
 def batch(tokenizer: PassTokenizer, examples: Sequence[Example],
-          context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input ids, targets), right-padded with END: causal attention never looks right, so
-    padding changes nothing before it, and its targets are ignored."""
-    rows = [tokenizer.example(prompt, passes) for prompt, passes in examples]
-    length = max(len(ids) for ids, _ in rows) - 1
-    if length > context:
-        raise ValueError(f"an example of {length + 1} tokens exceeds the context of {context}")
+          context: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids right-padded with END, each row's answer position, candidate weights).
+    Causal attention never looks right, so padding changes nothing before it."""
+    rows = [tokenizer.prompt_ids(prompt) for prompt, _ in examples]
+    length = max(map(len, rows))
+    if length >= context:
+        raise ValueError(f"a prompt of {length} tokens does not fit the context of {context}")
     inputs = torch.full((len(rows), length), tokenizer.end)
-    targets = torch.full((len(rows), length), IGNORE)
-    for i, (ids, prompt_length) in enumerate(rows):
-        inputs[i, :len(ids) - 1] = torch.tensor(ids[:-1])
-        targets[i, prompt_length - 1:len(ids) - 1] = torch.tensor(ids[prompt_length:])
-    return inputs, targets
+    for i, ids in enumerate(rows):
+        inputs[i, :len(ids)] = torch.tensor(ids)
+    positions = torch.tensor([len(ids) - 1 for ids in rows])
+    weights = torch.tensor([weights for _, weights in examples])
+    return inputs, positions, weights
 
 
 def learning_rate(step: int, steps: int, peak: float) -> float:
@@ -80,9 +105,9 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
 
 
 def train(model: Llama, tokenizer: PassTokenizer, examples: Sequence[Example], *, steps: int,
-          batch_size: int = 8, lr: float = 3e-3,
+          batch_size: int = 16, lr: float = 3e-3,
           log: Callable[[int, float], None] | None = None) -> list[float]:
-    """AdamW on the answer tokens; batches drawn with the model's seed. Returns the losses."""
+    """AdamW on the answer position; batches drawn with the model's seed. Returns the losses."""
     rng = random.Random(model.config.seed)
     # Weight decay on matrices only, as in nanoGPT: decaying norm gains towards 0 only hurts.
     matrices = [p for p in model.parameters() if p.dim() >= 2]
@@ -90,16 +115,18 @@ def train(model: Llama, tokenizer: PassTokenizer, examples: Sequence[Example], *
     optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.1},
                                    {"params": vectors, "weight_decay": 0.0}],
                                   lr=lr, betas=(0.9, 0.95))
+    lists = slice(tokenizer.first_list, tokenizer.first_list + len(tokenizer.candidates))
     model.train()
     losses = []
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, lr)
-        inputs, targets = batch(tokenizer, rng.sample(examples, min(batch_size, len(examples))),
-                                model.config.context)
-        answer = targets != IGNORE
-        logits = model.logits(model.hidden(inputs)[answer])
-        loss = F.cross_entropy(logits, targets[answer])
+        inputs, positions, weights = batch(
+            tokenizer, rng.sample(examples, min(batch_size, len(examples))),
+            model.config.context)
+        hidden = model.hidden(inputs)[torch.arange(len(positions)), positions]
+        logprobs = F.log_softmax(model.logits(hidden), dim=-1)
+        loss = -(weights * logprobs[:, lists]).sum(dim=1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -127,23 +154,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + field.replace("_", "-"), type=int,
                             default=getattr(defaults, field))
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE,
+                        help="relative size difference that divides a candidate's weight by e")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--quantization", choices=sorted(QUANTIZATIONS), default="Q8_0")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    examples = examples_from_rows(labelled.read_all(args.dataset), args.split)
+    registry = labelled.read_lists(args.dataset)
+    candidates = candidates_of(registry)
+    examples = examples_from_rows(labelled.read_all(args.dataset), registry, args.split,
+                                  args.temperature)
     if not examples:
-        parser.error(f"no {args.split} rows with a summary in {args.dataset}")
-    tokenizer = PassTokenizer.train((prompt for prompt, _ in examples), args.vocab_size)
+        parser.error(f"no {args.split} rows in {args.dataset} with a summary and a broadcast "
+                     "where some list beats -Oz")
+    tokenizer = PassTokenizer.train((prompt for prompt, _ in examples), args.vocab_size,
+                                    candidates)
     config = Config(vocab_size=tokenizer.vocab_size, context=args.context, dim=args.dim,
                     layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
                     hidden=args.hidden, seed=args.seed)
     model = Llama(config)
-    print(f"{len(examples)} examples, {model.parameter_count() / 1e6:.2f}M parameters",
-          file=sys.stderr)
+    print(f"{len(examples)} examples, {len(candidates)} candidate lists, "
+          f"{model.parameter_count() / 1e6:.2f}M parameters", file=sys.stderr)
 
     def log(step: int, loss: float) -> None:
         if step % 50 == 0 or step == args.steps - 1:
@@ -151,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     train(model, tokenizer, examples, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
           log=log)
-    export(model, tokenizer, args.out, dataset_sha256=dataset_sha256(examples),
+    export(model, tokenizer, args.out, dataset_sha256=dataset_sha256(candidates, examples),
            command=shlex.join(["python", "-m", "llmcc.train.fit", *argv]),
            quantization=args.quantization)
     print(f"wrote {args.out}", file=sys.stderr)

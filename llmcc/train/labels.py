@@ -130,7 +130,7 @@ class Labeller:
     """Runs the stages package by package over one dataset directory."""
 
     def __init__(self, work: str, directory: str, jobs: int, timeout: float,
-                 commit: bool) -> None:
+                 commit: bool, splits: tuple[str, ...] = OWNER_ORDER) -> None:
         self.records = os.path.join(work, "records")
         self.directory, self.jobs, self.timeout, self.commit = directory, jobs, timeout, commit
         self.line = StatusLine()
@@ -142,7 +142,7 @@ class Labeller:
         owned = owned_tus(self.records)
         built = {p for p in owned if read_marker(os.path.join(self.records, p)) is not None}
         order = {split: i for i, split in enumerate(OWNER_ORDER)}
-        self.packages = sorted((p for p in built if owned[p]),
+        self.packages = sorted((p for p in built if owned[p] and split_of(p) in splits),
                                key=lambda p: (order[split_of(p)], p))
         self.owned = owned
 
@@ -216,6 +216,12 @@ class Labeller:
     def broadcast(self, count: int) -> list[int]:
         """Register the broadcast set (top `count` train winners and -Oz) and measure it."""
         rows = labelled.read_all(self.directory)
+        searched = {r["tu"] for r in rows if r["split"] == "train"}
+        unsearched = sum(1 for package, tus in self.owned.items() if split_of(package) == "train"
+                         for tu in tus if tu not in searched)
+        if unsearched:  # the set would change once they are searched, wasting measurements
+            raise SystemExit(f"{unsearched} train TUs are not searched yet: the broadcast set "
+                             "is their most frequent winners (run --stage search first)")
         wins = Counter(r["search"]["passes"] for r in rows
                        if r["split"] == "train" and "search" in r and r["search"]["passes"])
         texts = [to_text(OZ_PIPELINE), *(text for text, _ in wins.most_common(count))]
@@ -256,8 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--commit", action="store_true",
                         help="git commit each package's file as it completes")
+    parser.add_argument("--splits", default=",".join(OWNER_ORDER),
+                        help="only these splits' packages (comma-separated): two runs on "
+                        "different splits never write the same file")
     args = parser.parse_args(argv)
-    labeller = Labeller(args.work, args.out, args.jobs, args.timeout, args.commit)
+    splits = tuple(args.splits.split(","))
+    if not set(splits) <= set(OWNER_ORDER):
+        parser.error(f"--splits: known splits are {', '.join(OWNER_ORDER)}")
+    labeller = Labeller(args.work, args.out, args.jobs, args.timeout, args.commit, splits)
     if args.stage in ("search", "all"):
         labeller.search(args.budget, args.seconds, args.test_tus, args.seed)
     if args.stage in ("broadcast", "all"):

@@ -24,11 +24,11 @@ from torch import nn
 class Config:
     vocab_size: int = 2048
     context: int = 2048         # positions the model is trained and run at (prompt + answer)
-    dim: int = 256
+    dim: int = 128
     layers: int = 4
-    heads: int = 8
-    kv_heads: int = 8           # fewer than heads: grouped-query attention, a smaller KV cache
-    hidden: int = 768           # SwiGLU width
+    heads: int = 4
+    kv_heads: int = 4           # fewer than heads: grouped-query attention, a smaller KV cache
+    hidden: int = 384           # SwiGLU width
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     seed: int = 0               # of the initial weights (and, in training, of the batch order)
@@ -161,11 +161,8 @@ class Llama(nn.Module):
 
 
 @torch.no_grad()
-def score(model: Llama, prompt_ids: list[int], answer_ids: list[int]) -> float:
-    """Sum of the log-probabilities of `answer_ids` after `prompt_ids`: how the advisor ranks
-    candidate pass lists, here in PyTorch to check llama.cpp against."""
-    ids = torch.tensor([list(prompt_ids) + list(answer_ids)])
-    hidden = model.hidden(ids[:, :-1])[0, len(prompt_ids) - 1:]
-    logprobs = F.log_softmax(model.logits(hidden).float(), dim=-1)
-    targets = ids[0, len(prompt_ids):]
-    return logprobs.gather(1, targets[:, None]).sum().item()
+def next_logprobs(model: Llama, prompt_ids: list[int]) -> torch.Tensor:
+    """Log-probabilities (vocab,) of the token after `prompt_ids`: how the advisor ranks
+    candidate lists, here in PyTorch to check llama.cpp against."""
+    hidden = model.hidden(torch.tensor([list(prompt_ids)]))[0, -1]
+    return F.log_softmax(model.logits(hidden).float(), dim=-1)

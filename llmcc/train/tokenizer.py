@@ -1,30 +1,31 @@
-"""The model's tokenizer: byte-level BPE for the TU summary, one token per pass.
+"""The model's tokenizer: byte-level BPE for the TU summary, one token per candidate pass list.
 
 A prompt (llmcc.summary.to_prompt) is words and numbers, so a byte-level BPE trained on prompts
-covers any TU, even one naming functions no training TU called. An answer is a pass list, and
-every vocabulary pass is one token of its own: a 16-pass candidate costs 17 tokens to score (with
-END), and the model never has to spell a pass name.
+covers any TU, even one naming functions no training TU called. An answer is one token: each
+candidate pass list the model chooses among is a token of its own, whose text is the list
+(llmcc.advisor.model_runtime.list_token), so any server that reports token texts reports lists.
 
-The pass tokens and the format tokens (BOS, ANSWER, END) are special tokens: they come first in
-the vocabulary (in a fixed order), the trainer never splits them, and prompt text never becomes
-them (HF's `encode_special_tokens`, llama.cpp's `special=False`), so a prompt that happens to
-contain "gvn" or "<|end|>" is read as text. llama.cpp must split text exactly as this tokenizer
-does, which it does for GGUF tokenizer model "gpt2" with pre-tokenizer "gpt-2" (any other
-pre-tokenizer name changes how text is split; tests/test_model.py checks token parity).
+The format tokens (BOS, ANSWER, END) are control tokens and the list tokens user-defined ones:
+they come first in the vocabulary, in a fixed order, and the trainer never splits them. Prompt
+text never contains them (to_prompt writes no "<|"), and this tokenizer never matches them in
+text (HF's `encode_special_tokens`), as llama.cpp does not with `special=False`. llama.cpp must
+split text exactly as this tokenizer does, which it does for GGUF tokenizer model "gpt2" with
+pre-tokenizer "gpt-2" (any other pre-tokenizer name changes how text is split;
+tests/test_model.py checks token parity).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from llmcc.advisor.model_runtime import ANSWER, BOS, END
-from llmcc.passes import VOCABULARY, PassList, validate
+from llmcc.advisor.model_runtime import ANSWER, BOS, END, list_token
+from llmcc.passes import PassList
 
-SPECIAL_TOKENS = (BOS, ANSWER, END, *sorted(VOCABULARY))
+FORMAT_TOKENS = (BOS, ANSWER, END)
 GGUF_MODEL = "gpt2"    # llama.cpp's byte-level BPE
 GGUF_PRE = "gpt-2"     # llama.cpp's name for GPT-2's pre-tokenizer regex: exactly this spelling
 
@@ -39,35 +40,33 @@ class GGUFVocab:
 
 
 class PassTokenizer:
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, candidates: Sequence[PassList]) -> None:
         tokenizer.encode_special_tokens = True  # not saved with the tokenizer: set on every load
         self.tokenizer = tokenizer
-        ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
-        if ids != list(range(len(SPECIAL_TOKENS))):
-            raise ValueError("tokenizer does not start with llmcc's special tokens "
-                             "(trained for another pass vocabulary?)")
-        self.bos, self.answer, self.end = ids[:3]
-        self.pass_ids = dict(zip(SPECIAL_TOKENS[3:], ids[3:], strict=True))
-        self.pass_names = {i: name for name, i in self.pass_ids.items()}
+        self.candidates = tuple(candidates)
+        specials = [*FORMAT_TOKENS, *map(list_token, self.candidates)]
+        if [tokenizer.token_to_id(token) for token in specials] != list(range(len(specials))):
+            raise ValueError("tokenizer does not start with llmcc's format and list tokens")
+        self.bos, self.answer, self.end = range(3)
+        self.first_list = len(FORMAT_TOKENS)  # candidate i is token first_list + i
 
     @classmethod
-    def train(cls, prompts: Iterable[str], vocab_size: int) -> PassTokenizer:
+    def train(cls, prompts: Iterable[str], vocab_size: int,
+              candidates: Sequence[PassList]) -> PassTokenizer:
+        """`vocab_size` counts the format and list tokens too."""
+        specials = [*FORMAT_TOKENS, *map(list_token, candidates)]
+        if len(set(specials)) != len(specials):
+            raise ValueError("candidate pass lists must be distinct")
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False,
                                                            use_regex=True)
         tokenizer.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      min_frequency=2, show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=2, show_progress=False,
+            special_tokens=[AddedToken(t, normalized=False, special=True) for t in specials],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tokenizer.train_from_iterator(prompts, trainer)
-        return cls(tokenizer)
-
-    @classmethod
-    def load(cls, path: str) -> PassTokenizer:
-        return cls(Tokenizer.from_file(path))
-
-    def save(self, path: str) -> None:
-        self.tokenizer.save(path)
+        return cls(tokenizer, candidates)
 
     @property
     def vocab_size(self) -> int:
@@ -80,33 +79,17 @@ class PassTokenizer:
     def prompt_ids(self, prompt: str) -> list[int]:
         return [self.bos, *self.encode(prompt), self.answer]
 
-    def answer_ids(self, passes: PassList) -> list[int]:
-        return [*(self.pass_ids[name] for name in validate(passes)), self.end]
-
-    def decode_answer(self, ids: Iterable[int]) -> PassList:
-        names = []
-        for i in ids:
-            if i == self.end:
-                break
-            names.append(self.pass_names[i])
-        return validate(names)
-
-    def example(self, prompt: str, passes: PassList) -> tuple[list[int], int]:
-        """(token ids of the whole sequence, how many of them are the prompt)."""
-        prompt_ids = self.prompt_ids(prompt)
-        return prompt_ids + self.answer_ids(passes), len(prompt_ids)
-
     def gguf_vocab(self) -> GGUFVocab:
         from gguf import TokenType
 
-        special = set(range(len(SPECIAL_TOKENS)))
+        types = [TokenType.CONTROL] * len(FORMAT_TOKENS)
+        types += [TokenType.USER_DEFINED] * len(self.candidates)
+        types += [TokenType.NORMAL] * (self.vocab_size - len(types))
         tokens = [self.tokenizer.id_to_token(i) for i in range(self.vocab_size)]
-        types = [int(TokenType.CONTROL if i in special else TokenType.NORMAL)
-                 for i in range(self.vocab_size)]
         merges = json.loads(self.tokenizer.to_str())["model"]["merges"]
         # tokenizers >= 0.20 writes a merge as a pair, older releases as "left right".
         merges = [m if isinstance(m, str) else " ".join(m) for m in merges]
-        return GGUFVocab(tokens, types, merges)
+        return GGUFVocab(tokens, [int(t) for t in types], merges)
 
     def write_gguf(self, writer) -> None:
         """The tokenizer metadata llama.cpp needs, on a gguf.GGUFWriter."""
@@ -119,5 +102,5 @@ class PassTokenizer:
         writer.add_bos_token_id(self.bos)
         writer.add_eos_token_id(self.end)
         writer.add_pad_token_id(self.end)
-        writer.add_add_bos_token(False)  # the runtime adds BOS itself, as prompt_ids does
+        writer.add_add_bos_token(False)  # prompts carry BOS themselves (model_runtime.prompt_text)
         writer.add_add_eos_token(False)
