@@ -77,3 +77,40 @@ def test_the_committed_dataset_loads_and_its_tables_print():
     done = subprocess.run([sys.executable, "-m", "llmcc.train.headroom"], capture_output=True,
                           text=True, check=True)
     assert "| on the test split" in done.stdout
+
+
+def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
+    from llmcc.summary import to_prompt
+    from llmcc.train import evaluate
+
+    real = next(r["summary"] for r in labelled.read_all() if "summary" in r)
+    lists = ["always-inline default<Oz>", "always-inline gvn", "always-inline dce"]
+    sizes = {"a": [90, 99, 99], "b": [95, 99, 99], "c": [100, 80, 99], "d": [100, 99, 90]}
+    rows = {}
+    for n, (tu, broadcast) in enumerate(sizes.items()):
+        buckets = {key: n for key in real["size_buckets"]}  # prompts that differ
+        summary = {**real, "size_buckets": buckets}
+        rows[tu] = {**_row(tu, "train" if tu in "ab" else "test", 100, min(broadcast),
+                           min(broadcast), broadcast), "summary": summary}
+    for split in ("train", "test"):
+        labelled.write_package(str(tmp_path), split,
+                               {tu: r for tu, r in rows.items() if r["split"] == split})
+    labelled.write_lists(str(tmp_path), {"lists": lists, "broadcast": [0, 1, 2]})
+    from llmcc.passes import parse
+
+    best = {to_prompt(r["summary"]): parse(lists[r["broadcast"].index(min(r["broadcast"]))])
+            for r in ({**r, "broadcast": list(r["broadcast"].values())} for r in rows.values())}
+    oracle = evaluate.evaluate(str(tmp_path), "test", lambda prompt, k: [best[prompt]][:k])
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in oracle.splitlines()}
+    # popular (chosen on train) is list 0, which saves nothing on c and d; the model's own
+    # first answer is each TU's best: 20% and 10%, geomean 1 - sqrt(0.8 * 0.9)
+    assert "| 0.00% | 0/2 |" in lines["popular top-1"]
+    expected = 100 * (1 - math.sqrt(0.8 * 0.9))
+    assert f"| {expected:.2f}% | 2/2 |" in lines["model top-1"]
+    assert f"| {expected:.2f}% | 2/2 |" in lines["best of the 3 broadcast lists per TU (oracle)"]
+    assert "| 100% |" in lines["model top-3: share of the broadcast oracle"]
+    unknown = evaluate.evaluate(str(tmp_path), "test",
+                                lambda prompt, k: [parse("always-inline tailcallelim")][:k])
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in unknown.splitlines()}
+    assert "| 0.00% | 0/2 |" in lines["model top-1"]
+    assert "| 2 |" in lines["model answers (top-3) without a measured size"]

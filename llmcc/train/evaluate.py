@@ -1,0 +1,119 @@
+"""How good a model's advice is, on held-out TUs of the committed dataset (no clang needed).
+
+    llmcc-ctl eval [--model FILE] [--split test]
+
+Every labelled TU of the split holds the measured size of each broadcast list, so the model's
+top k lists for a TU (ranked from the TU's stored summary, as at compile time) are scored
+without compiling: the TU keeps the smallest of clang's -Oz object and those lists' objects.
+The table sets the model beside what it must beat, all as geometric-mean % of text + data
+below clang -Oz (llmcc.train.measure): the best fixed list and the popular top-k (chosen on
+the train split, as llmcc.train.headroom chooses them), and the oracles (best broadcast list
+per TU, per-TU search). A list the model answers that was never broadcast has no measured
+size and counts as no saving.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from llmcc.passes import PassList, parse
+from llmcc.summary import to_prompt
+from llmcc.train import labelled
+from llmcc.train.headroom import as_pool_rows
+from llmcc.train.measure import geomean_saving, greedy
+
+KS = (1, 2, 3, 5, 10)
+Ranker = Callable[[str, int], list[PassList]]  # (prompt, k) -> the model's lists, best first
+Order = Sequence[int | None]                   # a TU's choices: positions in the broadcast set
+
+
+def chosen_rows(pool: list[dict], orders: Sequence[Order], k: int) -> list[dict]:
+    """Pool rows reduced to each TU's own first k choices (None: no measured size)."""
+    rows = []
+    for row, order in zip(pool, orders, strict=True):
+        picked = [None if i is None else row["sizes"][i] for i in order[:k]]
+        rows.append({"baseline": row["baseline"], "sizes": picked + [None] * (k - len(picked))})
+    return rows
+
+
+def score(pool: list[dict], orders: Sequence[Order], k: int) -> tuple[float, int]:
+    """(geomean % below -Oz, TUs improved) when each TU tries its first k choices."""
+    rows = chosen_rows(pool, orders, k)
+    improved = sum(1 for r in rows if any(s is not None and s < r["baseline"]
+                                          for s in r["sizes"]))
+    return geomean_saving(rows, list(range(k))), improved
+
+
+def model_orders(rows: list[dict], texts: list[str], rank: Ranker) -> list[list[int | None]]:
+    """Each TU's top max(KS) model answers as positions in the broadcast set."""
+    position = {parse(text): i for i, text in enumerate(texts)}
+    return [[position.get(passes) for passes in rank(to_prompt(row["summary"]), max(KS))]
+            for row in rows]
+
+
+def table(train: list[dict], held: list[dict], orders: list[Order], split: str) -> str:
+    """The evaluation table of held-out pool rows (with `search`), lists chosen on `train`."""
+    n = len(held[0]["sizes"])
+    popular = greedy(train, n, max(KS))
+    single = max(range(n), key=lambda i: geomean_saving(train, [i]))
+    lines = [f"| on the {split} split ({len(held)} TUs) | % below -Oz | TUs improved |",
+             "|---|---:|---:|", f"| clang -Oz | 0.00% | 0/{len(held)} |"]
+
+    def add(name: str, pool: list[dict], choices: Sequence[Order], k: int) -> float:
+        saving, improved = score(pool, choices, k)
+        lines.append(f"| {name} | {saving:.2f}% | {improved}/{len(held)} |")
+        return saving
+
+    add("best fixed list", held, [[single]] * len(held), 1)
+    model_at = {}
+    for k in KS:
+        add(f"popular top-{k}", held, [popular] * len(held), k)
+        model_at[k] = add(f"model top-{k}", held, orders, k)
+    oracle = add(f"best of the {n} broadcast lists per TU (oracle)", held,
+                 [range(n)] * len(held), n)
+    searched = [{"baseline": r["baseline"], "sizes": [r["search"]]} for r in held]
+    add("per-TU search (oracle)", searched, [[0]] * len(held), 1)
+    for k in (3, 5):
+        share = 100 * model_at[k] / oracle if oracle > 0 else 0.0
+        lines.append(f"| model top-{k}: share of the broadcast oracle | {share:.0f}% | |")
+    unmeasured = sum(1 for order in orders for i in order[:3] if i is None)
+    lines.append(f"| model answers (top-3) without a measured size | {unmeasured} | |")
+    return "\n".join(lines)
+
+
+def group_table(train: list[dict], held: list[dict], orders: list[Order], names: list[str],
+                key: str, k: int = 3) -> str:
+    """Popular against model at k, per package or language (`names[i]` of held row i)."""
+    popular = greedy(train, len(held[0]["sizes"]), k)
+    groups = defaultdict(list)
+    for i, name in enumerate(names):
+        groups[name].append(i)
+    lines = [f"| {key} | TUs | popular top-{k} | model top-{k} | best broadcast list |",
+             "|---|---:|---:|---:|---:|"]
+    for name, members in sorted(groups.items()):
+        pool = [held[i] for i in members]
+        values = [score(pool, [popular] * len(pool), k)[0],
+                  score(pool, [orders[i] for i in members], k)[0],
+                  geomean_saving(pool, list(range(len(pool[0]["sizes"]))))]
+        lines.append(f"| {name} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
+                     + " |")
+    return "\n".join(lines)
+
+
+def evaluate(directory: str, split: str, rank: Ranker) -> str:
+    """Every table for `split` of the dataset in `directory`."""
+    registry = labelled.read_lists(directory)
+    indices = registry.get("broadcast", [])
+    rows = [r for r in labelled.read_all(directory)
+            if "search" in r and r.get("baseline") and "broadcast" in r and "summary" in r]
+    train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
+    held_rows = [r for r in rows if r["split"] == split]
+    if not held_rows or not train or not indices:
+        raise ValueError(f"no train and {split} TUs with broadcast sizes in {directory}")
+    held = as_pool_rows(held_rows, indices, False)
+    orders = model_orders(held_rows, [registry["lists"][i] for i in indices], rank)
+    return "\n\n".join([
+        table(train, held, orders, split),
+        group_table(train, held, orders, [r["language"] for r in held_rows], "language"),
+        group_table(train, held, orders, [r["package"] for r in held_rows], "package")])
