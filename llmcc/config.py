@@ -49,6 +49,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _server_url(text: str) -> str:
+    """A model server's address: llama.cpp-compatible servers speak plain HTTP."""
+    text = str(text).strip().rstrip("/")
+    if text and not text.startswith(("http://", "https://")):
+        raise ValueError(f"not an http:// or https:// address: {text!r}")
+    return text
+
+
 def _cache_url(text: str) -> str:
     """A shared cache's address; only Redis is spoken."""
     text = str(text).strip()
@@ -77,7 +85,14 @@ SETTINGS = (
     Setting("disable", "0", _boolean, "pass every call straight to the real clang"),
     Setting("clang", "", str, "the real clang (default: clang-19 on PATH, then /usr/lib/llvm-19/bin)"),
     Setting("opt", "", str, "the opt to run pass lists with (default: beside the real clang)"),
-    Setting("advisor", "popular", str, "where candidate pass lists come from: popular, none, search"),
+    Setting("advisor", "popular", str,
+            "where candidate pass lists come from: popular, model, none, search"),
+    Setting("model", "", str, "the model advisor's GGUF file (default: the one llmcc ships)"),
+    Setting("server", "", _server_url,
+            "ask the model through this llama.cpp-compatible server first (http://host:port)"),
+    Setting("model_server", "1", _boolean,
+            "keep the model loaded in a per-user background server; 0: load it in each compile"),
+    Setting("gpu_layers", "0", _positive_int, "model layers llama.cpp offloads to a GPU"),
     Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
     Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
     Setting("cache", "1", _boolean,

@@ -138,29 +138,35 @@ def _record(directory: str, bitcode: bytes, ctx: Context) -> None:
     write_atomic(os.path.join(directory, record_key + ".json"), json.dumps(meta, indent=1).encode())
 
 
-def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str, ir_key: str,
+def measure_baseline(ctx: Context, tools: Tools, bitcode_path: str, workdir: str):
+    """(evaluator, clang's own object for the TU): what every candidate is measured against."""
+    from llmcc.optimize import BaselineUnusable, Evaluator
+
+    evaluator = Evaluator(ctx.inv.codegen, ctx.inv.pic, tools, bitcode_path, workdir,
+                          ctx.settings.timeout)
+    try:
+        return evaluator, evaluator.baseline()
+    except BaselineUnusable as err:
+        raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
+
+
+def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, ir_key: str,
            only: tuple | None = None) -> tuple[dict, dict]:
-    """Baseline plus the advisor's candidates (or the lists in `only`, each a validated pass
-    list); returns (decision, event fields).
+    """The baseline against the advisor's candidates (or the lists in `only`, each a validated
+    pass list); returns (decision, event fields).
 
     A tool failure stops the candidates (see optimize.Evaluator) and is reported in the event
     as `tool_failure`: the decision is then still the smallest verified object, but not a fact
     about the TU, so the caller must not cache it.
     """
-    from llmcc.optimize import BaselineUnusable, Evaluator, choose
+    from llmcc.optimize import choose
     from llmcc.passes import to_text
 
-    evaluator = Evaluator(ctx.inv.codegen, ctx.inv.pic, tools, bitcode_path, workdir,
-                          ctx.settings.timeout)
-    try:
-        baseline = evaluator.baseline()
-    except BaselineUnusable as err:
-        raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
     k = ctx.settings.candidates
     advisor = None
     if only is None:
         try:
-            advisor = load_advisor(ctx.settings)
+            advisor = load_advisor(ctx.settings, tools.clang)
         except AdvisorError as err:
             raise UsePlainClang(str(err), warn=True) from None
     if advisor is not None and hasattr(advisor, "tune"):
@@ -168,6 +174,7 @@ def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str, ir_key: 
     else:
         results = []
         lists = only if only is not None else advisor.suggest(bitcode_path, k) if k else []
+        ctx.warnings.extend(getattr(advisor, "warnings", ()))
         for passes in lists:
             results.append(evaluator.candidate(passes))
             if evaluator.stopped:
@@ -181,10 +188,12 @@ def decide(ctx: Context, tools: Tools, bitcode_path: str, workdir: str, ir_key: 
     extra = {"tried": tried, "evaluated": len(results)}
     if evaluator.tool_failure is not None:
         extra["tool_failure"] = evaluator.tool_failure
+    if getattr(advisor, "failure", None):
+        extra["advisor_failure"] = advisor.failure
     return decision, extra
 
 
-def _from_shared_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
+def _from_shared_cache(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str,
                        ir_key: str) -> tuple[dict | None, dict]:
     """A decision another machine made, measured here before use: (decision, event fields) if
     its list gives here exactly what it promised, else (None, {}) and the TU is decided as if
@@ -198,7 +207,7 @@ def _from_shared_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: s
         only = () if shared["passes"] is None else (parse(shared["passes"]),)
     except PassListError:
         return None, {}
-    decision, extra = decide(ctx, tools, bitcode_path, workdir, ir_key, only=only)
+    decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, only=only)
     promised = (shared["baseline_size"], shared["size"], shared["passes"])
     if "tool_failure" in extra or promised != (decision["baseline_size"], decision["size"],
                                                decision["passes"]):
@@ -219,21 +228,29 @@ def _decide_and_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: st
         raise UsePlainClang(f"opt or code generation failed in {state['failures']} compiles in "
                             f"a row; not calling them again until {until} or until they change",
                             warn=True)
-    decision, extra = _from_shared_cache(ctx, tools, bitcode_path, workdir, ir_key)
+    evaluator, baseline = measure_baseline(ctx, tools, bitcode_path, workdir)
+    decision, extra = _from_shared_cache(ctx, tools, evaluator, baseline, bitcode_path, ir_key)
     if decision is None:
-        decision, extra = decide(ctx, tools, bitcode_path, workdir, ir_key)
-        if "tool_failure" not in extra and ctx.shared is not None:
+        decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key)
+        if _cacheable(extra) and ctx.shared is not None:
             ctx.shared.put(ir_key, decision, advisor_identity(ctx.settings))
     failure = extra.get("tool_failure")
     new_state = breaker.after_compile(state, failure is not None, time.time())
     if new_state is not None:
         ctx.cache_put("breaker", key, new_state)
-    if failure is None:
+    if _cacheable(extra):
         ctx.cache_put("ir", ir_key, decision)
-    else:
+    elif failure is not None:
         ctx.warnings.append(f"{failure}; kept the smallest object verified before it and did "
                             "not cache this TU's decision")
+    else:
+        ctx.warnings.append(f"{extra['advisor_failure']}; did not cache this TU's decision")
     return decision, extra
+
+
+def _cacheable(extra: dict) -> bool:
+    """A decision is a fact about the TU only when every tool and the advisor worked."""
+    return "tool_failure" not in extra and "advisor_failure" not in extra
 
 
 def compile_tu(ctx: Context) -> dict:
@@ -306,7 +323,7 @@ def compile_tu(ctx: Context) -> dict:
             stages["search"] = time.time() - search_started
             event.update(extra, outcome=events.REMOTE_HIT if extra.pop("shared", False)
                          else events.MISS)
-            cacheable = "tool_failure" not in extra
+            cacheable = _cacheable(extra)
         else:
             event["outcome"] = events.HIT
         depfile = None

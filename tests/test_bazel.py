@@ -329,20 +329,26 @@ int main() {
 SAMPLE_SOURCES = 6
 
 
+def _test_through_llmcc(build, log: Path, cache: Path, tmp_path: Path) -> tuple[dict, list]:
+    """`bazel test -c opt //...` with llmcc: both tests pass, quietly, and every object
+    came from llmcc; (objects, llmcc's events for them)."""
+    output = build("test", "-c", "opt", "//...", f"--action_env=LLMCC_LOG={log}",
+                   f"--sandbox_writable_path={cache}", f"--sandbox_writable_path={tmp_path}")
+    assert "2 tests pass" in output
+    assert _quiet(output)
+    objects, intercepted = build.objects(), _intercepted(log)
+    assert sorted(e["object"] for e in intercepted) == sorted(objects), \
+        "an object did not come from llmcc"
+    return objects, intercepted
+
+
 @pytest.mark.slow
 def test_bazel_test_passes_through_llmcc_and_objects_are_never_larger(tmp_path, bazel):
     cache, log = tmp_path / "cache", tmp_path / "llmcc.log"
     workspace = _workspace(tmp_path / "ws", SAMPLE, _llmcc_command(), cache, CROSSTOOL)
     ours = bazel(workspace, "ours")
-    output = ours("test", "-c", "opt", "//...", f"--action_env=LLMCC_LOG={log}",
-                  f"--sandbox_writable_path={cache}", f"--sandbox_writable_path={tmp_path}")
-    assert "2 tests pass" in output
-    assert _quiet(output)
-    ours_objects = ours.objects()
-    intercepted = _intercepted(log)
+    ours_objects, intercepted = _test_through_llmcc(ours, log, cache, tmp_path)
     assert len(ours_objects) == SAMPLE_SOURCES
-    assert sorted(e["object"] for e in intercepted) == sorted(ours_objects), \
-        "an object did not come from llmcc"
     assert {event["outcome"] for event in intercepted} == {"miss"}
 
     # The same build with llmcc switched off: the same toolchain, flags and clang.
@@ -455,15 +461,8 @@ def test_bazel_builds_zlib_and_its_tests_pass(tmp_path, bazel, debian_source):
     workspace = _workspace(source, ZLIB, _llmcc_command(), cache, RESOLUTION)
     (workspace / "minigzip_test.sh").chmod(0o755)
     build = bazel(workspace, "out")
-    output = build("test", "-c", "opt", "//...", f"--action_env=LLMCC_LOG={log}",
-                   f"--sandbox_writable_path={cache}", f"--sandbox_writable_path={tmp_path}")
-    assert "2 tests pass" in output
-    assert _quiet(output)
-    objects = build.objects()
+    objects, intercepted = _test_through_llmcc(build, log, cache, tmp_path)
     assert "_objs/z/deflate.o" in objects and "_objs/example/example.o" in objects
-    intercepted = _intercepted(log)
-    assert sorted(e["object"] for e in intercepted) == sorted(objects), \
-        "an object did not come from llmcc"
     # llmcc's baseline is clang's own -Oz object, byte for byte (tests/test_intercept.py).
     larger = [e["object"] for e in intercepted if e["size"] > e["baseline_size"]]
     assert not larger, f"larger than clang's own -Oz: {larger}"

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from llmcc.passes import PassList
 
-NAMES = ("popular", "none", "search")
+NAMES = ("popular", "model", "none", "search")
 
 
 class AdvisorError(Exception):
@@ -45,6 +45,10 @@ def advisor_identity(settings) -> str:
     name = settings.advisor
     if name == "none":
         return NoAdvisor.identity
+    if name == "model":
+        from llmcc.advisor.model import identity
+
+        return identity(settings)
     if name in ("popular", "search"):
         from llmcc.advisor import popular
 
@@ -56,16 +60,21 @@ def advisor_identity(settings) -> str:
     raise _unknown(name)
 
 
-def load_advisor(settings) -> Advisor:
+def load_advisor(settings, clang: str | None = None) -> Advisor:
+    """The advisor `settings` name; the model advisor summarises TUs with `clang`'s llvm-dis."""
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
-    if name in ("popular", "search"):
+    if name in ("popular", "model", "search"):
         from llmcc.advisor import popular
 
         seeds = popular.PopularAdvisor.load()
         if name == "popular":
             return seeds
+        if name == "model":
+            from llmcc.advisor.model import ModelAdvisor
+
+            return ModelAdvisor(settings, clang, seeds)
         from llmcc.advisor.search import SearchAdvisor
 
         return SearchAdvisor(settings, seeds)

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 import shlex
 import sys
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="GGUF file to write")
     parser.add_argument("--dataset", default=labelled.DATASET_DIR)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--add", action="append", default=[], metavar="DIR",
+                        help="also train on a directory of records labelled by llmcc-ctl label")
     for field in ("vocab_size", "context", "dim", "layers", "heads", "kv_heads", "hidden",
                   "seed"):
         parser.add_argument("--" + field.replace("_", "-"), type=int,
@@ -165,8 +168,14 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = labelled.read_lists(args.dataset)
     candidates = candidates_of(registry)
-    examples = examples_from_rows(labelled.read_all(args.dataset), registry, args.split,
-                                  args.temperature)
+    rows = labelled.read_all(args.dataset)
+    for directory in args.add:  # a user's TUs, labelled by `llmcc-ctl label DIR`
+        labels = os.path.join(directory, "labels")
+        if candidates_of(labelled.read_lists(labels)) != candidates:
+            parser.error(f"{labels} was not measured with this dataset's broadcast lists: "
+                         f"run `llmcc-ctl label {directory}` again")
+        rows += labelled.read_all(labels)
+    examples = examples_from_rows(rows, registry, args.split, args.temperature)
     if not examples:
         parser.error(f"no {args.split} rows in {args.dataset} with a summary and a broadcast "
                      "where some list beats -Oz")

@@ -62,8 +62,8 @@ def _former_ok(result: Result, evaluator: Evaluator) -> bool:
 
 def search_one(job: tuple) -> dict:
     """Worker: search and minimise one TU; the dataset row without its broadcast."""
-    package, bitcode, budget, seconds, timeout, seeds = job
-    row = {"tu": os.path.basename(bitcode)[:-3], "package": package, "split": split_of(package),
+    package, split, bitcode, budget, seconds, timeout, seeds = job
+    row = {"tu": os.path.basename(bitcode)[:-3], "package": package, "split": split,
            "language": language_of(bitcode[:-3])}
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
         evaluator = recorded_evaluator(bitcode, workdir, timeout)
@@ -126,50 +126,75 @@ def test_sample(tus: list[tuple[str, str]], count: int, seed: int) -> set[str]:
     return {tu for _, tu in ranked[:count]}
 
 
-class Labeller:
-    """Runs the stages package by package over one dataset directory."""
+def run_jobs(directory: str, package: str, worker, jobs: list, fold, processes: int,
+             line: StatusLine, label: str) -> str:
+    """Run `worker` over `jobs`, folding each result into the package's rows in `directory`,
+    saving as it goes; returns the package file's path."""
+    rows = labelled.read_package(directory, package)
+    with Pool(processes) as pool:
+        for n, result in enumerate(pool.imap_unordered(worker, jobs), 1):
+            fold(rows, result)
+            line.show(f"{label}: {worker.__name__} {bar(n, len(jobs))} {n}/{len(jobs)}")
+            if n % SAVE_EVERY == 0:
+                labelled.write_package(directory, package, rows)
+    path = labelled.write_package(directory, package, rows)
+    line.finish(f"{label}: {worker.__name__} done, {len(jobs)} TUs")
+    return path
 
-    def __init__(self, work: str, directory: str, jobs: int, timeout: float,
-                 commit: bool, splits: tuple[str, ...] = OWNER_ORDER) -> None:
-        self.records = os.path.join(work, "records")
+
+class Labeller:
+    """Runs the stages package by package over one dataset directory, for the corpus
+    (`corpus`) or for one directory of a user's records (`user`)."""
+
+    def __init__(self, directory: str, jobs: int, timeout: float, commit: bool,
+                 sources: dict[str, str], owned: dict[str, list[str]], split, tokens,
+                 packages: list[str]) -> None:
+        """`sources`: package -> directory of its TUs' .bc files; `owned`: package -> TUs;
+        `split(package)` and `tokens(package)` (IR tokens by TU); `packages` in run order."""
         self.directory, self.jobs, self.timeout, self.commit = directory, jobs, timeout, commit
+        self.sources, self.owned, self.split, self.tokens = sources, owned, split, tokens
+        self.packages = packages
         self.line = StatusLine()
-        corpus = write_manifest(work, self.line.show)  # counts IR tokens of new packages
         os.makedirs(directory, exist_ok=True)
+
+    @classmethod
+    def corpus(cls, work: str, directory: str, jobs: int, timeout: float, commit: bool,
+               splits: tuple[str, ...] = OWNER_ORDER) -> Labeller:
+        records = os.path.join(work, "records")
+        corpus = write_manifest(work, StatusLine().show)  # counts IR tokens of new packages
+        owned = owned_tus(records)
+        built = {p for p in owned if read_marker(os.path.join(records, p)) is not None}
+        order = {split: i for i, split in enumerate(OWNER_ORDER)}
+        packages = sorted((p for p in built if owned[p] and split_of(p) in splits),
+                          key=lambda p: (order[split_of(p)], p))
+        labeller = cls(directory, jobs, timeout, commit,
+                       {p: os.path.join(records, p) for p in owned}, owned, split_of,
+                       lambda p: read_marker(os.path.join(records, p)).get("ir_tokens", {}),
+                       packages)
         corpus_path = os.path.join(directory, "corpus.json")
         write_atomic(corpus_path, (json.dumps(corpus, indent=1) + "\n").encode())
-        self._commit([corpus_path], "dataset: corpus manifest")
-        owned = owned_tus(self.records)
-        built = {p for p in owned if read_marker(os.path.join(self.records, p)) is not None}
-        order = {split: i for i, split in enumerate(OWNER_ORDER)}
-        self.packages = sorted((p for p in built if owned[p] and split_of(p) in splits),
-                               key=lambda p: (order[split_of(p)], p))
-        self.owned = owned
+        labeller._commit([corpus_path], "dataset: corpus manifest")
+        return labeller
 
-    def _tokens(self, package: str) -> dict[str, int]:
-        return read_marker(os.path.join(self.records, package)).get("ir_tokens", {})
+    @classmethod
+    def user(cls, records: str, jobs: int, timeout: float) -> Labeller:
+        """The TUs `LLMCC_RECORD=records` kept, as train rows of a package named after the
+        directory, labelled into `records/labels`."""
+        package = os.path.basename(os.path.abspath(records))
+        tus = sorted(name[:-3] for name in os.listdir(records) if name.endswith(".bc"))
+        return cls(os.path.join(records, "labels"), jobs, timeout, False, {package: records},
+                   {package: tus}, lambda p: "train", lambda p: {}, [package])
 
     def _run(self, package: str, worker, jobs: list, fold) -> None:
-        """Run `worker` over `jobs`, folding each result into the package's rows, saving as
-        it goes and committing at the end."""
-        if not jobs:
-            return
-        rows = labelled.read_package(self.directory, package)
-        label = f"{package} ({split_of(package)})"
-        with Pool(self.jobs) as pool:
-            for n, result in enumerate(pool.imap_unordered(worker, jobs), 1):
-                fold(rows, result)
-                self.line.show(f"{label}: {worker.__name__} {bar(n, len(jobs))} {n}/{len(jobs)}")
-                if n % SAVE_EVERY == 0:
-                    labelled.write_package(self.directory, package, rows)
-        path = labelled.write_package(self.directory, package, rows)
-        self.line.finish(f"{label}: {worker.__name__} done, {len(jobs)} TUs")
-        self._commit([path], f"dataset: {package}, {worker.__name__} on {len(jobs)} TUs")
+        if jobs:
+            path = run_jobs(self.directory, package, worker, jobs, fold, self.jobs, self.line,
+                            f"{package} ({self.split(package)})")
+            self._commit([path], f"dataset: {package}, {worker.__name__} on {len(jobs)} TUs")
 
     def _commit(self, paths: list[str], message: str) -> None:
         if not self.commit:
             return
-        repo = os.path.dirname(os.path.dirname(self.directory))
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(self.directory)))
         for attempt in range(5):  # another git command may hold the index for a moment
             added = subprocess.run(["git", "-C", repo, "add", "--", *paths], check=False,
                                    capture_output=True)
@@ -182,15 +207,15 @@ class Labeller:
 
     def search(self, budget: int, seconds: float, test_tus: int, seed: int) -> None:
         seeds = [to_text(p) for p in PopularAdvisor.load().lists]
-        test = test_sample([(p, tu) for p in self.packages if split_of(p) == "test"
+        test = test_sample([(p, tu) for p in self.packages if self.split(p) == "test"
                             for tu in self.owned[p]], test_tus, seed)
         for package in self.packages:
             rows = labelled.read_package(self.directory, package)
-            tokens = self._tokens(package)
+            tokens = self.tokens(package)
             wanted = [tu for tu in self.owned[package]
-                      if split_of(package) != "test" or tu in test]
-            jobs = [(package, os.path.join(self.records, package, tu + ".bc"), budget, seconds,
-                     self.timeout, seeds) for tu in wanted if tu not in rows]
+                      if self.split(package) != "test" or tu in test]
+            jobs = [(package, self.split(package), self._bitcode(package, tu), budget,
+                     seconds, self.timeout, seeds) for tu in wanted if tu not in rows]
 
             def fold(rows: dict, row: dict, tokens=tokens) -> None:
                 if "ir_tokens" not in row and row["tu"] in tokens:
@@ -204,7 +229,7 @@ class Labeller:
         """Give every row of `package` the current version of its summary."""
         rows = labelled.read_package(self.directory, package)
         clang = default_clang("", os.environ.get("PATH", ""), frozenset())
-        jobs = [(package, os.path.join(self.records, package, tu + ".bc"), clang)
+        jobs = [(package, self._bitcode(package, tu), clang)
                 for tu, row in sorted(rows.items())
                 if row.get("summary", {}).get("version") != SUMMARY_VERSION]
 
@@ -213,12 +238,15 @@ class Labeller:
 
         self._run(package, summary_one, jobs, fold)
 
-    def broadcast(self, count: int) -> list[int]:
-        """Register the broadcast set (top `count` train winners and -Oz) and measure it."""
+    def _bitcode(self, package: str, tu: str) -> str:
+        return os.path.join(self.sources[package], tu + ".bc")
+
+    def broadcast_set(self, count: int) -> list[int]:
+        """Register the broadcast set (top `count` train winners and -Oz); its indices."""
         rows = labelled.read_all(self.directory)
         searched = {r["tu"] for r in rows if r["split"] == "train"}
-        unsearched = sum(1 for package, tus in self.owned.items() if split_of(package) == "train"
-                         for tu in tus if tu not in searched)
+        unsearched = sum(1 for package, tus in self.owned.items()
+                         if self.split(package) == "train" for tu in tus if tu not in searched)
         if unsearched:  # the set would change once they are searched, wasting measurements
             raise SystemExit(f"{unsearched} train TUs are not searched yet: the broadcast set "
                              "is their most frequent winners (run --stage search first)")
@@ -231,6 +259,11 @@ class Labeller:
             registry["broadcast"] = indices
             path = labelled.write_lists(self.directory, registry)
             self._commit([path], f"dataset: broadcast set, {len(indices)} lists")
+        return indices
+
+    def measure_broadcast(self, indices: list[int]) -> None:
+        """Measure the registered lists `indices` on every labelled TU that lacks them."""
+        registry = labelled.read_lists(self.directory)
         for package in self.packages:
             rows = labelled.read_package(self.directory, package)
             jobs = []
@@ -238,14 +271,24 @@ class Labeller:
                 missing = [(i, registry["lists"][i]) for i in indices
                            if str(i) not in row.get("broadcast", {})]
                 if missing and "error" not in row:
-                    jobs.append((package, os.path.join(self.records, package, tu + ".bc"),
-                                 missing, self.timeout))
+                    jobs.append((package, self._bitcode(package, tu), missing, self.timeout))
 
             def fold(rows: dict, update: dict) -> None:
                 rows[update["tu"]] = merge(rows[update["tu"]], update)
 
             self._run(package, broadcast_one, jobs, fold)
-        return indices
+
+
+def label_records(records: str, jobs: int, budget: int, seconds: float, timeout: float,
+                  dataset: str = labelled.DATASET_DIR) -> str:
+    """`llmcc-ctl label DIR`: a user's recorded TUs searched, summarised and measured with the
+    dataset's broadcast set (so they can join its train split); returns the labels' path."""
+    labeller = Labeller.user(records, jobs, timeout)
+    labeller.search(budget, seconds, 0, 0)
+    registry = labelled.read_lists(dataset)
+    labelled.write_lists(labeller.directory, registry)
+    labeller.measure_broadcast(registry["broadcast"])
+    return labelled.package_path(labeller.directory, labeller.packages[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,11 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     splits = tuple(args.splits.split(","))
     if not set(splits) <= set(OWNER_ORDER):
         parser.error(f"--splits: known splits are {', '.join(OWNER_ORDER)}")
-    labeller = Labeller(args.work, args.out, args.jobs, args.timeout, args.commit, splits)
+    labeller = Labeller.corpus(args.work, args.out, args.jobs, args.timeout, args.commit,
+                               splits)
     if args.stage in ("search", "all"):
         labeller.search(args.budget, args.seconds, args.test_tus, args.seed)
     if args.stage in ("broadcast", "all"):
-        labeller.broadcast(args.broadcast)
+        labeller.measure_broadcast(labeller.broadcast_set(args.broadcast))
     from llmcc.train.headroom import main as headroom
 
     return headroom(["--dir", args.out])
