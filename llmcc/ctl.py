@@ -1,4 +1,4 @@
-"""`llmcc-ctl`: stats, explain, doctor, clear, config, id."""
+"""`llmcc-ctl`: stats, explain, doctor, clear, config, id, tune, server, serve."""
 
 from __future__ import annotations
 
@@ -222,6 +222,44 @@ def _output_of(compiler_args: list[str]) -> str | None:
     return inv.output if isinstance(inv, Compile) else None
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """The per-user model servers compiles start (llmcc.advisor.client)."""
+    from llmcc.advisor import client
+
+    try:
+        if args.action == "stop":
+            stopped = client.stop_servers()
+            print(f"stopped {len(stopped)} model server{'s' * (len(stopped) != 1)}")
+            return 0
+        running = client.servers()
+    except client.ServerError as err:
+        sys.exit(f"llmcc-ctl: {err}")
+    if not running:
+        print("no model server is running")
+    for path, health in running:
+        print(f"{path}\n  pid {health.get('pid')}, model {health.get('model')}, "
+              f"{health.get('rss', 0) / 1e6:.1f} MB, {health.get('requests')} requests")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The model for other machines' compiles (LLMCC_SERVER=http://host:port), in the
+    foreground: the per-user server's code on TCP."""
+    from llmcc.advisor.model import model_path
+    from llmcc.advisor.model_runtime import ModelError
+    from llmcc.advisor.server import serve
+
+    settings = _settings()
+    args.model = args.model or model_path(settings)
+    gpu_layers = settings.gpu_layers if args.gpu_layers is None else args.gpu_layers
+    try:
+        serve(args.model, host=args.host, port=args.port, idle=0, threads=args.threads,
+              gpu_layers=gpu_layers)
+    except (ModelError, OSError) as err:
+        sys.exit(f"llmcc-ctl: cannot serve {args.model}: {err}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmcc-ctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"llmcc {__version__}")
@@ -245,5 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--cxx", action="store_true", help="compile as C++ (llmcc++)")
     tune.add_argument("compiler_args", nargs=argparse.REMAINDER)
     tune.set_defaults(func=cmd_tune)
+    server = sub.add_parser("server", help="the per-user model servers: status, stop")
+    server.add_argument("action", choices=("status", "stop"))
+    server.set_defaults(func=cmd_server)
+    serve = sub.add_parser("serve", help="serve the model over HTTP (LLMCC_SERVER elsewhere)")
+    serve.add_argument("--model", help="GGUF file (default: the configured model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default 127.0.0.1; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="default 8080; 0: any free one")
+    serve.add_argument("--threads", type=int, default=1, help="llama.cpp threads (default 1)")
+    serve.add_argument("--gpu-layers", type=int, help="layers on the GPU (default: configured)")
+    serve.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     return args.func(args)
