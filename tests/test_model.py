@@ -22,6 +22,7 @@ from conftest import SIZE_C, SIZE_H, frontend_ir
 
 from llmcc import summary
 from llmcc.advisor.model_runtime import (
+    KEY_CANDIDATES,
     KEY_COMMAND,
     KEY_CONFIG,
     KEY_DATASET,
@@ -29,8 +30,9 @@ from llmcc.advisor.model_runtime import (
     ModelError,
     ModelRuntime,
     answers,
-    list_of_token,
+    gguf_string,
     list_token,
+    lists_by_token,
     prompt_text,
 )
 from llmcc.passes import OZ_PIPELINE, parse, random_list, validate
@@ -187,15 +189,29 @@ def test_llama_cpp_splits_prompts_into_the_training_tokenizers_tokens(trained: T
             trained.tokenizer.prompt_ids(prompt)
 
 
-def test_every_candidate_is_one_token_whose_text_is_the_list(trained: Trained, runtimes: dict):
-    runtime = runtimes["Q8_0"]
+def test_every_candidate_is_one_answer_token_with_its_list_in_the_metadata(trained: Trained,
+                                                                          runtimes: dict):
     first = trained.tokenizer.first_list
-    assert runtime.candidates == {first + i: c for i, c in enumerate(CANDIDATES)}
-    for i, passes in enumerate(CANDIDATES):
-        assert runtime.pieces[first + i] == list_token(passes)
-        assert list_of_token(list_token(passes)) == passes
-    assert list_of_token("<|passes:no-such-pass|>") is None
-    assert list_of_token("gvn") is None
+    for path, runtime in zip(trained.paths.values(), runtimes.values(), strict=True):
+        assert runtime.lists == {list_token(i): c for i, c in enumerate(CANDIDATES)}
+        assert lists_by_token(gguf_string(path, KEY_CANDIDATES)) == runtime.lists
+        assert [runtime.pieces[first + i] for i in range(len(CANDIDATES))] == \
+            [list_token(i) for i in range(len(CANDIDATES))]
+    assert lists_by_token('["always-inline gvn", "no-such-pass", 3]') == {
+        list_token(0): ("always-inline", "gvn")}
+    assert lists_by_token("not json") == {} and lists_by_token(None) == {}
+
+
+def test_gguf_metadata_is_read_without_llama_cpp_and_damage_reads_as_nothing(trained: Trained,
+                                                                             tmp_path: Path):
+    path = trained.paths["Q8_0"]
+    assert gguf_string(path, KEY_COMMAND) == trained.command
+    assert gguf_string(path, "no.such.key") is None
+    blob = Path(path).read_bytes()
+    for damaged in (blob[:4], blob[:200], b"GGUF" + b"\xff" * 64, b"not a model"):
+        (tmp_path / "bad.gguf").write_bytes(damaged)
+        assert gguf_string(str(tmp_path / "bad.gguf"), KEY_CANDIDATES) is None
+    assert gguf_string(str(tmp_path / "absent.gguf"), KEY_CANDIDATES) is None
 
 
 def test_llama_cpp_log_probabilities_match_pytorch_for_an_f32_export(trained: Trained,
@@ -229,9 +245,9 @@ def test_ranking_returns_only_distinct_valid_candidates_best_first(trained: Trai
             # at most k, and only lists among the likeliest tokens (of the trained ones, 3+)
             assert min(k, 3) <= len(ranked) <= k and len(set(ranked)) == len(ranked)
             assert all(c in CANDIDATES for c in ranked)
-    top = [("gvn", -0.1), (list_token(CANDIDATES[1]), -0.5), ("<|passes:bogus|>", -0.2),
-           (list_token(CANDIDATES[1]), -0.6), (list_token(CANDIDATES[0]), -0.3)]
-    assert answers(top, 5) == [CANDIDATES[0], CANDIDATES[1]]
+    top = [("gvn", -0.1), (list_token(1), -0.5), ("<|L99|>", -0.2), (list_token(1), -0.6),
+           (list_token(0), -0.3)]
+    assert answers(top, 5, runtime.lists) == [CANDIDATES[0], CANDIDATES[1]]
 
 
 def test_asking_twice_gives_the_same_answer(trained: Trained, runtimes: dict):
@@ -361,5 +377,5 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
     assert metadata[KEY_DATASET] == dataset_sha256(candidates, examples)
     assert metadata[KEY_COMMAND] == "python -m llmcc.train.fit " + " ".join(args)
     with ModelRuntime(str(tmp_path / "m.gguf")) as runtime:
-        assert set(runtime.candidates.values()) == set(candidates)
+        assert set(runtime.lists.values()) == set(candidates)
         assert set(runtime.rank(examples[0][0], 5)) <= set(candidates)

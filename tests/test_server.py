@@ -30,8 +30,11 @@ from llmcc.advisor.model_runtime import (
     ANSWER,
     BOS,
     END,
+    KEY_CANDIDATES,
     ModelRuntime,
     answers,
+    gguf_string,
+    lists_by_token,
     prompt_text,
     top_count,
 )
@@ -50,9 +53,15 @@ def texts(model: Trained) -> list[str]:
     return [prompt_text(prompt) for prompt in model.prompts]
 
 
+def lists(path: str) -> dict:
+    """The model file's answer tokens and their pass lists, as a compile reads them."""
+    return lists_by_token(gguf_string(path, KEY_CANDIDATES))
+
+
 def in_process(path: str, texts: list[str]) -> list[list]:
     with ModelRuntime(path) as runtime:
-        return [answers(runtime.top(text, top_count(K)), K) for text in texts]
+        assert runtime.lists == lists(path)
+        return [answers(runtime.top(text, top_count(K)), K, runtime.lists) for text in texts]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +98,7 @@ def xdg(monkeypatch) -> str:
 def ask(model_path: str, text: str, **options) -> list:
     options = {"threads": 1, "gpu_layers": 0, "idle": 60, **options}
     return answers(client.ask_per_user_server(model_path, DIGEST, text, top_count(K),
-                                              **options), K)
+                                              **options), K, lists(model_path))
 
 
 def server_pids() -> list[int]:
@@ -127,7 +136,8 @@ def test_answers_are_the_same_in_process_through_the_per_user_server_and_llmcc_c
         line = serve.stderr.readline()
         assert " on http://127.0.0.1:" in line, line
         address = line.split(" on ")[-1].strip()
-        assert [answers(client.complete_top(address, text, top_count(K)), K)
+        known = lists(model.paths["Q8_0"])
+        assert [answers(client.complete_top(address, text, top_count(K)), K, known)
                 for text in texts] == expected
     finally:
         serve.terminate()
@@ -176,12 +186,10 @@ def test_llama_cpp_pythons_server_reports_the_same_log_probabilities(
             assert list(theirs.values()) == pytest.approx(list(ours.values()), abs=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="llama-cpp-python 0.3.36 writes every token longer than "
-                   "32 bytes as '' (abetlen/llama-cpp-python#2362), and pass list tokens are "
-                   "longer")
 def test_answers_are_the_same_through_llama_cpp_pythons_server(
         model: Trained, texts: list[str], llama_cpp_server: str):
-    assert [answers(client.complete_top(llama_cpp_server, text, top_count(K)), K)
+    known = lists(model.paths["F32"])
+    assert [answers(client.complete_top(llama_cpp_server, text, top_count(K)), K, known)
             for text in texts] == in_process(model.paths["F32"], texts)
 
 
@@ -204,12 +212,13 @@ def test_the_first_request_starts_a_private_server_that_the_next_reuses(
 
 CLIENT = """import json, sys
 from llmcc.advisor import client
-from llmcc.advisor.model_runtime import answers, top_count
+from llmcc.advisor.model_runtime import (KEY_CANDIDATES, answers, gguf_string, lists_by_token,
+                                         top_count)
 model, digest, text = sys.argv[1:]
 sys.stdin.read()  # wait for the others
 top = client.ask_per_user_server(model, digest, text, top_count(3), threads=1, gpu_layers=0,
                                  idle=60)
-print(json.dumps(answers(top, 3)))
+print(json.dumps(answers(top, 3, lists_by_token(gguf_string(model, KEY_CANDIDATES)))))
 """
 
 

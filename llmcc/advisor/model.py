@@ -87,12 +87,24 @@ class ModelAdvisor:
         self.failure: str | None = None
 
     def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
-        from llmcc.advisor.model_runtime import ModelError, answers, prompt_text, top_count
+        from llmcc.advisor.model_runtime import (
+            KEY_CANDIDATES,
+            ModelError,
+            answers,
+            gguf_string,
+            lists_by_token,
+            prompt_text,
+            top_count,
+        )
         from llmcc.summary import llvm_dis_beside, summarize_bitcode, to_prompt
         from llmcc.toolchain import StepFailed
 
         if not k:
             return []
+        lists = lists_by_token(gguf_string(self.path, KEY_CANDIDATES))
+        if not lists:
+            return self._popular(k, f"{self.path} holds no candidate pass lists: it is not a "
+                                    "GGUF model made by llmcc")
         try:
             summary = summarize_bitcode(bitcode_path, llvm_dis_beside(self.clang),
                                         self.settings.timeout)
@@ -102,15 +114,15 @@ class ModelAdvisor:
         problems = []
         for where, ask in self._ways():
             try:
-                lists = answers(ask(text, n), k)
+                chosen = answers(ask(text, n), k, lists)
             except ModelError as err:
                 problems.append(f"{where}: {err}")
                 continue
-            if lists:
+            if chosen:
                 if problems:  # one warning, however many ways failed before
                     self.warnings.append(f"the model failed ({'; '.join(problems)}); "
                                          f"asked it {where} instead")
-                return lists
+                return chosen
             problems.append(f"{where}: it answered no pass list")
         return self._popular(k, f"the model failed ({'; '.join(problems)})")
 

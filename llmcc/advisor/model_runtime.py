@@ -1,9 +1,10 @@
 """llmcc's model at compile time: a GGUF llama run by llama.cpp that ranks candidate pass lists.
 
 The model reads a TU summary (llmcc.summary.to_prompt) and answers with one token. Each candidate
-pass list it chooses among is a token of its own, whose text is the list (`list_token`), so
-ranking every candidate is one evaluation of the prompt: the log-probabilities of the next token,
-best first. Why one token per list rather than a list spelt pass by pass and scored or generated:
+pass list it chooses among is a token of its own (`<|L0|>`, `<|L1|>`, ...; the lists themselves
+are in the file's metadata, `KEY_CANDIDATES`), so ranking every candidate is one evaluation of
+the prompt: the log-probabilities of the next token, best first. The token texts are short
+because llama-cpp-python's server reports a token longer than 32 bytes as "" (its issue 2362). Why one token per list rather than a list spelt pass by pass and scored or generated:
   - one evaluation whatever the number of candidates, where scoring spelt lists costs a few
     tokens per candidate and generation a token per pass and per answer;
   - any OpenAI-compatible completion server reports it (`top_logprobs` of a one-token
@@ -11,7 +12,8 @@ best first. Why one token per list rather than a list spelt pass by pass and sco
     (LLMCC_SERVER) answer exactly as the model does in-process (`answers` below, for all three);
   - the answer can only be a list that was measured in training, and training learns from the
     measured size of every candidate on every TU (llmcc.train.fit), not from one winner.
-Every answer is parsed against the pass vocabulary: a token that is not a valid list is skipped.
+Every list in the metadata is parsed against the pass vocabulary; one that fails never becomes
+an answer.
 
 llama.cpp is driven through llama-cpp-python's bindings of its C API (llama.h), not the `Llama`
 class, for one setting that class does not expose: `use_extra_bufts = False`. With it on,
@@ -35,16 +37,16 @@ from collections.abc import Iterable
 from typing import Self
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList, PassListError, parse, to_text
+from llmcc.passes import PassList, PassListError, parse
 
 BOS, ANSWER, END = "<|bos|>", "<|answer|>", "<|end|>"
-LIST_PREFIX, LIST_SUFFIX = "<|passes:", "|>"
 
 # llmcc's keys in the GGUF metadata (the standard ones are gguf.Keys); values are strings.
 KEY_CONFIG = "llmcc.config"                    # the model's Config as JSON
 KEY_DATASET = "llmcc.dataset_sha256"           # hash of the examples trained on
 KEY_COMMAND = "llmcc.train_command"            # the command line that trained the model
 KEY_SUMMARY_VERSION = "llmcc.summary_version"  # prompts must be rendered by this version
+KEY_CANDIDATES = "llmcc.candidates"            # JSON: the pass list of each list token, in order
 
 BATCH = 512  # tokens per llama_decode call: a longer prompt is evaluated in several
 
@@ -54,18 +56,68 @@ class ModelError(AdvisorError):
     a prompt that does not fit its context."""
 
 
-def list_token(passes: PassList) -> str:
-    return LIST_PREFIX + to_text(passes) + LIST_SUFFIX
+def list_token(index: int) -> str:
+    """The answer token of candidate `index`."""
+    return f"<|L{index}|>"
 
 
-def list_of_token(text: str) -> PassList | None:
-    """The pass list a token stands for; None for any other token or an invalid list."""
-    if not (text.startswith(LIST_PREFIX) and text.endswith(LIST_SUFFIX)):
-        return None
+def lists_by_token(candidates_json: str | None) -> dict[str, PassList]:
+    """Answer token -> pass list, from a model's KEY_CANDIDATES; an invalid list is left out
+    (the model can never propose it)."""
+    import json
+
     try:
-        return parse(text[len(LIST_PREFIX):-len(LIST_SUFFIX)])
-    except PassListError:
+        texts = json.loads(candidates_json or "[]")
+    except ValueError:
+        return {}
+    found = {}
+    for index, text in enumerate(texts if isinstance(texts, list) else []):
+        try:
+            found[list_token(index)] = parse(text)
+        except (PassListError, AttributeError):
+            pass
+    return found
+
+
+def gguf_string(path: str, key: str) -> str | None:
+    """A string value of a GGUF file's metadata, read without llama.cpp (a compile that asks a
+    server must not load it); None if the file lacks the key or is not GGUF."""
+    import struct
+
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    try:
+        with open(path, "rb") as handle:
+            def read(fmt: str):
+                size = struct.calcsize(fmt)
+                data = handle.read(size)
+                if len(data) != size:
+                    raise ValueError("truncated")
+                return struct.unpack(fmt, data)[0]
+
+            def string() -> bytes:
+                return handle.read(read("<Q"))
+
+            def skip(kind: int) -> None:
+                if kind == 8:
+                    handle.seek(read("<Q"), 1)
+                elif kind == 9:
+                    element, count = read("<I"), read("<Q")
+                    for _ in range(count):
+                        skip(element)
+                else:
+                    handle.seek(sizes[kind], 1)
+
+            if handle.read(4) != b"GGUF" or read("<I") < 2:
+                return None
+            read("<Q")  # tensors
+            for _ in range(read("<Q")):
+                name, kind = string(), read("<I")
+                if name.decode(errors="replace") == key and kind == 8:
+                    return string().decode(errors="replace")
+                skip(kind)
+    except (OSError, ValueError, KeyError, OverflowError, struct.error, MemoryError):
         return None
+    return None
 
 
 def prompt_text(prompt: str) -> str:
@@ -79,12 +131,14 @@ def top_count(k: int) -> int:
     return max(16, 4 * k)
 
 
-def answers(top: Iterable[tuple[str, float]], k: int) -> list[PassList]:
-    """The k likeliest distinct valid pass lists among (token text, log-probability) pairs:
-    what every way of asking the model (in-process, per-user server, remote) returns."""
+def answers(top: Iterable[tuple[str, float]], k: int,
+            lists: dict[str, PassList]) -> list[PassList]:
+    """The k likeliest distinct pass lists among (token text, log-probability) pairs, `lists`
+    mapping answer tokens to lists: what every way of asking the model (in-process, per-user
+    server, remote) returns."""
     chosen: list[PassList] = []
     for text, _ in sorted(top, key=lambda item: -item[1]):
-        passes = list_of_token(text)
+        passes = lists.get(text)
         if passes is not None and passes not in chosen and len(chosen) < k:
             chosen.append(passes)
     return chosen
@@ -93,7 +147,10 @@ def answers(top: Iterable[tuple[str, float]], k: int) -> list[PassList]:
 class ModelRuntime:
     """One loaded model and its context. Not thread-safe: the context holds the prompt."""
 
-    def __init__(self, path: str, threads: int = 1, gpu_layers: int = 0) -> None:
+    def __init__(self, path: str, threads: int = 1, gpu_layers: int = 0,
+                 llmcc_model: bool = True) -> None:
+        """`llmcc_model`: insist on a model llmcc trained (its summary version, list tokens);
+        off for a model that answers in text (llmcc.advisor.llm_compiler)."""
         # One thread by default: compiles run in parallel (make -j), each with its own model.
         self._model = self._ctx = self._batch = None
         if not os.path.isfile(path):
@@ -117,7 +174,7 @@ class ModelRuntime:
         from llmcc.summary import SUMMARY_VERSION
 
         version = self.metadata.get(KEY_SUMMARY_VERSION)
-        if version != str(SUMMARY_VERSION):
+        if llmcc_model and version != str(SUMMARY_VERSION):
             self.close()
             raise ModelError(f"{path} was trained on summary version {version}, "
                              f"llmcc renders version {SUMMARY_VERSION}")
@@ -139,12 +196,11 @@ class ModelRuntime:
         self._batch = api.llama_batch_init(BATCH, 0, 1)
         self.n_ctx = api.llama_n_ctx(self._ctx)
         self.n_vocab = api.llama_vocab_n_tokens(self._vocab)
-        self.pieces = [self._piece(i) for i in range(self.n_vocab)]
-        self.candidates = {i: passes for i, passes in enumerate(map(list_of_token, self.pieces))
-                           if passes is not None}
-        if not self.candidates:
+        self.pieces = [self._piece(i).decode(errors="replace") for i in range(self.n_vocab)]
+        self.lists = lists_by_token(self.metadata.get(KEY_CANDIDATES))
+        if llmcc_model and not self.lists:
             self.close()
-            raise ModelError(f"{path} has no pass list tokens: not a model made by llmcc")
+            raise ModelError(f"{path} has no candidate pass lists: not a model made by llmcc")
 
     def close(self) -> None:
         api = getattr(self, "_api", None)
@@ -181,14 +237,15 @@ class ModelRuntime:
             values[key] = buffer.value.decode(errors="replace")
         return values
 
-    def _piece(self, token: int) -> str:
-        """A token's text as a server reports it (special tokens written out)."""
+    def _piece(self, token: int, special: bool = True) -> bytes:
+        """A token's bytes as a server reports them (special tokens written out if `special`);
+        a character may span tokens."""
         size = 64
         while True:
             buffer = ctypes.create_string_buffer(size)
-            n = self._api.llama_token_to_piece(self._vocab, token, buffer, size, 0, True)
+            n = self._api.llama_token_to_piece(self._vocab, token, buffer, size, 0, special)
             if n >= 0:
-                return buffer.raw[:n].decode(errors="replace")
+                return buffer.raw[:n]
             size = -n
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
@@ -203,18 +260,20 @@ class ModelRuntime:
                 return list(buffer[:n])
             size = -n
 
-    def _last_logits(self, tokens: list[int]):
-        """Evaluate `tokens` from position 0; the logits after the last one, float64."""
+    def _last_logits(self, tokens: list[int], start: int = 0):
+        """Evaluate `tokens` from position `start` (0: a new sequence); the logits after the
+        last one, float64."""
         import numpy as np  # llama_cpp's own dependency, imported with it
 
         api, batch = self._api, self._batch
-        api.llama_memory_clear(self._memory, True)
+        if start == 0:
+            api.llama_memory_clear(self._memory, True)
         for offset in range(0, len(tokens), BATCH):
             chunk = tokens[offset:offset + BATCH]
             batch.n_tokens = len(chunk)
             for i, token in enumerate(chunk):
                 batch.token[i] = token
-                batch.pos[i] = offset + i
+                batch.pos[i] = start + offset + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
                 batch.logits[i] = offset + i == len(tokens) - 1
@@ -223,17 +282,21 @@ class ModelRuntime:
         logits = api.llama_get_logits(self._ctx)
         return np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).astype(np.float64)
 
+    def _prompt_tokens(self, text: str, room: int) -> list[int]:
+        """`text` as tokens (special tokens read), leaving `room` positions in the context."""
+        tokens = self.tokenize(text, special=True)
+        if not tokens:
+            raise ModelError("empty prompt")
+        if len(tokens) + room > self.n_ctx:
+            raise ModelError(f"{len(tokens)} prompt tokens do not fit the model's context "
+                             f"of {self.n_ctx}")
+        return tokens
+
     def logprobs(self, text: str):
         """Log-probabilities of every next token after `text` (read with special tokens)."""
         import numpy as np
 
-        tokens = self.tokenize(text, special=True)
-        if not tokens:
-            raise ModelError("empty prompt")
-        if len(tokens) >= self.n_ctx:
-            raise ModelError(f"{len(tokens)} prompt tokens do not fit the model's context "
-                             f"of {self.n_ctx}")
-        logits = self._last_logits(tokens)
+        logits = self._last_logits(self._prompt_tokens(text, 1))
         top = logits.max()
         return logits - top - np.log(np.exp(logits - top).sum())
 
@@ -246,4 +309,21 @@ class ModelRuntime:
 
     def rank(self, prompt: str, k: int) -> list[PassList]:
         """The k pass lists the model finds likeliest for a TU's prompt, best first."""
-        return answers(self.top(prompt_text(prompt), top_count(k)), k)
+        return answers(self.top(prompt_text(prompt), top_count(k)), k, self.lists)
+
+    def generate(self, text: str, max_tokens: int) -> str:
+        """The greedy continuation of `text` (BOS first if the model asks for it), up to
+        `max_tokens` tokens or the end of its answer."""
+        api = self._api
+        bos = [api.llama_vocab_bos(self._vocab)] if api.llama_vocab_get_add_bos(
+            self._vocab) else []
+        tokens = bos + self._prompt_tokens(text, max_tokens + len(bos))
+        logits, position, answer = self._last_logits(tokens), len(tokens), []
+        for _ in range(max_tokens):
+            token = int(logits.argmax())
+            if api.llama_vocab_is_eog(self._vocab, token):
+                break
+            answer.append(token)
+            logits = self._last_logits([token], position)
+            position += 1
+        return b"".join(self._piece(t, special=False) for t in answer).decode(errors="replace")

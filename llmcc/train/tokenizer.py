@@ -2,8 +2,8 @@
 
 A prompt (llmcc.summary.to_prompt) is words and numbers, so a byte-level BPE trained on prompts
 covers any TU, even one naming functions no training TU called. An answer is one token: each
-candidate pass list the model chooses among is a token of its own, whose text is the list
-(llmcc.advisor.model_runtime.list_token), so any server that reports token texts reports lists.
+candidate pass list the model chooses among is a token of its own
+(llmcc.advisor.model_runtime.list_token), its list kept in the GGUF metadata.
 
 The format tokens (BOS, ANSWER, END) are control tokens and the list tokens user-defined ones:
 they come first in the vocabulary, in a fixed order, and the trainer never splits them. Prompt
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from llmcc.advisor.model_runtime import ANSWER, BOS, END, list_token
-from llmcc.passes import PassList
+from llmcc.advisor.model_runtime import ANSWER, BOS, END, KEY_CANDIDATES, list_token
+from llmcc.passes import PassList, to_text
 
 FORMAT_TOKENS = (BOS, ANSWER, END)
 GGUF_MODEL = "gpt2"    # llama.cpp's byte-level BPE
@@ -44,7 +44,7 @@ class PassTokenizer:
         tokenizer.encode_special_tokens = True  # not saved with the tokenizer: set on every load
         self.tokenizer = tokenizer
         self.candidates = tuple(candidates)
-        specials = [*FORMAT_TOKENS, *map(list_token, self.candidates)]
+        specials = [*FORMAT_TOKENS, *map(list_token, range(len(self.candidates)))]
         if [tokenizer.token_to_id(token) for token in specials] != list(range(len(specials))):
             raise ValueError("tokenizer does not start with llmcc's format and list tokens")
         self.bos, self.answer, self.end = range(3)
@@ -54,9 +54,9 @@ class PassTokenizer:
     def train(cls, prompts: Iterable[str], vocab_size: int,
               candidates: Sequence[PassList]) -> PassTokenizer:
         """`vocab_size` counts the format and list tokens too."""
-        specials = [*FORMAT_TOKENS, *map(list_token, candidates)]
-        if len(set(specials)) != len(specials):
+        if len(set(candidates)) != len(candidates):
             raise ValueError("candidate pass lists must be distinct")
+        specials = [*FORMAT_TOKENS, *map(list_token, range(len(candidates)))]
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False,
                                                            use_regex=True)
@@ -92,7 +92,10 @@ class PassTokenizer:
         return GGUFVocab(tokens, [int(t) for t in types], merges)
 
     def write_gguf(self, writer) -> None:
-        """The tokenizer metadata llama.cpp needs, on a gguf.GGUFWriter."""
+        """The tokenizer metadata llama.cpp needs, and the candidates, on a gguf.GGUFWriter."""
+        # Before the token list: a compile reads it with model_runtime.gguf_string, which
+        # reads the metadata in order and stops there.
+        writer.add_string(KEY_CANDIDATES, json.dumps([to_text(c) for c in self.candidates]))
         vocab = self.gguf_vocab()
         writer.add_tokenizer_model(GGUF_MODEL)
         writer.add_tokenizer_pre(GGUF_PRE)
