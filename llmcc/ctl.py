@@ -134,7 +134,39 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except AdvisorError as err:
         print(f"FAIL advisor: {err}")
         problems += 1
+    problems += _doctor_model(settings)
     return 1 if problems else 0
+
+
+GPU_BUILD = ('CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-binary '
+             'llama-cpp-python llama-cpp-python')
+
+
+def _doctor_model(settings) -> int:
+    """The model file and what this llama.cpp can do with it; 1 if the model advisor is on
+    and cannot work."""
+    from llmcc.advisor.model import model_path
+    from llmcc.advisor.model_runtime import ModelError, ModelRuntime
+
+    path = model_path(settings)
+    try:
+        with ModelRuntime(path, 1, settings.gpu_layers) as runtime:
+            print(f"ok   model {path}: {len(runtime.lists)} candidate pass lists, "
+                  f"context {runtime.n_ctx}")
+    except ModelError as err:
+        needed = settings.advisor == "model"
+        print(f"{'FAIL' if needed else 'note'} model: {err}")
+        return int(needed)
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        print(f"ok   GPU offload: available, {settings.gpu_layers} layers offloaded "
+              "(LLMCC_GPU_LAYERS)")
+    else:
+        print(f"note GPU offload: this llama-cpp-python runs on the CPU only"
+              f"{' (LLMCC_GPU_LAYERS is ignored)' if settings.gpu_layers else ''}; for an "
+              f"NVIDIA GPU rebuild it: {GPU_BUILD}")
+    return 0
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
@@ -260,7 +292,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from llmcc.advisor.model import model_path
+    from llmcc.train import evaluate
+
+    return evaluate.main(args.model or model_path(_settings()), args.dataset, args.split,
+                         args.directory, args.threads)
+
+
+def cmd_train(fit_args: list[str]) -> int:
+    try:
+        from llmcc.train import fit
+    except ImportError as err:
+        sys.exit(f"llmcc-ctl train: {err.name} is missing: pip install '.[train]' (torch on CPU)")
+    return fit.main(fit_args, prog="llmcc-ctl train")
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from llmcc.train.labels import label_records
+
+    if not any(name.endswith(".bc") for name in os.listdir(args.directory)):
+        sys.exit(f"llmcc-ctl label: no recorded TU in {args.directory} (build with "
+                 f"LLMCC_RECORD={args.directory} first)")
+    print(label_records(args.directory, args.jobs, args.budget, args.seconds, args.timeout,
+                        args.dataset))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from llmcc.train.labelled import DATASET_DIR
+
     parser = argparse.ArgumentParser(prog="llmcc-ctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"llmcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,5 +355,29 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=1, help="llama.cpp threads (default 1)")
     serve.add_argument("--gpu-layers", type=int, help="layers on the GPU (default: configured)")
     serve.set_defaults(func=cmd_serve)
+    evaluate = sub.add_parser("eval", help="the model against fixed lists on held-out TUs")
+    evaluate.add_argument("directory", nargs="?", help="TUs recorded with LLMCC_RECORD=DIR "
+                          "and labelled by `llmcc-ctl label DIR` (default: the dataset)")
+    evaluate.add_argument("--model", help="GGUF file (default: the configured model)")
+    evaluate.add_argument("--split", default="test", choices=("test", "validation"))
+    evaluate.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    evaluate.add_argument("--dataset", default=DATASET_DIR,
+                          help="train split and broadcast lists (default: llmcc's dataset)")
+    evaluate.set_defaults(func=cmd_eval)
+    # listed for --help; its options are fit's own, handed over before parsing (below)
+    sub.add_parser("train", help="train the model on the dataset (--out FILE, --add DIR, ...; "
+                   "needs pip install '.[train]')")
+    label = sub.add_parser("label", help="search and measure TUs recorded with LLMCC_RECORD")
+    label.add_argument("directory")
+    label.add_argument("--budget", type=int, default=120, help="search evaluations per TU")
+    label.add_argument("--seconds", type=float, default=120.0, help="search time cap per TU")
+    label.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    label.add_argument("--timeout", type=float, default=30.0)
+    label.add_argument("--dataset", default=DATASET_DIR,
+                       help="whose broadcast lists to measure (default: llmcc's dataset)")
+    label.set_defaults(func=cmd_label)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        return cmd_train(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)

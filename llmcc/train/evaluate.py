@@ -1,6 +1,8 @@
 """How good a model's advice is, on held-out TUs of the committed dataset (no clang needed).
 
-    llmcc-ctl eval [--model FILE] [--split test]
+    llmcc-ctl eval [--model FILE] [--split test]     # the dataset's held-out split
+    llmcc-ctl eval DIR                               # TUs recorded in DIR, labelled by
+                                                     # `llmcc-ctl label DIR`
 
 Every labelled TU of the split holds the measured size of each broadcast list, so the model's
 top k lists for a TU (ranked from the TU's stored summary, as at compile time) are scored
@@ -14,6 +16,8 @@ size and counts as no saving.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -101,19 +105,42 @@ def group_table(train: list[dict], held: list[dict], orders: list[Order], names:
     return "\n".join(lines)
 
 
-def evaluate(directory: str, split: str, rank: Ranker) -> str:
-    """Every table for `split` of the dataset in `directory`."""
+def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None) -> str:
+    """Every table for `split` of the dataset in `directory`, or for all the rows of
+    `held_directory` (a user's records labelled by `llmcc-ctl label`) when given."""
     registry = labelled.read_lists(directory)
     indices = registry.get("broadcast", [])
-    rows = [r for r in labelled.read_all(directory)
-            if "search" in r and r.get("baseline") and "broadcast" in r and "summary" in r]
+
+    def usable(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if "search" in r and r.get("baseline") and "broadcast" in r
+                and "summary" in r]
+
+    rows = usable(labelled.read_all(directory))
     train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
-    held_rows = [r for r in rows if r["split"] == split]
+    if held_directory is None:
+        held_rows = [r for r in rows if r["split"] == split]
+    else:
+        split = os.path.basename(os.path.abspath(held_directory))
+        held_rows = usable(labelled.read_all(os.path.join(held_directory, "labels")))
     if not held_rows or not train or not indices:
-        raise ValueError(f"no train and {split} TUs with broadcast sizes in {directory}")
+        raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
     held = as_pool_rows(held_rows, indices, False)
     orders = model_orders(held_rows, [registry["lists"][i] for i in indices], rank)
     return "\n\n".join([
         table(train, held, orders, split),
         group_table(train, held, orders, [r["language"] for r in held_rows], "language"),
         group_table(train, held, orders, [r["package"] for r in held_rows], "package")])
+
+
+def main(model: str, directory: str, split: str, held_directory: str | None,
+         threads: int) -> int:
+    """`llmcc-ctl eval`: the tables for `model`, ranking each TU as a compile would."""
+    from llmcc.advisor.model_runtime import ModelError, ModelRuntime
+
+    try:
+        with ModelRuntime(model, threads) as runtime:
+            print(evaluate(directory, split, runtime.rank, held_directory))
+    except (ModelError, ValueError) as err:
+        print(f"llmcc-ctl eval: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,6 +1,6 @@
 """Training the model: TU prompts and measured candidate sizes in, a seeded llama and its GGUF out.
 
-    python -m llmcc.train.fit --out llmcc.gguf            # the labelled dataset's train split
+    llmcc-ctl train [--out FILE] [--add DIR]     # or python -m llmcc.train.fit: the same
 
 The candidates are the dataset's broadcast set (LLVM's -Oz pipeline and the most frequent train
 winners), measured on every labelled TU; each becomes one answer token (llmcc.train.tokenizer).
@@ -139,15 +139,18 @@ def train(model: Llama, tokenizer: PassTokenizer, examples: Sequence[Example], *
     return losses
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit") -> int:
+    """Train and export; `prog` and `argv` are recorded in the file as its train command."""
+    from llmcc.advisor.model import DEFAULT_MODEL
     from llmcc.train import labelled
     from llmcc.train.export import QUANTIZATIONS, export
 
     argv = sys.argv[1:] if argv is None else argv
     defaults = Config()
-    parser = argparse.ArgumentParser(prog="python -m llmcc.train.fit", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="GGUF file to write")
+    parser.add_argument("--out", default=DEFAULT_MODEL,
+                        help="GGUF file to write (default: the model llmcc ships)")
     parser.add_argument("--dataset", default=labelled.DATASET_DIR)
     parser.add_argument("--split", default="train")
     parser.add_argument("--add", action="append", default=[], metavar="DIR",
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     train(model, tokenizer, examples, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
           log=log)
     export(model, tokenizer, args.out, dataset_sha256=dataset_sha256(candidates, examples),
-           command=shlex.join(["python", "-m", "llmcc.train.fit", *argv]),
+           command=shlex.join([*prog.split(), *argv]),
            quantization=args.quantization)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
