@@ -57,6 +57,13 @@ def _server_url(text: str) -> str:
     return text
 
 
+def _prompt_kind(text: str) -> str:
+    text = str(text).strip()
+    if text not in ("llmcc", "llm-compiler"):
+        raise ValueError(f"{text!r} is neither llmcc nor llm-compiler")
+    return text
+
+
 def _cache_url(text: str) -> str:
     """A shared cache's address; only Redis is spoken."""
     text = str(text).strip()
@@ -93,6 +100,9 @@ SETTINGS = (
     Setting("model_server", "1", _boolean,
             "keep the model loaded in a per-user background server; 0: load it in each compile"),
     Setting("gpu_layers", "0", _positive_int, "model layers llama.cpp offloads to a GPU"),
+    Setting("prompt", "llmcc", _prompt_kind,
+            "how the model is asked: llmcc (a summary of the TU; llmcc's own models) or "
+            "llm-compiler (the TU's IR in Meta's LLM Compiler prompt)"),
     Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
     Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
     Setting("cache", "1", _boolean,

@@ -699,13 +699,18 @@ def llvm_dis_beside(clang: str) -> str:
     return os.path.join(os.path.dirname(opt_beside(clang)), "llvm-dis")
 
 
-def summarize_bitcode(path: str, llvm_dis: str, timeout: float = 120.0) -> dict:
-    """The summary of a bitcode file (`tu.bc` of a compile, `<hash>.bc` of a record)."""
+def disassemble(path: str, llvm_dis: str, timeout: float = 120.0) -> str:
+    """The text IR of a bitcode file; StepFailed if llvm-dis cannot read it."""
     code, out, err = run([llvm_dis, "-o", "-", path], timeout)
     if code != 0:
         raise StepFailed(f"llvm-dis {os.path.basename(path)} failed: "
                          f"{err.decode(errors='replace').strip()[:200]}")
-    return summarize_ir(out.decode("utf-8", errors="replace"))
+    return out.decode("utf-8", errors="replace")
+
+
+def summarize_bitcode(path: str, llvm_dis: str, timeout: float = 120.0) -> dict:
+    """The summary of a bitcode file (`tu.bc` of a compile, `<hash>.bc` of a record)."""
+    return summarize_ir(disassemble(path, llvm_dis, timeout))
 
 
 def prompt_tokens(text: str) -> int:

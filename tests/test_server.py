@@ -97,8 +97,11 @@ def xdg(monkeypatch) -> str:
 
 def ask(model_path: str, text: str, **options) -> list:
     options = {"threads": 1, "gpu_layers": 0, "idle": 60, **options}
-    return answers(client.ask_per_user_server(model_path, DIGEST, text, top_count(K),
-                                              **options), K, lists(model_path))
+    def request(address: str, timeout: float) -> list:
+        return client.complete_top(address, text, top_count(K), timeout)
+
+    return answers(client.ask_per_user_server(model_path, DIGEST, request, **options), K,
+                   lists(model_path))
 
 
 def server_pids() -> list[int]:
@@ -216,8 +219,10 @@ from llmcc.advisor.model_runtime import (KEY_CANDIDATES, answers, gguf_string, l
                                          top_count)
 model, digest, text = sys.argv[1:]
 sys.stdin.read()  # wait for the others
-top = client.ask_per_user_server(model, digest, text, top_count(3), threads=1, gpu_layers=0,
-                                 idle=60)
+top = client.ask_per_user_server(
+    model, digest, lambda address, timeout: client.complete_top(address, text, top_count(3),
+                                                                timeout),
+    threads=1, gpu_layers=0, idle=60)
 print(json.dumps(answers(top, 3, lists_by_token(gguf_string(model, KEY_CANDIDATES)))))
 """
 
@@ -335,7 +340,9 @@ def test_the_server_answers_what_it_cannot_do_with_http_400(model: Trained, text
     ask(model.paths["Q8_0"], texts[0])
     path = client.socket_path(DIGEST, 0)
     for body in (b"{not json", b"[]", b'{"prompt": 3, "max_tokens": 1}',
-                 b'{"prompt": "x"}', b'{"prompt": "x", "max_tokens": 1, "logprobs": -1}',
+                 b'{"prompt": "x", "max_tokens": 0}', b'{"prompt": "x", "max_tokens": 2000}',
+                 b'{"prompt": "x", "max_tokens": 1, "logprobs": -1}',
+                 b'{"prompt": "x", "max_tokens": 3, "logprobs": 2}',
                  b'{"prompt": "x", "max_tokens": 1, "stream": true}'):
         status, reply = _post(path, body)
         assert status == 400 and reply["error"]["message"], body
@@ -349,6 +356,19 @@ def test_the_server_answers_what_it_cannot_do_with_http_400(model: Trained, text
     top = choice["logprobs"]["top_logprobs"][0]
     assert len(top) == 2 and list(top.values()) == sorted(top.values(), reverse=True)
     assert top[choice["text"]] == choice["logprobs"]["token_logprobs"][0]
+
+
+def test_longer_completions_are_the_models_greedy_text_answer(model: Trained, texts: list[str],
+                                                              xdg: str):
+    """What a model that answers in text (LLMCC_PROMPT=llm-compiler) is asked."""
+    with ModelRuntime(model.paths["Q8_0"]) as runtime:
+        expected = [runtime.generate(text, 5) for text in texts]
+    request = [lambda address, timeout, text=text: client.complete_text(address, text, 5,
+                                                                         timeout)
+               for text in texts]
+    got = [client.ask_per_user_server(model.paths["Q8_0"], DIGEST, ask_text, threads=1,
+                                      gpu_layers=0, idle=60) for ask_text in request]
+    assert got == expected and all(got)
 
 
 REPLIES = {

@@ -194,28 +194,44 @@ def complete_top(address: str, text: str, n: int,
     return _top_logprobs(reply, address)[:n]
 
 
-def ask_per_user_server(model_path: str, digest: str, text: str, n: int, *, threads: int,
-                        gpu_layers: int, idle: float,
-                        timeout: float = REQUEST_TIMEOUT) -> list[tuple[str, float]]:
-    """complete_top at this user's server for the model with `digest`, started if none
+def complete_text(address: str, text: str, max_tokens: int,
+                  timeout: float = REQUEST_TIMEOUT) -> str:
+    """The greedy continuation of `text` (at most `max_tokens` tokens) at the server at
+    `address`, as ModelRuntime.generate: for models that answer in text."""
+    reply = _request(address, "POST", "/v1/completions",
+                     {"prompt": text, "max_tokens": max_tokens, "temperature": 0,
+                      "echo": False}, timeout)
+    try:
+        answer = reply["choices"][0]["text"]
+    except (KeyError, IndexError, TypeError):
+        answer = None
+    if not isinstance(answer, str):
+        raise ServerError(f"the model server at {address} did not answer a completion")
+    return answer
+
+
+def ask_per_user_server(model_path: str, digest: str, request, *, threads: int,
+                        gpu_layers: int, idle: float, timeout: float = REQUEST_TIMEOUT):
+    """`request(address, timeout)` (complete_top or complete_text with the rest of their
+    arguments given) at this user's server for the model with `digest`, started if none
     answers."""
     path = socket_path(digest, gpu_layers)
     try:
-        return _ask(path, text, n, timeout)
+        return _ask(path, request, timeout)
     except _Unreachable:
         pass
     with _locked(path):
         try:  # started by another compile while this one waited for the lock?
-            return _ask(path, text, n, timeout)
+            return _ask(path, request, timeout)
         except _Unreachable:
             _start(path, model_path, threads, gpu_layers, idle)
-    return _ask(path, text, n, timeout)
+    return _ask(path, request, timeout)
 
 
-def _ask(path: str, text: str, n: int, timeout: float) -> list[tuple[str, float]]:
+def _ask(path: str, request, timeout: float):
     asked = _inode(path)
     try:
-        return complete_top("unix:" + path, text, n, timeout)
+        return request("unix:" + path, timeout)
     except _TimedOut:
         with _locked(path):
             if _inode(path) == asked:  # not yet replaced by a server another compile started

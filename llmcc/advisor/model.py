@@ -71,7 +71,17 @@ def _memo_dir(settings) -> str | None:
 
 
 def identity(settings) -> str:
-    return "model:" + file_digest(model_path(settings), _memo_dir(settings))
+    """`model:<digest>`; with the llm-compiler prompt also the model asked when a TU does not
+    fit that model's context (llmcc's own), as both decide."""
+    memo = _memo_dir(settings)
+    own = "model:" + file_digest(model_path(settings), memo)
+    if settings.prompt != "llm-compiler":
+        return own
+    try:
+        fallback = file_digest(DEFAULT_MODEL, memo)
+    except AdvisorError:
+        fallback = "none"
+    return f"{own}:llm-compiler:{fallback}"
 
 
 class ModelAdvisor:
@@ -82,70 +92,126 @@ class ModelAdvisor:
         self.settings, self.clang, self.fallback = settings, clang, fallback
         self.path = model_path(settings)
         self.digest = file_digest(self.path, _memo_dir(settings))
-        self.identity = "model:" + self.digest
+        self.identity = identity(settings)
         self.warnings: list[str] = []
         self.failure: str | None = None
 
     def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
+        from llmcc.summary import disassemble, llvm_dis_beside
+        from llmcc.toolchain import StepFailed
+
+        if not k:
+            return []
+        try:
+            ir = disassemble(bitcode_path, llvm_dis_beside(self.clang), self.settings.timeout)
+        except StepFailed as err:
+            return self._popular(k, f"the TU could not be read for the model: {err}")
+        if self.settings.prompt == "llm-compiler":
+            return self._ask_for_text(ir, bitcode_path, k)
+        return self._rank(ir, k)
+
+    def _rank(self, ir: str, k: int) -> list[PassList]:
+        """llmcc's own kind of model: it ranks its candidate lists for the TU's summary."""
+        from llmcc.advisor import client
         from llmcc.advisor.model_runtime import (
             KEY_CANDIDATES,
-            ModelError,
+            KEY_SUMMARY_VERSION,
             answers,
             gguf_string,
             lists_by_token,
             prompt_text,
             top_count,
         )
-        from llmcc.summary import llvm_dis_beside, summarize_bitcode, to_prompt
-        from llmcc.toolchain import StepFailed
+        from llmcc.summary import SUMMARY_VERSION, summarize_ir, to_prompt
 
-        if not k:
-            return []
         lists = lists_by_token(gguf_string(self.path, KEY_CANDIDATES))
         if not lists:
             return self._popular(k, f"{self.path} holds no candidate pass lists: it is not a "
-                                    "GGUF model made by llmcc")
+                                    "model made by llmcc (LLMCC_PROMPT=llm-compiler asks one "
+                                    "that answers in text)")
+        version = gguf_string(self.path, KEY_SUMMARY_VERSION)
+        if version != str(SUMMARY_VERSION):
+            return self._popular(k, f"{self.path} was trained on summary version {version}, "
+                                    f"llmcc renders version {SUMMARY_VERSION}")
+        text, n = prompt_text(to_prompt(summarize_ir(ir))), top_count(k)
+        chosen, problems = self._ask(
+            lambda address, timeout: client.complete_top(address, text, n, timeout),
+            lambda runtime: runtime.top(text, n), lambda top: answers(top, k, lists), True)
+        return chosen or self._popular(k, f"the model failed ({'; '.join(problems)})")
+
+    def _ask_for_text(self, ir: str, bitcode_path: str, k: int) -> list[PassList]:
+        """A model that answers in text (LLMCC_PROMPT=llm-compiler): its one list; a TU
+        larger than its context goes to llmcc's own model."""
+        from llmcc.advisor import client, llm_compiler
+
+        text, tokens = llm_compiler.prompt(ir), llm_compiler.ANSWER_TOKENS
+
+        def read(answer: str) -> list[PassList]:
+            passes = llm_compiler.passes_of_answer(answer)
+            return [] if passes is None else [passes]
+
+        chosen, problems = self._ask(
+            lambda address, timeout: client.complete_text(address, text, tokens, timeout),
+            lambda runtime: runtime.generate(text, tokens), read, False)
+        if chosen:
+            return chosen
+        if problems and all("context" in problem for problem in problems):
+            return self._own_model(ir, k)
+        return self._popular(k, f"the model failed ({'; '.join(problems)})")
+
+    def _own_model(self, ir: str, k: int) -> list[PassList]:
+        from llmcc.config import Settings
+
+        settings = Settings({**self.settings.values, "model": "", "prompt": "llmcc"},
+                            self.settings.origins)
         try:
-            summary = summarize_bitcode(bitcode_path, llvm_dis_beside(self.clang),
-                                        self.settings.timeout)
-        except StepFailed as err:
-            return self._popular(k, f"the TU could not be summarised for the model: {err}")
-        text, n = prompt_text(to_prompt(summary)), top_count(k)
+            own = ModelAdvisor(settings, self.clang, self.fallback)
+        except AdvisorError as err:
+            return self._popular(k, f"the TU does not fit {self.path}'s context, and "
+                                    f"llmcc's own model cannot be used: {err}")
+        chosen = own._rank(ir, k)
+        self.warnings, self.failure = own.warnings, own.failure
+        return chosen
+
+    def _ask(self, request, local, read, ranks: bool) -> tuple[list[PassList], list[str]]:
+        """`read` of the first answer that holds a pass list: from LLMCC_SERVER's server
+        (`request(address, timeout)`), the per-user server, or this process
+        (`local(runtime)`); and what failed on the way. `ranks`: an llmcc model."""
+        from llmcc.advisor import client
+        from llmcc.advisor.model_runtime import ModelError, ModelRuntime
+
+        settings = self.settings
+        ways = []
+        if settings.server:
+            ways.append((f"at {settings.server}",
+                         lambda: request(settings.server, client.REQUEST_TIMEOUT)))
+        if settings.model_server:
+            ways.append(("through the per-user server", lambda: client.ask_per_user_server(
+                self.path, self.digest, request, threads=SERVER_THREADS,
+                gpu_layers=settings.gpu_layers, idle=client.IDLE_SECONDS)))
+
+        def in_process():
+            with ModelRuntime(self.path, IN_PROCESS_THREADS, settings.gpu_layers,
+                              llmcc_model=ranks) as runtime:
+                return local(runtime)
+
+        ways.append(("in this process", in_process))
         problems = []
-        for where, ask in self._ways():
+        for where, ask in ways:
             try:
-                chosen = answers(ask(text, n), k, lists)
+                chosen = read(ask())
             except ModelError as err:
                 problems.append(f"{where}: {err}")
+                if "context" in str(err):  # the same model anywhere else: no use asking
+                    break
                 continue
             if chosen:
                 if problems:  # one warning, however many ways failed before
                     self.warnings.append(f"the model failed ({'; '.join(problems)}); "
                                          f"asked it {where} instead")
-                return chosen
+                return chosen, problems
             problems.append(f"{where}: it answered no pass list")
-        return self._popular(k, f"the model failed ({'; '.join(problems)})")
-
-    def _ways(self):
-        """(where, ask(text, n) -> top tokens), cheapest first."""
-        settings = self.settings
-        if settings.server or settings.model_server:
-            from llmcc.advisor import client
-        if settings.server:
-            yield (f"at {settings.server}",
-                   lambda text, n: client.complete_top(settings.server, text, n,
-                                                       client.REQUEST_TIMEOUT))
-        if settings.model_server:
-            yield ("through the per-user server", lambda text, n: client.ask_per_user_server(
-                self.path, self.digest, text, n, threads=SERVER_THREADS,
-                gpu_layers=settings.gpu_layers, idle=client.IDLE_SECONDS))
-        yield "in this process", self._in_process
-
-    def _in_process(self, text: str, n: int) -> list[tuple[str, float]]:
-        from llmcc.advisor.model_runtime import ModelRuntime
-
-        with ModelRuntime(self.path, IN_PROCESS_THREADS, self.settings.gpu_layers) as runtime:
-            return runtime.top(text, n)
+        return [], problems
 
     def _popular(self, k: int, reason: str) -> list[PassList]:
         self.failure = f"{reason}; tried the popular lists instead"

@@ -35,6 +35,7 @@ from llmcc.advisor.model_runtime import ModelError, ModelRuntime
 WATCH_INTERVAL = 0.25  # seconds between checks of idleness, socket and model file
 MAX_BODY = 4 << 20     # a prompt is a few kB; refuse what cannot be one
 QUEUE = 128            # pending connections: make -j64 may connect all at once
+MAX_TOKENS = 1024      # a text answer is a pass list: far fewer tokens
 
 
 class BadRequest(Exception):
@@ -47,46 +48,47 @@ class Model:
 
     def __init__(self, path: str, threads: int, gpu_layers: int, idle: float) -> None:
         self.path, self.threads, self.gpu_layers, self.idle = path, threads, gpu_layers, idle
-        self.runtime = ModelRuntime(path, threads, gpu_layers)
+        # any GGUF: compiles check an llmcc model's metadata themselves (model_runtime)
+        self.runtime = ModelRuntime(path, threads, gpu_layers, llmcc_model=False)
         self.lock = threading.Lock()
         self.requests = 0
         self.last_request = time.monotonic()
 
     def complete(self, request) -> dict:
-        """A one-token completion in the legacy format, as llama-cpp-python's server gives it
-        (the answer is always the likeliest token: no sampling)."""
-        prompt, logprobs = _completion_fields(request)
+        """A completion in the legacy format, as llama-cpp-python's server gives it: one token
+        with its top_logprobs (llmcc's models), or a greedy text answer (models that answer in
+        text, llmcc.advisor.llm_compiler). No sampling: the likeliest token is always taken."""
+        prompt, logprobs, max_tokens = _completion_fields(request)
         with self.lock:
             try:
-                top = self.runtime.top(prompt, max(logprobs or 0, 1))
+                if max_tokens == 1:
+                    top = self.runtime.top(prompt, max(logprobs or 0, 1))
+                    text = top[0][0]
+                else:
+                    text = self.runtime.generate(prompt, max_tokens)
                 prompt_tokens = len(self.runtime.tokenize(prompt, special=True))
             except ModelError as err:
                 raise BadRequest(str(err)) from None
             finally:
                 self.requests += 1
                 self.last_request = time.monotonic()
-        text, logprob = top[0]
-        top_logprobs: dict[str, float] = {}
-        for token, value in top[:logprobs]:
-            top_logprobs.setdefault(token, value)  # two tokens may read alike: keep the likelier
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": "length"}
+        if logprobs is not None:
+            top_logprobs: dict[str, float] = {}
+            for token, value in top[:logprobs]:
+                top_logprobs.setdefault(token, value)  # tokens may read alike: the likelier
+            choice["logprobs"] = {"tokens": [text], "token_logprobs": [top[0][1]],
+                                  "top_logprobs": [top_logprobs],
+                                  "text_offset": [len(prompt)]}
+        completion_tokens = 1 if max_tokens == 1 else len(self.runtime.tokenize(text))
         return {
             "id": f"cmpl-{uuid.uuid4()}",
             "object": "text_completion",
             "created": int(time.time()),
             "model": self.path,
-            "choices": [{
-                "text": text,
-                "index": 0,
-                "logprobs": None if logprobs is None else {
-                    "tokens": [text],
-                    "token_logprobs": [logprob],
-                    "top_logprobs": [top_logprobs],
-                    "text_offset": [len(prompt)],
-                },
-                "finish_reason": "length",
-            }],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1,
-                      "total_tokens": prompt_tokens + 1},
+            "choices": [choice],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
         }
 
     def models(self) -> dict:
@@ -102,22 +104,25 @@ class Model:
                 "requests": self.requests, "idle": self.idle}
 
 
-def _completion_fields(request) -> tuple[str, int | None]:
-    """(prompt, logprobs) of a completion request this server can answer exactly."""
+def _completion_fields(request) -> tuple[str, int | None, int]:
+    """(prompt, logprobs, max_tokens) of a completion request this server can answer
+    exactly."""
     if not isinstance(request, dict):
         raise BadRequest("the request must be a JSON object")
     prompt, logprobs = request.get("prompt"), request.get("logprobs")
+    max_tokens = request.get("max_tokens", 16)
     if not isinstance(prompt, str):
         raise BadRequest("prompt must be a string")
-    if request.get("max_tokens", 16) != 1:
-        raise BadRequest("only one-token completions are served: max_tokens must be 1")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not \
+            1 <= max_tokens <= MAX_TOKENS:
+        raise BadRequest(f"max_tokens must be an integer from 1 to {MAX_TOKENS}")
     if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
-                                 or logprobs < 0):
-        raise BadRequest("logprobs must be a non-negative integer")
+                                 or logprobs < 0 or max_tokens != 1):
+        raise BadRequest("logprobs must be a non-negative integer, with max_tokens 1")
     for unsupported in ("stream", "echo"):
         if request.get(unsupported):
             raise BadRequest(f"{unsupported} is not supported")
-    return prompt, logprobs
+    return prompt, logprobs, max_tokens
 
 
 class Handler(BaseHTTPRequestHandler):
