@@ -24,7 +24,7 @@ from llmcc.passes import PassList
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "model.gguf")
 IN_PROCESS_THREADS = 1  # compiles run in parallel (make -j): one thread each
-SERVER_THREADS = 2      # one server serves them all
+SERVER_THREADS = 1      # more loses when compiles keep the cores busy: bench/model_speed.py
 
 
 def model_path(settings) -> str:
