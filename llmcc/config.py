@@ -52,8 +52,8 @@ def _positive_int(text: str) -> int:
 def _server_url(text: str) -> str:
     """A model server's address: llama.cpp-compatible servers speak plain HTTP."""
     text = str(text).strip().rstrip("/")
-    if text and not text.startswith(("http://", "https://")):
-        raise ValueError(f"not an http:// or https:// address: {text!r}")
+    if text and not text.startswith("http://"):
+        raise ValueError(f"not an http://host:port address: {text!r}")
     return text
 
 

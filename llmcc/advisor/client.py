@@ -1,10 +1,11 @@
-"""Asking a model server for the likeliest next tokens, and keeping the per-user server.
+"""Asking a model server, and keeping the per-user server.
 
 One protocol for every server: the OpenAI legacy completion, one token long, whose
-`top_logprobs` rank the model's answers. llmcc's own server (llmcc.advisor.server) speaks it on a
-per-user unix socket ("unix:/path") and under `llmcc-ctl serve`; llama-cpp-python's server
-speaks it too ("http://host:port", LLMCC_SERVER), but up to 0.3.36 at least it writes every token
-longer than 32 bytes as "" (abetlen/llama-cpp-python#2362), pass list tokens among them.
+`top_logprobs` rank the model's answers (or a text answer, for models asked in text). llmcc's own
+server (llmcc.advisor.server) speaks it on a per-user unix socket ("unix:/path") and under
+`llmcc-ctl serve`; llama-cpp-python's server speaks it too ("http://host:port", LLMCC_SERVER),
+though up to 0.3.36 at least it writes every token longer than 32 bytes as ""
+(abetlen/llama-cpp-python#2362): llmcc's answer tokens are short for that reason.
 
 The per-user server is started on demand by the first compile that finds none, under a file
 lock so that a parallel build starts one, and is found by a socket named after the model's
