@@ -448,3 +448,17 @@ def test_importing_the_client_loads_no_model_library():
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_model_no_server_can_load_is_not_started_again_for_a_while(model: Trained,
+                                                                      texts: list[str],
+                                                                      xdg: str, tmp_path):
+    broken = tmp_path / "half.gguf"
+    blob = Path(model.paths["Q8_0"]).read_bytes()
+    broken.write_bytes(blob[:len(blob) // 2])  # metadata whole, weights cut
+    for _ in range(3):
+        with pytest.raises(ServerError, match="exited with status"):
+            ask(str(broken), texts[0])
+    log = Path(xdg, "llmcc", client.LOG_NAME).read_text()
+    assert log.count("cannot serve") == 1, log  # one start; the others were told at once
+    assert server_pids() == []

@@ -47,6 +47,7 @@ STATUS_TIMEOUT = 1.0  # llmcc-ctl server status: a server that does not answer i
 IDLE_SECONDS = 600  # a per-user server exits after this long without a request
 STOP_TIMEOUT = 5.0  # llmcc-ctl server stop: SIGTERM, then SIGKILL after this long
 POLL = 0.01  # seconds between looks for a starting server's socket
+RETRY_AFTER = 600  # a server that could not start is not started again for this long
 MAX_REPLY = 4 << 20
 LOG_NAME, LOG_LIMIT = "server.log", 1 << 20  # the servers' stderr, started afresh past 1 MiB
 SERVER_MODULE = "llmcc.advisor.server"
@@ -59,6 +60,10 @@ class ServerError(ModelError):
 
 class _Unreachable(ServerError):
     """Nothing listens at the address: a per-user server is to be started."""
+
+
+class _StartFailed(ServerError):
+    """The server exited before it listened: it cannot serve this model."""
 
 
 class _TimedOut(ServerError):
@@ -225,7 +230,7 @@ def ask_per_user_server(model_path: str, digest: str, request, *, threads: int,
         try:  # started by another compile while this one waited for the lock?
             return _ask(path, request, timeout)
         except _Unreachable:
-            _start(path, model_path, threads, gpu_layers, idle)
+            _start_unless_it_just_failed(path, model_path, threads, gpu_layers, idle)
     return _ask(path, request, timeout)
 
 
@@ -260,6 +265,27 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def _start_unless_it_just_failed(path: str, model_path: str, threads: int, gpu_layers: int,
+                                 idle: float) -> None:
+    """_start, but a server for this model that exited while starting in the last
+    RETRY_AFTER seconds (a model file llama.cpp cannot load) is not started again: each
+    compile would pay the start for nothing. The model's digest names the socket, so a
+    repaired file is started at once."""
+    failed = path + ".failed"
+    try:
+        if time.time() - os.stat(failed).st_mtime < RETRY_AFTER:
+            with open(failed) as handle:
+                raise ServerError(handle.read().strip())
+    except FileNotFoundError:
+        pass
+    try:
+        _start(path, model_path, threads, gpu_layers, idle)
+    except _StartFailed as err:
+        with contextlib.suppress(OSError), open(failed, "w") as handle:
+            handle.write(str(err))
+        raise
+
+
 def _start(path: str, model_path: str, threads: int, gpu_layers: int, idle: float) -> None:
     """Start a server on `path`, detached from this compile, and wait until it listens."""
     import subprocess
@@ -279,8 +305,8 @@ def _start(path: str, model_path: str, threads: int, gpu_layers: int, idle: floa
     deadline = time.monotonic() + START_TIMEOUT
     while not os.path.exists(path):  # it appears listening (llmcc.advisor.server)
         if process.poll() is not None:
-            raise ServerError(f"the model server exited with status {process.returncode}: "
-                              f"{_last_line(log)}")
+            raise _StartFailed(f"the model server exited with status {process.returncode}: "
+                               f"{_last_line(log)}")
         if time.monotonic() > deadline:
             raise ServerError(f"the model server did not start within {START_TIMEOUT:g} s "
                               f"(see {log})")
