@@ -275,3 +275,19 @@ def test_zlib_built_with_the_model_advisor_passes_its_test_and_objects_are_never
     assert total <= plain_total
     report_sizes(f"zlib with the model advisor ({len(plain_objects)} objects, -Oz)", total,
                  plain_total)
+
+
+# --- GPU layers and doctor ------------------------------------------------------------------------
+
+def test_gpu_layers_reach_the_server_and_doctor_reports_the_model(
+        tree, runtime_env, llmcc, llmcc_ctl, model):  # noqa: F811
+    env = {**with_model(runtime_env, model.paths["Q8_0"], True), "LLMCC_GPU_LAYERS": "3"}
+    rc, stderr, _ = _build(llmcc, ARGS, tree, env)
+    assert rc == 0 and _ours(stderr) == []
+    [(path, health)] = client.servers()
+    assert health["gpu_layers"] == 3 and path.endswith("-gpu3.sock")
+    doctor = run_ok([llmcc_ctl, "doctor"], None, env).decode()
+    assert f"ok   model {model.paths['Q8_0']}: " in doctor
+    assert "GPU offload: " in doctor  # available, or how to rebuild llama-cpp-python for it
+    if "runs on the CPU only" in doctor:
+        assert "(LLMCC_GPU_LAYERS is ignored)" in doctor and "-DGGML_CUDA=on" in doctor
