@@ -57,6 +57,7 @@ def test_record_label_train_eval_and_compile_with_a_users_own_model(tmp_path, en
                     str(dataset)], tmp_path, env).decode()
     assert f"| on the records split ({len(SOURCES)} TUs) |" in table
     assert "| model top-3 |" in table and "| popular top-3 |" in table
+    assert f"context of 1024 tokens: {len(SOURCES)}/{len(SOURCES)} (longest " in table
 
     compiled = run([llmcc, "-Oz", "-c", "size.c"], source,
                    {**env, "LLMCC_ADVISOR": "model", "LLMCC_MODEL": str(model),

@@ -105,9 +105,21 @@ def group_table(train: list[dict], held: list[dict], orders: list[Order], names:
     return "\n".join(lines)
 
 
-def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None) -> str:
+def fits_line(prompts: list[str], count: Callable[[str], int], context: int) -> str:
+    """Whether every TU's whole prompt fits the model's context (`count`: tokens of a prompt,
+    BOS and ANSWER included)."""
+    lengths = [count(prompt) for prompt in prompts]
+    fitting = sum(1 for n in lengths if n < context)
+    return (f"prompts within the model's context of {context} tokens: {fitting}/{len(lengths)} "
+            f"(longest {max(lengths, default=0)}, median "
+            f"{sorted(lengths)[len(lengths) // 2] if lengths else 0})")
+
+
+def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None,
+             count: Callable[[str], int] | None = None, context: int = 0) -> str:
     """Every table for `split` of the dataset in `directory`, or for all the rows of
-    `held_directory` (a user's records labelled by `llmcc-ctl label`) when given."""
+    `held_directory` (a user's records labelled by `llmcc-ctl label`) when given; with
+    `count`, whether their prompts fit `context`."""
     registry = labelled.read_lists(directory)
     indices = registry.get("broadcast", [])
 
@@ -126,7 +138,10 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
         raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
     held = as_pool_rows(held_rows, indices, False)
     orders = model_orders(held_rows, [registry["lists"][i] for i in indices], rank)
+    fits = [] if count is None else [
+        fits_line([to_prompt(r["summary"]) for r in held_rows], count, context)]
     return "\n\n".join([
+        *fits,
         table(train, held, orders, split),
         group_table(train, held, orders, [r["language"] for r in held_rows], "language"),
         group_table(train, held, orders, [r["package"] for r in held_rows], "package")])
@@ -135,11 +150,15 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
 def main(model: str, directory: str, split: str, held_directory: str | None,
          threads: int) -> int:
     """`llmcc-ctl eval`: the tables for `model`, ranking each TU as a compile would."""
-    from llmcc.advisor.model_runtime import ModelError, ModelRuntime
+    from llmcc.advisor.model_runtime import ModelError, ModelRuntime, prompt_text
 
     try:
         with ModelRuntime(model, threads) as runtime:
-            print(evaluate(directory, split, runtime.rank, held_directory))
+            def count(prompt: str) -> int:
+                return len(runtime.tokenize(prompt_text(prompt), special=True))
+
+            print(evaluate(directory, split, runtime.rank, held_directory, count,
+                           runtime.n_ctx))
     except (ModelError, ValueError) as err:
         print(f"llmcc-ctl eval: {err}", file=sys.stderr)
         return 1
