@@ -124,6 +124,21 @@ def dataset_table(rows: list[dict], directory: str) -> str:
     return "\n".join(lines)
 
 
+def timing_table(rows: list[dict]) -> str:
+    """What each stage cost per 1,000 TUs: one worker is one core, so `--jobs 2` on two cores
+    takes half the core-hours in wall-clock hours (more when other work shares the cores)."""
+    lines = ["| stage | TUs | seconds per TU (one core) | core-hours per 1,000 TUs |",
+             "|---|---:|---:|---:|"]
+    for stage, seconds in (("search", [r["search"]["seconds"] for r in rows
+                                      if "seconds" in r.get("search", {})]),
+                           ("broadcast", [r["broadcast_seconds"] for r in rows
+                                          if "broadcast_seconds" in r])):
+        if seconds:
+            mean = sum(seconds) / len(seconds)
+            lines.append(f"| {stage} | {len(seconds)} | {mean:.1f} | {mean * 1000 / 3600:.1f} |")
+    return "\n".join(lines)
+
+
 def write_popular(rows: list[dict], indices: list[int], directory: str, command: str) -> None:
     """The top ten broadcast lists, greedily ranked on train, as the popular advisor's data."""
     lists = labelled.read_lists(directory)["lists"]
@@ -149,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no labelled TUs in {args.dir}")
         return 1
     print(dataset_table(rows, args.dir), end="\n\n")
+    print(timing_table(rows), end="\n\n")
     print(headroom_table(rows, indices, args.split), end="\n\n")
     print(per_group_table(rows, indices, args.split, "language"), end="\n\n")
     print(per_group_table(rows, indices, args.split, "package"))

@@ -11,6 +11,7 @@ A row is one labelled TU:
     tu, package, split, language, ir_tokens, baseline (text + data of clang -Oz's object),
     search: {passes (minimised winner or null), size, size_former, evaluated, seconds, capped},
     broadcast: {list index: size, or null when the symbol rule refused it},
+    broadcast_seconds: the time measuring them took (one core, all runs together),
     new_rule_only: [list indices accepted now but refused by the former rule],
     tool_failed: [list indices whose tools failed] (only when some did),
     summary: the model's input (llmcc.summary), when computed.

@@ -94,6 +94,7 @@ def broadcast_one(job: tuple) -> dict:
     _package, bitcode, lists, timeout = job
     out: dict = {"tu": os.path.basename(bitcode)[:-3], "broadcast": {}, "new_rule_only": [],
                  "tool_failed": []}
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
         evaluator = recorded_evaluator(bitcode, workdir, timeout)
         evaluator.baseline()
@@ -104,12 +105,15 @@ def broadcast_one(job: tuple) -> dict:
                 out["new_rule_only"].append(index)
             if result.tool_failure:
                 out["tool_failed"].append(index)
+    out["broadcast_seconds"] = round(time.monotonic() - started, 1)
     return out
 
 
 def merge(row: dict, update: dict) -> dict:
     """A row with a broadcast result folded in (index lists kept sorted and unique)."""
-    merged = {**row, "broadcast": {**row.get("broadcast", {}), **update["broadcast"]}}
+    merged = {**row, "broadcast": {**row.get("broadcast", {}), **update["broadcast"]},
+              "broadcast_seconds": round(row.get("broadcast_seconds", 0)
+                                         + update["broadcast_seconds"], 1)}
     for key in ("new_rule_only", "tool_failed"):
         values = sorted(set(row.get(key, [])) | set(update[key]))
         if values:
