@@ -18,6 +18,8 @@ PROMPT = ("[INST] Tell me how to optimize this LLVM-IR for object file size:\n\n
           "<code>{ir}</code> [/INST]")
 ANSWER_TOKENS = 256  # a pass list and no more: the forecast IR that follows is not needed
 _PASS_NAME = re.compile(r"[A-Za-z][\w-]*(?:<[^<>\s]*>)?")
+_MODULE_ID = re.compile(r"^; ModuleID = '[^'\n]*'$", re.MULTILINE)
+_SOURCE_FILENAME = re.compile(r'^source_filename = "([^"\n]*)"$', re.MULTILINE)
 
 
 def _by_base_name() -> dict[str, str]:
@@ -33,6 +35,12 @@ BY_BASE_NAME = _by_base_name()
 
 
 def prompt(ir: str) -> str:
+    """Meta's prompt holding `ir` as `clang -S -emit-llvm` writes it. llvm-dis names the module
+    after the file it read, a compile's temporary `tu.bc`, clang after the source file: a random
+    name in the prompt would change the answer from one compile of the TU to the next."""
+    source = _SOURCE_FILENAME.search(ir)
+    if source is not None:
+        ir = _MODULE_ID.sub(lambda _: f"; ModuleID = '{source.group(1)}'", ir, count=1)
     return PROMPT.format(ir=ir)
 
 
