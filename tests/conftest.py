@@ -248,3 +248,61 @@ def extract(tarball: Path, dest: Path) -> Path:
             archive.extractall(dest)
     (top,) = dest.iterdir()
     return top
+
+
+def zlib_tested_with(llmcc: str, clang: str, debian_source, tmp_path: Path,
+                     env: dict[str, str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """zlib built with CC=llmcc and its `make test` passing, every object from llmcc (not a
+    fallback to clang), and the same build with plain clang: (llmcc's objects, clang's)."""
+    make = need_tool("make")
+    tarball = debian_source("zlib")
+    ours = extract(tarball, tmp_path / "llmcc")
+    plain = extract(tarball, tmp_path / "plain")
+    run_ok(["./configure"], ours, {**env, "CC": llmcc, "CFLAGS": "-Oz"})
+    run_ok([make, "-j2"], ours, env)
+    test_output = run_ok([make, "test"], ours, env)
+    assert b"*** zlib test OK ***" in test_output
+    assert b"*** zlib 64-bit test OK ***" in test_output
+    run_ok(["./configure"], plain, {**env, "CC": clang, "CFLAGS": "-Oz"})
+    run_ok([make, "-j2"], plain, env)
+
+    patterns = ("*.o", "*.lo")  # zlib names its shared-library (PIC) objects *.lo
+    ours_objects, plain_objects = collect_objects(ours, patterns), collect_objects(plain, patterns)
+    assert "deflate.lo" in plain_objects and "inflate.o" in plain_objects
+    intercepted = intercepted_outputs(env["LLMCC_LOG"])  # *.lo are built as objs/*.o
+    built_as = {name: "objs/" + name[:-3] + ".o" if name.endswith(".lo") else name
+                for name in ours_objects}
+    missing = sorted(name for name, output in built_as.items() if output not in intercepted)
+    assert not missing, f"compiled by plain clang, not llmcc: {missing}"
+    return ours_objects, plain_objects
+
+
+# --- per-user model servers ----------------------------------------------------------------------
+
+def processes_under(directory: str) -> list:
+    """Processes whose command line names something in `directory`."""
+    import psutil
+
+    return [process for process in psutil.process_iter(["cmdline"])
+            if any(directory in arg for arg in process.info["cmdline"] or ())]
+
+
+@pytest.fixture
+def xdg(monkeypatch) -> str:
+    """A runtime directory of the test's own for per-user model servers (short: a socket path
+    has at most 107 bytes), in this process's environment; every server started in it is
+    killed afterwards."""
+    import contextlib
+    import tempfile
+
+    import psutil
+
+    directory = tempfile.mkdtemp(prefix="llmcc-test-", dir="/tmp")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", directory)
+    yield directory
+    leftover = processes_under(directory)
+    for process in leftover:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(leftover, timeout=5)
+    shutil.rmtree(directory, ignore_errors=True)

@@ -6,15 +6,13 @@ pass, or no own model for a large TU, ending in one warning, the popular lists a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SIZE_C, SIZE_H, frontend_ir, log_events, object_size, run
+from conftest import SIZE_C, SIZE_H, frontend_ir, log_events, object_size, processes_under, run
 
 from llmcc import events, summary
 from llmcc.advisor import llm_compiler
@@ -196,21 +194,10 @@ def no_own_model(package_copy: Path) -> Path:
 
 
 @pytest.fixture
-def runtime_dir(text_models: TextModels, env: dict[str, str]):
-    """A runtime directory of the test's own for the per-user servers its compiles start
-    (short: a socket path has at most 107 bytes); every one is killed afterwards."""
-    import psutil
-    from test_server import _processes_under
-
-    directory = tempfile.mkdtemp(prefix="llmcc-test-", dir="/tmp")
-    env["XDG_RUNTIME_DIR"] = directory
-    yield directory
-    leftover = _processes_under(directory)
-    for process in leftover:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(leftover, timeout=5)
-    shutil.rmtree(directory, ignore_errors=True)
+def runtime_dir(text_models: TextModels, env: dict[str, str], xdg: str) -> str:
+    """The per-user servers this test's compiles start live in a directory of its own."""
+    env["XDG_RUNTIME_DIR"] = xdg
+    return xdg
 
 
 def digest(path: str | None) -> str:
@@ -258,8 +245,6 @@ def test_tiny_text_models_give_their_trained_answer_through_llama_cpp(text_model
 def test_the_answers_list_is_tried_in_process_and_through_the_per_user_server_alike(
         text_models: TextModels, tmp_path: Path, env: dict[str, str], no_own_model: Path,
         runtime_dir: str, llmcc: str, clang: str):
-    from test_server import _processes_under
-
     source = sources(tmp_path / "src", size=SIZE_C)
     model = text_models.paths[PASSES_ANSWER]
     plain = run([clang, "-Oz", "-c", "size.c", "-o", "plain.o"], source)
@@ -275,7 +260,7 @@ def test_the_answers_list_is_tried_in_process_and_through_the_per_user_server_al
         assert event["outcome"] == events.MISS and "advisor_failure" not in event
         assert event["advisor"] == f"model:{digest(model)}:llm-compiler:none"
         assert tried(event) == [None, PASSES] and event["evaluated"] == 1
-        assert bool(_processes_under(runtime_dir)) == model_server  # a server answered
+        assert bool(processes_under(runtime_dir)) == model_server  # a server answered
         objects[model_server] = (source / "size.o").read_bytes()
     assert objects[False] == objects[True]
     assert object_size(objects[False]) <= object_size((source / "plain.o").read_bytes())
@@ -285,8 +270,6 @@ def test_the_answers_list_is_tried_in_process_and_through_the_per_user_server_al
 def test_a_tu_beyond_the_text_models_context_goes_to_llmccs_own_model(
         text_models: TextModels, own_model: str, tmp_path: Path, env: dict[str, str],
         no_own_model: Path, runtime_dir: str, llmcc: str, model_server: bool):
-    from test_server import _processes_under
-
     shutil.copy(own_model, no_own_model / "advisor" / "model.gguf")
     source = sources(tmp_path / "src", big=_big_tu())
     way = with_text_model(env, text_models.paths[PASSES_ANSWER], model_server)
@@ -300,7 +283,7 @@ def test_a_tu_beyond_the_text_models_context_goes_to_llmccs_own_model(
     assert tried(miss)[0] is None and sorted(tried(miss)[1:]) == sorted(OWN_LISTS)  # all three: LLMCC_CANDIDATES is 3
     assert (miss["outcome"], hit["outcome"]) == (events.MISS, events.DIRECT_HIT)
     # through the server: the text model's refused the prompt, the own model's answered
-    assert len(_processes_under(runtime_dir)) == (2 if model_server else 0)
+    assert len(processes_under(runtime_dir)) == (2 if model_server else 0)
 
 
 def assert_warned_popular_and_not_cached(done_twice: list, env: dict[str, str], package: Path,

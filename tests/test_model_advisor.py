@@ -21,19 +21,17 @@ from conftest import (
     SIZE_C,
     SIZE_H,
     assert_no_larger,
-    collect_objects,
-    extract,
-    intercepted_outputs,
     log_events,
     log_outcomes,
-    need_tool,
     object_size,
+    processes_under,
     report_sizes,
     run_ok,
+    zlib_tested_with,
 )
 from test_faults import ARGS, _assert_like_plain, _build, _ours, tree  # noqa: F401
 from test_model import Trained, one_thread, summaries  # noqa: F401 - fixtures used here
-from test_server import _processes_under, free_port, model, xdg  # noqa: F401
+from test_server import free_port, model  # noqa: F401
 
 from llmcc import events, summary
 from llmcc.advisor import client
@@ -59,7 +57,7 @@ def with_model(env: dict[str, str], path: str, model_server: bool) -> dict[str, 
 
 
 @pytest.fixture
-def runtime_env(env: dict[str, str], xdg: str) -> dict[str, str]:  # noqa: F811
+def runtime_env(env: dict[str, str], xdg: str) -> dict[str, str]:
     """The test's environment with a runtime directory of its own: the per-user servers its
     compiles start are found there, and killed after the test."""
     env["XDG_RUNTIME_DIR"] = xdg
@@ -212,7 +210,7 @@ def test_a_bad_model_file_warns_once_compiles_and_is_never_cached(
     if kind != "missing":
         assert all(event["advisor_failure"] for event in log_events(env))
     assert ctl_server_status(llmcc_ctl, env) == "no model server is running\n"
-    assert _processes_under(runtime_env["XDG_RUNTIME_DIR"]) == []
+    assert processes_under(runtime_env["XDG_RUNTIME_DIR"]) == []
 
 
 # --- a server that does not answer ---------------------------------------------------------------
@@ -242,29 +240,8 @@ def test_a_dead_server_warns_once_and_the_model_that_answered_instead_is_cached(
 @pytest.mark.slow
 def test_zlib_built_with_the_model_advisor_passes_its_test_and_objects_are_never_larger(
         tmp_path, runtime_env, llmcc, clang, model, debian_source):  # noqa: F811
-    make = need_tool("make")
-    tarball = debian_source("zlib")
-    ours = extract(tarball, tmp_path / "llmcc")
-    plain_tree = extract(tarball, tmp_path / "plain")
     env = with_model(runtime_env, model.paths["Q8_0"], True)
-
-    run_ok(["./configure"], ours, {**env, "CC": llmcc, "CFLAGS": "-Oz"})
-    run_ok([make, "-j2"], ours, env)
-    test_output = run_ok([make, "test"], ours, env)
-    assert b"*** zlib test OK ***" in test_output
-    assert b"*** zlib 64-bit test OK ***" in test_output
-
-    run_ok(["./configure"], plain_tree, {**env, "CC": clang, "CFLAGS": "-Oz"})
-    run_ok([make, "-j2"], plain_tree, env)
-
-    patterns = ("*.o", "*.lo")  # zlib names its shared-library (PIC) objects *.lo
-    ours_objects = collect_objects(ours, patterns)
-    plain_objects = collect_objects(plain_tree, patterns)
-    intercepted = intercepted_outputs(env["LLMCC_LOG"])
-    built_as = {name: "objs/" + name[:-3] + ".o" if name.endswith(".lo") else name
-                for name in ours_objects}
-    missing = sorted(name for name, output in built_as.items() if output not in intercepted)
-    assert not missing, f"compiled by plain clang, not llmcc: {missing}"
+    ours_objects, plain_objects = zlib_tested_with(llmcc, clang, debian_source, tmp_path, env)
     decided = [event for event in log_events(env) if event["outcome"] == events.MISS]
     assert decided and all(event["advisor"] == "model:" + digest(model.paths["Q8_0"])
                            and "advisor_failure" not in event and event["evaluated"] == K

@@ -27,6 +27,7 @@ from conftest import (
     read_log,
     report_sizes,
     run_ok,
+    zlib_tested_with,
 )
 
 from llmcc import events
@@ -157,30 +158,7 @@ C_PROJECT_OUTPUT = (f"pieces={DUPLICATES} total={DUPLICATES * _piece_checksum()}
 
 def test_zlib_configure_make_test_passes_and_objects_are_never_larger(
         tmp_path, env, llmcc, clang, debian_source):
-    make = need_tool("make")
-    tarball = debian_source("zlib")
-    ours = extract(tarball, tmp_path / "llmcc")
-    plain = extract(tarball, tmp_path / "plain")
-
-    run_ok(["./configure"], ours, {**env, "CC": llmcc, "CFLAGS": "-Oz"})
-    run_ok([make, "-j2"], ours, env)
-    test_output = run_ok([make, "test"], ours, env)
-    assert b"*** zlib test OK ***" in test_output
-    assert b"*** zlib 64-bit test OK ***" in test_output
-
-    run_ok(["./configure"], plain, {**env, "CC": clang, "CFLAGS": "-Oz"})
-    run_ok([make, "-j2"], plain, env)
-
-    patterns = ("*.o", "*.lo")  # zlib names its shared-library (PIC) objects *.lo
-    ours_objects, plain_objects = collect_objects(ours, patterns), collect_objects(plain, patterns)
-    assert "deflate.lo" in plain_objects and "inflate.o" in plain_objects
-    # Every object came out of llmcc, not a fallback to clang: *.lo are built as objs/*.o
-    intercepted = intercepted_outputs(env["LLMCC_LOG"])
-    built_as = {name: "objs/" + name[:-3] + ".o" if name.endswith(".lo") else name
-                for name in ours_objects}
-    missing = sorted(name for name, output in built_as.items() if output not in intercepted)
-    assert not missing, f"compiled by plain clang, not llmcc: {missing}"
-
+    ours_objects, plain_objects = zlib_tested_with(llmcc, clang, debian_source, tmp_path, env)
     total, plain_total = assert_no_larger(ours_objects, plain_objects)
     assert total <= plain_total
     report_sizes(f"zlib ({len(plain_objects)} objects, -Oz)", total, plain_total)

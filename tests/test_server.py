@@ -5,7 +5,6 @@ gone when idle."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -70,29 +69,6 @@ def expected(model: Trained, texts: list[str]) -> list[list]:
     found = in_process(model.paths["Q8_0"], texts)
     assert all(len(lists) == K for lists in found)
     return found
-
-
-def _processes_under(directory: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any(directory in arg for arg in process.info["cmdline"] or ()):
-            found.append(process)
-    return found
-
-
-@pytest.fixture
-def xdg(monkeypatch) -> str:
-    """A runtime directory of the test's own (short: a socket path has at most 107 bytes);
-    every server started in it is killed afterwards."""
-    directory = tempfile.mkdtemp(prefix="llmcc-test-", dir="/tmp")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", directory)
-    yield directory
-    leftover = _processes_under(directory)
-    for process in leftover:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(leftover, timeout=5)
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def ask(model_path: str, text: str, **options) -> list:
