@@ -330,10 +330,12 @@ def test_a_missing_model_or_an_overlong_prompt_is_a_model_error(trained: Trained
         runtimes["Q8_0"].rank(" 1" * 2000, 3)
 
 
-def test_importing_the_runtime_loads_no_model_library():
-    """The hot path stays light: llama_cpp and numpy are imported when a model is loaded."""
-    code = ("import sys, llmcc.advisor.model_runtime; "
-            "print(sorted(m for m in ('llama_cpp', 'numpy', 'torch') if m in sys.modules))")
+@pytest.mark.parametrize("module", ["llmcc.advisor.model_runtime", "llmcc.advisor.client"])
+def test_importing_what_a_compile_imports_loads_no_model_library(module: str):
+    """The hot path stays light: llama_cpp and numpy come with a loaded model, psutil and
+    subprocess only to start or stop a server."""
+    code = (f"import sys, {module}; print(sorted(m for m in ('llama_cpp', 'numpy', 'torch', "
+            "'psutil', 'subprocess') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
     assert out.strip() == "[]"

@@ -417,15 +417,6 @@ def test_llmcc_ctl_server_status_and_stop(model: Trained, texts: list[str], xdg:
     assert ctl("status") == "no model server is running\n"
 
 
-def test_importing_the_client_loads_no_model_library():
-    """Every compile that asks the model imports the client."""
-    code = ("import sys, llmcc.advisor.client; print(sorted(m for m in "
-            "('llama_cpp', 'numpy', 'torch', 'psutil', 'subprocess') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_a_model_no_server_can_load_is_not_started_again_for_a_while(model: Trained,
                                                                       texts: list[str],
                                                                       xdg: str, tmp_path):
