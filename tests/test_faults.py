@@ -521,13 +521,14 @@ def test_signal_during_a_compile_leaves_no_output_and_a_working_cache(tree, tmp_
 
 def _interrupted_while_python_starts(returncode: int, stderr: bytes) -> bool:
     """Ctrl-C in the first few tens of milliseconds, before llmcc's `main` runs: CPython itself
-    reports the KeyboardInterrupt, in `site` (exit 1) or in the console script's import of
-    llmcc.launch, a few lines (a traceback, then death by SIGINT). Python's own start-up, not
-    llmcc's logic: tolerated
-    by name, counted apart, and never taken for an interrupt that landed."""
+    reports the KeyboardInterrupt, while it sets up its standard streams or imports `site`
+    (exit 1), or in the console script's import of llmcc.launch, a few lines (a traceback, then
+    death by SIGINT). Python's own start-up, not llmcc's logic: tolerated by name, counted
+    apart, and never taken for an interrupt that landed."""
     text = stderr.decode(errors="replace")
     if returncode == 1:
-        return text.startswith("Fatal Python error: init_import_site")
+        return text.startswith(("Fatal Python error: init_import_site",
+                                "Fatal Python error: init_sys_streams"))
     return (returncode == -signal.SIGINT and text.rstrip().endswith("KeyboardInterrupt")
             and "from llmcc.launch import" in text and "cc()" not in text)
 

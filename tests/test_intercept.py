@@ -527,9 +527,11 @@ def test_doctor_passes_with_a_working_toolchain(llmcc_ctl, env):
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 0, done.stdout
     lines = done.stdout.decode().splitlines()
-    assert [line.split()[1] for line in lines] == ["clang", "opt", "cache", "advisor"]
-    assert all(line.startswith("ok ") for line in lines)
+    assert [line.split()[1] for line in lines] == ["clang", "opt", "cache", "advisor", "model:"]
+    assert all(line.startswith("ok ") for line in lines[:4])
     assert env["LLMCC_CACHE_DIR"] in lines[2]
+    # the model advisor is not on, so a missing model is a note, not a failure
+    assert lines[4].startswith("note model: ") and "does not exist" in lines[4]
 
 
 def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
