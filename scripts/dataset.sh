@@ -15,6 +15,10 @@ work="${1:-$HOME/.cache/llmcc-corpus}"
 # (whose corpus must be rebuilt) and every finished package is committed before the next.
 for package in $(python -m llmcc.train.corpus --list); do
   python -m llmcc.train.corpus --work "$work" "$package"
-  python -m llmcc.train.labels --work "$work" --stage search --commit
+  python -m llmcc.train.labels --work "$work" --splits train --stage search --commit
 done
-python -m llmcc.train.labels --work "$work" --commit  # broadcast to every labelled TU
+# What a model needs first: the test sample searched, then the broadcast to train and test;
+# validation last.
+python -m llmcc.train.labels --work "$work" --splits train,test --stage search --commit
+python -m llmcc.train.labels --work "$work" --splits train,test --stage broadcast --commit
+python -m llmcc.train.labels --work "$work" --commit
