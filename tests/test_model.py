@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 REASON = "needs the train extra (pip install -e '.[train]'): torch, tokenizers, gguf"
 torch = pytest.importorskip("torch", reason=REASON)
@@ -381,3 +383,18 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
     with ModelRuntime(str(tmp_path / "m.gguf")) as runtime:
         assert set(runtime.lists.values()) == set(candidates)
         assert set(runtime.rank(examples[0][0], 5)) <= set(candidates)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=400), k=st.integers(min_value=0, max_value=12))
+def test_any_prompt_is_answered_with_valid_candidate_lists_only(runtimes: dict, text: str,
+                                                                k: int):
+    """Whatever the prompt (any text, special-token spellings, nothing at all), the answers
+    are distinct lists of the model's own, each valid in the vocabulary, at most k."""
+    from llmcc.passes import validate
+
+    for runtime in runtimes.values():
+        ranked = runtime.rank(text, k)
+        assert len(ranked) <= k and len(set(ranked)) == len(ranked)
+        assert all(passes in CANDIDATES and validate(passes) == passes for passes in ranked)
