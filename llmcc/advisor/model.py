@@ -1,6 +1,7 @@
 """The `model` advisor: a GGUF model ranks candidate pass lists for each TU.
 
-The TU's summary (llmcc.summary, computed as the dataset computed it) is the prompt. The model
+The TU's summary (llmcc.summary, computed as the dataset computed it) is the prompt (with
+LLMCC_PROMPT=llm-compiler, the TU's IR in Meta's LLM Compiler prompt: llm_compiler.py). The model
 is asked where that is cheapest: a llama.cpp-compatible server the user names (LLMCC_SERVER),
 else the per-user server (started on demand and kept: `import llama_cpp` alone costs more than
 a typical compile), else in this process. A way that fails gives one warning and the next is
@@ -43,7 +44,9 @@ def file_digest(path: str, memo_dir: str | None) -> str:
                                       f"{stat.st_mtime_ns}")
         try:
             with open(memo) as handle:
-                return handle.read().strip()
+                remembered = handle.read().strip()
+            if len(remembered) == 32 and all(c in "0123456789abcdef" for c in remembered):
+                return remembered
         except OSError:
             pass
     digest = hashlib.blake2b(digest_size=16)
