@@ -28,7 +28,7 @@ from llmcc.advisor.model_runtime import (
     KEY_CANDIDATES,
     ModelRuntime,
     answers,
-    gguf_string,
+    gguf_strings,
     lists_by_token,
     prompt_text,
     top_count,
@@ -76,7 +76,7 @@ def main() -> None:
         model = untrained_model(os.path.join(work, "m.gguf"), prompts) if args.untrained \
             else args.model
         digest = file_digest(model, None)
-        lists = lists_by_token(gguf_string(model, KEY_CANDIDATES))
+        lists = lists_by_token(gguf_strings(model, (KEY_CANDIDATES,)).get(KEY_CANDIDATES))
 
         def ask(prompt: str) -> list:
             text = prompt_text(prompt)

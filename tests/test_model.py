@@ -32,7 +32,7 @@ from llmcc.advisor.model_runtime import (
     ModelError,
     ModelRuntime,
     answers,
-    gguf_string,
+    gguf_strings,
     list_token,
     lists_by_token,
     prompt_text,
@@ -196,7 +196,9 @@ def test_every_candidate_is_one_answer_token_with_its_list_in_the_metadata(train
     first = trained.tokenizer.first_list
     for path, runtime in zip(trained.paths.values(), runtimes.values(), strict=True):
         assert runtime.lists == {list_token(i): c for i, c in enumerate(CANDIDATES)}
-        assert lists_by_token(gguf_string(path, KEY_CANDIDATES)) == runtime.lists
+        read = gguf_strings(path, (KEY_CANDIDATES, KEY_SUMMARY_VERSION))
+        assert lists_by_token(read[KEY_CANDIDATES]) == runtime.lists
+        assert read[KEY_SUMMARY_VERSION] == str(summary.SUMMARY_VERSION)
         assert [runtime.pieces[first + i] for i in range(len(CANDIDATES))] == \
             [list_token(i) for i in range(len(CANDIDATES))]
     assert lists_by_token('["always-inline gvn", "no-such-pass", 3]') == {
@@ -207,13 +209,13 @@ def test_every_candidate_is_one_answer_token_with_its_list_in_the_metadata(train
 def test_gguf_metadata_is_read_without_llama_cpp_and_damage_reads_as_nothing(trained: Trained,
                                                                              tmp_path: Path):
     path = trained.paths["Q8_0"]
-    assert gguf_string(path, KEY_COMMAND) == trained.command
-    assert gguf_string(path, "no.such.key") is None
+    assert gguf_strings(path, (KEY_COMMAND,)) == {KEY_COMMAND: trained.command}
+    assert gguf_strings(path, (KEY_COMMAND, "no.such.key")) == {KEY_COMMAND: trained.command}
     blob = Path(path).read_bytes()
     for damaged in (blob[:4], blob[:200], b"GGUF" + b"\xff" * 64, b"not a model"):
         (tmp_path / "bad.gguf").write_bytes(damaged)
-        assert gguf_string(str(tmp_path / "bad.gguf"), KEY_CANDIDATES) is None
-    assert gguf_string(str(tmp_path / "absent.gguf"), KEY_CANDIDATES) is None
+        assert gguf_strings(str(tmp_path / "bad.gguf"), (KEY_CANDIDATES,)) == {}
+    assert gguf_strings(str(tmp_path / "absent.gguf"), (KEY_CANDIDATES,)) == {}
 
 
 def test_llama_cpp_log_probabilities_match_pytorch_for_an_f32_export(trained: Trained,

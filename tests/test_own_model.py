@@ -11,7 +11,7 @@ pytest.importorskip("torch", reason="needs the train extra (pip install -e '.[tr
 from conftest import SIZE_H, log_events, run, run_ok
 from test_model import SOURCES
 
-from llmcc.advisor.model_runtime import KEY_COMMAND, gguf_string
+from llmcc.advisor.model_runtime import KEY_COMMAND, gguf_strings
 from llmcc.train import labelled
 
 LISTS = ["always-inline default<Oz>", "always-inline mem2reg sroa<modify-cfg> gvn",
@@ -49,7 +49,7 @@ def test_record_label_train_eval_and_compile_with_a_users_own_model(tmp_path, en
     train = ["train", "--dataset", str(dataset), "--add", str(records), "--out", str(model),
              *TINY, "--temperature", "0.5"]  # soft targets: every tiny TU teaches something
     run_ok([llmcc_ctl, *train], tmp_path, env)
-    assert gguf_string(str(model), KEY_COMMAND) == "llmcc-ctl " + " ".join(train)
+    assert gguf_strings(str(model), (KEY_COMMAND,)) == {KEY_COMMAND: "llmcc-ctl " + " ".join(train)}
 
     # the dataset's train split is the user's TUs here too: eval needs one to rank popular on
     labelled.write_package(str(dataset), "records", rows)

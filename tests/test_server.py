@@ -32,7 +32,7 @@ from llmcc.advisor.model_runtime import (
     KEY_CANDIDATES,
     ModelRuntime,
     answers,
-    gguf_string,
+    gguf_strings,
     lists_by_token,
     prompt_text,
     top_count,
@@ -54,7 +54,7 @@ def texts(model: Trained) -> list[str]:
 
 def lists(path: str) -> dict:
     """The model file's answer tokens and their pass lists, as a compile reads them."""
-    return lists_by_token(gguf_string(path, KEY_CANDIDATES))
+    return lists_by_token(gguf_strings(path, (KEY_CANDIDATES,)).get(KEY_CANDIDATES))
 
 
 def in_process(path: str, texts: list[str]) -> list[list]:
@@ -191,7 +191,7 @@ def test_the_first_request_starts_a_private_server_that_the_next_reuses(
 
 CLIENT = """import json, sys
 from llmcc.advisor import client
-from llmcc.advisor.model_runtime import (KEY_CANDIDATES, answers, gguf_string, lists_by_token,
+from llmcc.advisor.model_runtime import (KEY_CANDIDATES, answers, gguf_strings, lists_by_token,
                                          top_count)
 model, digest, text = sys.argv[1:]
 sys.stdin.read()  # wait for the others
@@ -199,7 +199,8 @@ top = client.ask_per_user_server(
     model, digest, lambda address, timeout: client.complete_top(address, text, top_count(3),
                                                                 timeout),
     threads=1, gpu_layers=0, idle=60)
-print(json.dumps(answers(top, 3, lists_by_token(gguf_string(model, KEY_CANDIDATES)))))
+lists = lists_by_token(gguf_strings(model, (KEY_CANDIDATES,)).get(KEY_CANDIDATES))
+print(json.dumps(answers(top, 3, lists)))
 """
 
 

@@ -73,11 +73,12 @@ def _memo_dir(settings) -> str | None:
     return os.path.join(cache_dir(settings), "model-digests")
 
 
-def identity(settings) -> str:
-    """`model:<digest>`; with the llm-compiler prompt also the model asked when a TU does not
-    fit that model's context (llmcc's own), as both decide."""
+def identity(settings, digest: str | None = None) -> str:
+    """`model:<digest>` (of the model file, computed unless given); with the llm-compiler prompt
+    also the model asked when a TU does not fit that model's context (llmcc's own), as both
+    decide."""
     memo = _memo_dir(settings)
-    own = "model:" + file_digest(model_path(settings), memo)
+    own = "model:" + (digest or file_digest(model_path(settings), memo))
     if settings.prompt != "llm-compiler":
         return own
     try:
@@ -95,7 +96,7 @@ class ModelAdvisor:
         self.settings, self.clang, self.fallback = settings, clang, fallback
         self.path = model_path(settings)
         self.digest = file_digest(self.path, _memo_dir(settings))
-        self.identity = identity(settings)
+        self.identity = identity(settings, self.digest)
         self.warnings: list[str] = []
         self.failure: str | None = None
 
@@ -110,7 +111,7 @@ class ModelAdvisor:
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the model: {err}")
         if self.settings.prompt == "llm-compiler":
-            return self._ask_for_text(ir, bitcode_path, k)
+            return self._ask_for_text(ir, k)
         return self._rank(ir, k)
 
     def _rank(self, ir: str, k: int) -> list[PassList]:
@@ -120,19 +121,20 @@ class ModelAdvisor:
             KEY_CANDIDATES,
             KEY_SUMMARY_VERSION,
             answers,
-            gguf_string,
+            gguf_strings,
             lists_by_token,
             prompt_text,
             top_count,
         )
         from llmcc.summary import SUMMARY_VERSION, summarize_ir, to_prompt
 
-        lists = lists_by_token(gguf_string(self.path, KEY_CANDIDATES))
+        metadata = gguf_strings(self.path, (KEY_CANDIDATES, KEY_SUMMARY_VERSION))
+        lists = lists_by_token(metadata.get(KEY_CANDIDATES))
         if not lists:
             return self._popular(k, f"{self.path} holds no candidate pass lists: it is not a "
                                     "model made by llmcc (LLMCC_PROMPT=llm-compiler asks one "
                                     "that answers in text)")
-        version = gguf_string(self.path, KEY_SUMMARY_VERSION)
+        version = metadata.get(KEY_SUMMARY_VERSION)
         if version != str(SUMMARY_VERSION):
             return self._popular(k, f"{self.path} was trained on summary version {version}, "
                                     f"llmcc renders version {SUMMARY_VERSION}")
@@ -142,7 +144,7 @@ class ModelAdvisor:
             lambda runtime: runtime.top(text, n), lambda top: answers(top, k, lists), True)
         return chosen or self._popular(k, f"the model failed ({'; '.join(problems)})")
 
-    def _ask_for_text(self, ir: str, bitcode_path: str, k: int) -> list[PassList]:
+    def _ask_for_text(self, ir: str, k: int) -> list[PassList]:
         """A model that answers in text (LLMCC_PROMPT=llm-compiler): its one list; a TU
         larger than its context goes to llmcc's own model."""
         from llmcc.advisor import client, llm_compiler

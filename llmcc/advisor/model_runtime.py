@@ -4,7 +4,8 @@ The model reads a TU summary (llmcc.summary.to_prompt) and answers with one toke
 pass list it chooses among is a token of its own (`<|L0|>`, `<|L1|>`, ...; the lists themselves
 are in the file's metadata, `KEY_CANDIDATES`), so ranking every candidate is one evaluation of
 the prompt: the log-probabilities of the next token, best first. The token texts are short
-because llama-cpp-python's server reports a token longer than 32 bytes as "" (its issue 2362). Why one token per list rather than a list spelt pass by pass and scored or generated:
+because llama-cpp-python's server reports a token longer than 32 bytes as "" (its issue 2362).
+Why one token per list rather than a list spelt pass by pass and scored or generated:
   - one evaluation whatever the number of candidates, where scoring spelt lists costs a few
     tokens per candidate and generation a token per pass and per answer;
   - any OpenAI-compatible completion server reports it (`top_logprobs` of a one-token
@@ -79,12 +80,14 @@ def lists_by_token(candidates_json: str | None) -> dict[str, PassList]:
     return found
 
 
-def gguf_string(path: str, key: str) -> str | None:
-    """A string value of a GGUF file's metadata, read without llama.cpp (a compile that asks a
-    server must not load it); None if the file lacks the key or is not GGUF."""
+def gguf_strings(path: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """String values of a GGUF file's metadata, read without llama.cpp (a compile that asks a
+    server must not load it), in one pass that stops once all `keys` are found; a key the file
+    lacks, or every key of a file that is not GGUF, is left out."""
     import struct
 
     sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    found: dict[str, str] = {}
     try:
         with open(path, "rb") as handle:
             def read(fmt: str):
@@ -108,16 +111,19 @@ def gguf_string(path: str, key: str) -> str | None:
                     handle.seek(sizes[kind], 1)
 
             if handle.read(4) != b"GGUF" or read("<I") < 2:
-                return None
+                return {}
             read("<Q")  # tensors
             for _ in range(read("<Q")):
-                name, kind = string(), read("<I")
-                if name.decode(errors="replace") == key and kind == 8:
-                    return string().decode(errors="replace")
-                skip(kind)
+                name, kind = string().decode(errors="replace"), read("<I")
+                if name in keys and kind == 8:
+                    found[name] = string().decode(errors="replace")
+                    if len(found) == len(keys):
+                        break
+                else:
+                    skip(kind)
     except (OSError, ValueError, KeyError, OverflowError, struct.error, MemoryError):
-        return None
-    return None
+        return {}
+    return found
 
 
 def prompt_text(prompt: str) -> str:
@@ -303,8 +309,10 @@ class ModelRuntime:
     def top(self, text: str, n: int) -> list[tuple[str, float]]:
         """The n likeliest next tokens after `text`: (token text, log-probability), best first
         (an OpenAI completion's `top_logprobs`)."""
+        import numpy as np
+
         logprobs = self.logprobs(text)
-        order = sorted(range(self.n_vocab), key=lambda i: -logprobs[i])[:n]
+        order = np.argsort(-logprobs, kind="stable")[:n]
         return [(self.pieces[i], float(logprobs[i])) for i in order]
 
     def rank(self, prompt: str, k: int) -> list[PassList]:

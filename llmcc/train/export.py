@@ -99,11 +99,13 @@ def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256:
     writer.add_vocab_size(config.vocab_size)
     writer.add_file_type(QUANTIZATIONS[quantization])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    # Before the token list: a compile reads it (with the candidates) in one pass that stops
+    # once both are found (model_runtime.gguf_strings).
+    writer.add_string(KEY_SUMMARY_VERSION, str(SUMMARY_VERSION))
     tokenizer.write_gguf(writer)
     writer.add_string(KEY_CONFIG, json.dumps(config.to_dict(), sort_keys=True))
     writer.add_string(KEY_DATASET, dataset_sha256)
     writer.add_string(KEY_COMMAND, command)
-    writer.add_string(KEY_SUMMARY_VERSION, str(SUMMARY_VERSION))
     for name, data in gguf_tensors(model):
         _add_tensor(writer, name, data, quantization)
     try:

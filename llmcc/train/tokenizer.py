@@ -93,8 +93,8 @@ class PassTokenizer:
 
     def write_gguf(self, writer) -> None:
         """The tokenizer metadata llama.cpp needs, and the candidates, on a gguf.GGUFWriter."""
-        # Before the token list: a compile reads it with model_runtime.gguf_string, which
-        # reads the metadata in order and stops there.
+        # Before the token list: a compile reads it with model_runtime.gguf_strings, which
+        # reads the metadata in order and stops once it has what it asked for.
         writer.add_string(KEY_CANDIDATES, json.dumps([to_text(c) for c in self.candidates]))
         vocab = self.gguf_vocab()
         writer.add_tokenizer_model(GGUF_MODEL)
