@@ -1,4 +1,5 @@
-"""`llmcc-ctl`: stats, explain, doctor, clear, config, id, tune, server, serve."""
+"""`llmcc-ctl`: stats, explain, doctor, clear, config, id, tune, server, serve, eval, train,
+label."""
 
 from __future__ import annotations
 
@@ -294,10 +295,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from llmcc.advisor.model import model_path
-    from llmcc.train import evaluate
+    from llmcc.train import evaluate, labelled
 
-    return evaluate.main(args.model or model_path(_settings()), args.dataset, args.split,
-                         args.directory, args.threads)
+    return evaluate.main(args.model or model_path(_settings()),
+                         args.dataset or labelled.DATASET_DIR, args.split, args.directory,
+                         args.threads)
 
 
 def cmd_train(fit_args: list[str]) -> int:
@@ -309,19 +311,18 @@ def cmd_train(fit_args: list[str]) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
+    from llmcc.train import labelled
     from llmcc.train.labels import label_records
 
     if not any(name.endswith(".bc") for name in os.listdir(args.directory)):
         sys.exit(f"llmcc-ctl label: no recorded TU in {args.directory} (build with "
                  f"LLMCC_RECORD={args.directory} first)")
     print(label_records(args.directory, args.jobs, args.budget, args.seconds, args.timeout,
-                        args.dataset))
+                        args.dataset or labelled.DATASET_DIR))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmcc.train.labelled import DATASET_DIR
-
     parser = argparse.ArgumentParser(prog="llmcc-ctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"llmcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--model", help="GGUF file (default: the configured model)")
     evaluate.add_argument("--split", default="test", choices=("test", "validation"))
     evaluate.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    evaluate.add_argument("--dataset", default=DATASET_DIR,
+    evaluate.add_argument("--dataset",
                           help="train split and broadcast lists (default: llmcc's dataset)")
     evaluate.set_defaults(func=cmd_eval)
     # listed for --help; its options are fit's own, handed over before parsing (below)
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     label.add_argument("--seconds", type=float, default=120.0, help="search time cap per TU")
     label.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     label.add_argument("--timeout", type=float, default=30.0)
-    label.add_argument("--dataset", default=DATASET_DIR,
+    label.add_argument("--dataset",
                        help="whose broadcast lists to measure (default: llmcc's dataset)")
     label.set_defaults(func=cmd_label)
     argv = sys.argv[1:] if argv is None else argv

@@ -49,17 +49,18 @@ def score(pool: list[dict], orders: Sequence[Order], k: int) -> tuple[float, int
     return geomean_saving(rows, list(range(k))), improved
 
 
-def model_orders(rows: list[dict], texts: list[str], rank: Ranker) -> list[list[int | None]]:
+def model_orders(prompts: list[str], texts: list[str],
+                 rank: Ranker) -> list[list[int | None]]:
     """Each TU's top max(KS) model answers as positions in the broadcast set."""
     position = {parse(text): i for i, text in enumerate(texts)}
-    return [[position.get(passes) for passes in rank(to_prompt(row["summary"]), max(KS))]
-            for row in rows]
+    return [[position.get(passes) for passes in rank(prompt, max(KS))] for prompt in prompts]
 
 
-def table(train: list[dict], held: list[dict], orders: list[Order], split: str) -> str:
-    """The evaluation table of held-out pool rows (with `search`), lists chosen on `train`."""
+def table(train: list[dict], held: list[dict], orders: list[Order], popular: Order,
+          split: str) -> str:
+    """The evaluation table of held-out pool rows (with `search`), lists chosen on `train`
+    (`popular`: the top max(KS), greedily)."""
     n = len(held[0]["sizes"])
-    popular = greedy(train, n, max(KS))
     single = max(range(n), key=lambda i: geomean_saving(train, [i]))
     lines = [f"| on the {split} split ({len(held)} TUs) | % below -Oz | TUs improved |",
              "|---|---:|---:|", f"| clang -Oz | 0.00% | 0/{len(held)} |"]
@@ -86,10 +87,9 @@ def table(train: list[dict], held: list[dict], orders: list[Order], split: str) 
     return "\n".join(lines)
 
 
-def group_table(train: list[dict], held: list[dict], orders: list[Order], names: list[str],
+def group_table(held: list[dict], orders: list[Order], popular: Order, names: list[str],
                 key: str, k: int = 3) -> str:
     """Popular against model at k, per package or language (`names[i]` of held row i)."""
-    popular = greedy(train, len(held[0]["sizes"]), k)
     groups = defaultdict(list)
     for i, name in enumerate(names):
         groups[name].append(i)
@@ -137,14 +137,16 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
     if not held_rows or not train or not indices:
         raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
     held = as_pool_rows(held_rows, indices, False)
-    orders = model_orders(held_rows, [registry["lists"][i] for i in indices], rank)
-    fits = [] if count is None else [
-        fits_line([to_prompt(r["summary"]) for r in held_rows], count, context)]
+    prompts = [to_prompt(r["summary"]) for r in held_rows]
+    orders = model_orders(prompts, [registry["lists"][i] for i in indices], rank)
+    # greedy ranks incrementally: its top k are the first k of its top max(KS)
+    popular = greedy(train, len(indices), max(KS))
+    fits = [] if count is None else [fits_line(prompts, count, context)]
     return "\n\n".join([
         *fits,
-        table(train, held, orders, split),
-        group_table(train, held, orders, [r["language"] for r in held_rows], "language"),
-        group_table(train, held, orders, [r["package"] for r in held_rows], "package")])
+        table(train, held, orders, popular, split),
+        group_table(held, orders, popular, [r["language"] for r in held_rows], "language"),
+        group_table(held, orders, popular, [r["package"] for r in held_rows], "package")])
 
 
 def main(model: str, directory: str, split: str, held_directory: str | None,

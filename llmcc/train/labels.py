@@ -130,22 +130,6 @@ def test_sample(tus: list[tuple[str, str]], count: int, seed: int) -> set[str]:
     return {tu for _, tu in ranked[:count]}
 
 
-def run_jobs(directory: str, package: str, worker, jobs: list, fold, processes: int,
-             line: StatusLine, label: str) -> str:
-    """Run `worker` over `jobs`, folding each result into the package's rows in `directory`,
-    saving as it goes; returns the package file's path."""
-    rows = labelled.read_package(directory, package)
-    with Pool(processes) as pool:
-        for n, result in enumerate(pool.imap_unordered(worker, jobs), 1):
-            fold(rows, result)
-            line.show(f"{label}: {worker.__name__} {bar(n, len(jobs))} {n}/{len(jobs)}")
-            if n % SAVE_EVERY == 0:
-                labelled.write_package(directory, package, rows)
-    path = labelled.write_package(directory, package, rows)
-    line.finish(f"{label}: {worker.__name__} done, {len(jobs)} TUs")
-    return path
-
-
 class Labeller:
     """Runs the stages package by package over one dataset directory, for the corpus
     (`corpus`) or for one directory of a user's records (`user`)."""
@@ -190,10 +174,21 @@ class Labeller:
                    {package: tus}, lambda p: "train", lambda p: {}, [package])
 
     def _run(self, package: str, worker, jobs: list, fold) -> None:
-        if jobs:
-            path = run_jobs(self.directory, package, worker, jobs, fold, self.jobs, self.line,
-                            f"{package} ({self.split(package)})")
-            self._commit([path], f"dataset: {package}, {worker.__name__} on {len(jobs)} TUs")
+        """Run `worker` over `jobs`, folding each result into the package's rows, saving as
+        it goes and committing at the end."""
+        if not jobs:
+            return
+        rows = labelled.read_package(self.directory, package)
+        label = f"{package} ({self.split(package)})"
+        with Pool(self.jobs) as pool:
+            for n, result in enumerate(pool.imap_unordered(worker, jobs), 1):
+                fold(rows, result)
+                self.line.show(f"{label}: {worker.__name__} {bar(n, len(jobs))} {n}/{len(jobs)}")
+                if n % SAVE_EVERY == 0:
+                    labelled.write_package(self.directory, package, rows)
+        path = labelled.write_package(self.directory, package, rows)
+        self.line.finish(f"{label}: {worker.__name__} done, {len(jobs)} TUs")
+        self._commit([path], f"dataset: {package}, {worker.__name__} on {len(jobs)} TUs")
 
     def _commit(self, paths: list[str], message: str) -> None:
         if not self.commit:
