@@ -17,8 +17,8 @@ for package in $(python -m llmcc.train.corpus --list); do
   python -m llmcc.train.corpus --work "$work" "$package"
   python -m llmcc.train.labels --work "$work" --splits train --stage search --commit
 done
-# What a model needs first: the test sample searched, then the broadcast to train and test;
-# validation last.
-python -m llmcc.train.labels --work "$work" --splits train,test --stage search --commit
-python -m llmcc.train.labels --work "$work" --splits train,test --stage broadcast --commit
+# What a model needs first: the broadcast to train (its training data), then the test sample
+# searched and broadcast (its evaluation); validation last.
+python -m llmcc.train.labels --work "$work" --splits train --stage broadcast --commit
+python -m llmcc.train.labels --work "$work" --splits test --commit
 python -m llmcc.train.labels --work "$work" --commit

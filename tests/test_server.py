@@ -258,6 +258,9 @@ def test_a_killed_server_fails_the_request_it_had_and_the_next_starts_another(
     assert ask(model.paths["Q8_0"], texts[1]) == expected[1]
     [second] = server_pids()
     assert second != first
+    # the server closes the connection it answered just after answering: wait for that, so
+    # that the count below is of its listening socket and the new connection only
+    assert wait_until(lambda: unix_sockets_in(os.path.dirname(path)) == 1)
     os.kill(second, signal.SIGSTOP)  # during a request: that request fails
     failed = []
     asking = threading.Thread(target=lambda: failed.append(
