@@ -8,12 +8,13 @@ round trip, model), with the server at its default threads; the server's residen
 first call of a fresh user (server start and model load included); and loading the model in the
 compiling process instead. `--untrained` measures a model of the default size with untrained
 weights (speed depends on size, not on weights; needs the train extra), for before a model is
-shipped. Times are milliseconds, medians and 95th percentiles.
+shipped; `--size DIM,LAYERS,HIDDEN,HEADS` gives it another size. Times are milliseconds, medians and 95th percentiles.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import shutil
@@ -44,8 +45,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def untrained_model(path: str, prompts: list[str]) -> str:
-    """A model of the default Config, its tokenizer trained on `prompts`, weights untrained."""
+def untrained_model(path: str, prompts: list[str], size: str | None) -> str:
+    """A model of the default Config (or `size`), its tokenizer trained on `prompts`, weights
+    untrained."""
     from llmcc.passes import parse
     from llmcc.train.export import export
     from llmcc.train.fit import candidates_of
@@ -56,8 +58,11 @@ def untrained_model(path: str, prompts: list[str]) -> str:
     candidates = candidates_of(registry) or [parse(f"always-inline {name}") for name in
                                              ("gvn", "dce", "sroa<modify-cfg>", "mem2reg")]
     config = Config()
+    if size:
+        dim, layers, hidden, heads = map(int, size.split(","))
+        config = Config(dim=dim, layers=layers, hidden=hidden, heads=heads, kv_heads=heads)
     tokenizer = PassTokenizer.train(prompts, config.vocab_size, candidates)
-    model = Llama(Config(vocab_size=tokenizer.vocab_size))
+    model = Llama(dataclasses.replace(config, vocab_size=tokenizer.vocab_size))
     return export(model, tokenizer, path, dataset_sha256="untrained", command="bench")
 
 
@@ -66,6 +71,8 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--tus", type=int, default=200)
     parser.add_argument("--untrained", action="store_true")
+    parser.add_argument("--size", metavar="DIM,LAYERS,HIDDEN,HEADS",
+                        help="with --untrained: a model of this size, not the default")
     args = parser.parse_args()
     rows = [r for r in labelled.read_all() if "summary" in r]
     random.Random(0).shuffle(rows)
@@ -73,8 +80,8 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="llmcc-model-speed-", dir="/tmp")
     os.environ["XDG_RUNTIME_DIR"] = work  # a fresh user: no server running yet
     try:
-        model = untrained_model(os.path.join(work, "m.gguf"), prompts) if args.untrained \
-            else args.model
+        model = args.model if not args.untrained else \
+            untrained_model(os.path.join(work, "m.gguf"), prompts, args.size)
         digest = file_digest(model, None)
         lists = lists_by_token(gguf_strings(model, (KEY_CANDIDATES,)).get(KEY_CANDIDATES))
 
@@ -103,8 +110,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     size = os.path.getsize(model) / 1e6 if not args.untrained else None
+    untrained = f", untrained model of size {args.size or 'default'}" if args.untrained else ""
     print(f"{len(prompts)} TUs of the committed dataset, k = {K}, {os.cpu_count()} cores, "
-          f"server threads {SERVER_THREADS}{', untrained default-size model' * args.untrained}"
+          f"server threads {SERVER_THREADS}{untrained}"
           f"{f', model {size:.1f} MB' if size else ''}:")
     print("| | value |\n|---|---:|")
     print(f"| model time per TU through the per-user server, median | "
