@@ -22,13 +22,16 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 
 from llmcc.advisor import client
 from llmcc.advisor.model import DEFAULT_MODEL, SERVER_THREADS, file_digest
 from llmcc.advisor.model_runtime import (
     KEY_CANDIDATES,
+    KEY_COVERAGE,
     ModelRuntime,
     answers,
+    coverage_of,
     gguf_strings,
     lists_by_token,
     prompt_text,
@@ -38,6 +41,7 @@ from llmcc.summary import to_prompt
 from llmcc.train import labelled
 
 K = 3
+BROADCAST_LISTS = 101  # llmcc.train.labels: LLVM's -Oz and the 100 most frequent winners
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -55,15 +59,21 @@ def untrained_model(path: str, prompts: list[str], size: str | None) -> str:
     from llmcc.train.tokenizer import PassTokenizer
 
     registry = labelled.read_lists()
-    candidates = candidates_of(registry) or [parse(f"always-inline {name}") for name in
-                                             ("gvn", "dce", "sroa<modify-cfg>", "mem2reg")]
+    # before the dataset has a broadcast set: as many lists, its likely members
+    winners = Counter(r["search"]["passes"] for r in labelled.read_all()
+                      if r.get("search", {}).get("passes"))
+    candidates = candidates_of(registry) or [parse(text) for text, _ in
+                                             winners.most_common(BROADCAST_LISTS)]
     config = Config()
     if size:
         dim, layers, hidden, heads = map(int, size.split(","))
         config = Config(dim=dim, layers=layers, hidden=hidden, heads=heads, kv_heads=heads)
     tokenizer = PassTokenizer.train(prompts, config.vocab_size, candidates)
     model = Llama(dataclasses.replace(config, vocab_size=tokenizer.vocab_size))
-    return export(model, tokenizer, path, dataset_sha256="untrained", command="bench")
+    # a coverage table of the right shape: choosing lists by it costs the same whatever it holds
+    coverage = [[0] * len(candidates) for _ in candidates]
+    return export(model, tokenizer, path, dataset_sha256="untrained", command="bench",
+                  coverage=coverage)
 
 
 def main() -> None:
@@ -83,7 +93,9 @@ def main() -> None:
         model = args.model if not args.untrained else \
             untrained_model(os.path.join(work, "m.gguf"), prompts, args.size)
         digest = file_digest(model, None)
-        lists = lists_by_token(gguf_strings(model, (KEY_CANDIDATES,)).get(KEY_CANDIDATES))
+        metadata = gguf_strings(model, (KEY_CANDIDATES, KEY_COVERAGE))
+        lists = lists_by_token(metadata.get(KEY_CANDIDATES))
+        coverage = coverage_of(metadata.get(KEY_COVERAGE), lists)
 
         def ask(prompt: str) -> list:
             text = prompt_text(prompt)
@@ -91,7 +103,7 @@ def main() -> None:
                 model, digest, lambda address, timeout: client.complete_top(
                     address, text, top_count(K), timeout),
                 threads=SERVER_THREADS, gpu_layers=0, idle=60)
-            return answers(top, K, lists)
+            return answers(top, K, lists, coverage)
 
         start = time.perf_counter()
         ask(prompts[0])

@@ -5,6 +5,7 @@ candidate pass lists as PyTorch does."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -24,14 +25,17 @@ from conftest import SIZE_C, SIZE_H, frontend_ir
 
 from llmcc import summary
 from llmcc.advisor.model_runtime import (
+    COVERAGE_SCALE,
     KEY_CANDIDATES,
     KEY_COMMAND,
     KEY_CONFIG,
+    KEY_COVERAGE,
     KEY_DATASET,
     KEY_SUMMARY_VERSION,
     ModelError,
     ModelRuntime,
     answers,
+    coverage_of,
     gguf_strings,
     list_token,
     lists_by_token,
@@ -356,7 +360,7 @@ def test_candidate_weights_follow_sizes_and_skip_tus_nothing_improves():
 def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[dict],
                                                               tmp_path: Path):
     from llmcc.train import labelled
-    from llmcc.train.fit import candidates_of, examples_from_rows, main
+    from llmcc.train.fit import candidates_of, coverage_table, examples_from_rows, main
 
     registry = {"lists": ["gvn", "always-inline gvn", "dce"], "broadcast": [1, 2]}
     labelled.write_lists(str(tmp_path), registry)
@@ -380,11 +384,51 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
     metadata = read_metadata(str(tmp_path / "m.gguf"))
     candidates = candidates_of(registry)
     assert candidates == [parse("always-inline gvn"), parse("dce")]
-    assert metadata[KEY_DATASET] == dataset_sha256(candidates, examples)
+    # coverage: list 2 ("dce") saves log(100/95) on every teaching TU, whichever list teaches;
+    # list 1 saves log(100/90) on the odd TUs (which mostly teach it) and nothing on the even
+    coverage = json.loads(metadata[KEY_COVERAGE])
+    assert coverage == coverage_table(labelled.read_all(str(tmp_path)), registry)
+    assert coverage[0][1] == coverage[1][1] == round(COVERAGE_SCALE * math.log(100 / 95))
+    assert coverage[1][0] < coverage[0][0] < round(COVERAGE_SCALE * math.log(100 / 90))
+    assert metadata[KEY_DATASET] == dataset_sha256(candidates, examples, coverage)
     assert metadata[KEY_COMMAND] == "python -m llmcc.train.fit " + " ".join(args)
     with ModelRuntime(str(tmp_path / "m.gguf")) as runtime:
         assert set(runtime.lists.values()) == set(candidates)
-        assert set(runtime.rank(examples[0][0], 5)) <= set(candidates)
+        assert runtime.coverage == [[v / COVERAGE_SCALE for v in row] for row in coverage]
+        assert set(runtime.rank(examples[0][0], 5)) == set(candidates)
+
+
+A, B, C = (parse(text) for text in ("always-inline gvn", "always-inline sroa<modify-cfg>",
+                                    "always-inline dce"))
+LISTS = {list_token(0): A, list_token(1): B, list_token(2): C}
+
+
+def test_coverage_answers_a_list_that_saves_where_the_likeliest_do_not():
+    """TUs like those A teaches and those B teaches gain nearly as much from either, and
+    nothing from C; C alone saves on TUs like those C teaches."""
+    coverage = [[0.10, 0.09, 0.0], [0.09, 0.10, 0.0], [0.0, 0.0, 0.10]]
+    top = [(list_token(0), -0.5), (list_token(1), -0.6), (list_token(2), -1.5)]
+    assert answers(top, 2, LISTS) == [A, B]  # by likelihood: B repeats A's saving
+    assert answers(top, 2, LISTS, coverage) == [A, C]
+    assert answers(top, 3, LISTS, coverage) == [A, C, B]
+    # k = 1, the expected saving decides: B saves on A's TUs, A nothing on B's
+    coverage = [[0.10, 0.09, 0.0], [0.0, 0.10, 0.0], [0.0, 0.0, 0.10]]
+    top = [(list_token(0), -0.5), (list_token(1), -0.55)]
+    assert answers(top, 1, LISTS) == [A]
+    assert answers(top, 1, LISTS, coverage) == [B]
+    # a list outside the likeliest tokens can be answered; none twice, none unknown
+    assert answers([(list_token(0), -0.1), ("gvn", -0.2)], 3, LISTS, coverage) == [A, B, C]
+    assert answers([("gvn", -0.2)], 3, LISTS, coverage) == []
+
+
+@pytest.mark.parametrize("text", [
+    None, "not json", "3", "[]", "[[1, 2], [3, 4]]",                 # absent, not a 3 x 3
+    "[[1, 2, 3], [4, 5, 6], [7, 8]]", "[[1, 2, 3], [4, 5, 6], [7, 8, -9]]",
+    "[[1, 2, 3], [4, 5, 6], [7, 8, 9.5]]", "[[1, 2, 3], [4, 5, 6], [7, 8, true]]"])
+def test_malformed_coverage_is_not_used(text):
+    assert coverage_of(text, LISTS) is None
+    assert coverage_of("[[1, 2, 3], [4, 5, 6], [7, 8, 9]]", LISTS)[2] == [
+        v / COVERAGE_SCALE for v in (7, 8, 9)]
 
 
 @settings(max_examples=60, deadline=None,

@@ -119,8 +119,10 @@ class ModelAdvisor:
         from llmcc.advisor import client
         from llmcc.advisor.model_runtime import (
             KEY_CANDIDATES,
+            KEY_COVERAGE,
             KEY_SUMMARY_VERSION,
             answers,
+            coverage_of,
             gguf_strings,
             lists_by_token,
             prompt_text,
@@ -128,8 +130,9 @@ class ModelAdvisor:
         )
         from llmcc.summary import SUMMARY_VERSION, summarize_ir, to_prompt
 
-        metadata = gguf_strings(self.path, (KEY_CANDIDATES, KEY_SUMMARY_VERSION))
+        metadata = gguf_strings(self.path, (KEY_CANDIDATES, KEY_COVERAGE, KEY_SUMMARY_VERSION))
         lists = lists_by_token(metadata.get(KEY_CANDIDATES))
+        coverage = coverage_of(metadata.get(KEY_COVERAGE), lists)
         if not lists:
             return self._popular(k, f"{self.path} holds no candidate pass lists: it is not a "
                                     "model made by llmcc (LLMCC_PROMPT=llm-compiler asks one "
@@ -141,7 +144,7 @@ class ModelAdvisor:
         text, n = prompt_text(to_prompt(summarize_ir(ir))), top_count(k)
         chosen, problems = self._ask(
             lambda address, timeout: client.complete_top(address, text, n, timeout),
-            lambda runtime: runtime.top(text, n), lambda top: answers(top, k, lists), True)
+            lambda runtime: runtime.top(text, n), lambda top: answers(top, k, lists, coverage), True)
         return chosen or self._popular(k, f"the model failed ({'; '.join(problems)})")
 
     def _ask_for_text(self, ir: str, k: int) -> list[PassList]:

@@ -3,7 +3,8 @@
 The model reads a TU summary (llmcc.summary.to_prompt) and answers with one token. Each candidate
 pass list it chooses among is a token of its own (`<|L0|>`, `<|L1|>`, ...; the lists themselves
 are in the file's metadata, `KEY_CANDIDATES`), so ranking every candidate is one evaluation of
-the prompt: the log-probabilities of the next token, best first. The token texts are short
+the prompt: the log-probabilities of the next token, from which `answers` chooses k lists (with
+the file's coverage table, k that complement each other). The token texts are short
 because llama-cpp-python's server reports a token longer than 32 bytes as "" (its issue 2362).
 Why one token per list rather than a list spelt pass by pass and scored or generated:
   - one evaluation whatever the number of candidates, where scoring spelt lists costs a few
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 from collections.abc import Iterable
 from typing import Self
@@ -48,6 +50,8 @@ KEY_DATASET = "llmcc.dataset_sha256"           # hash of the examples trained on
 KEY_COMMAND = "llmcc.train_command"            # the command line that trained the model
 KEY_SUMMARY_VERSION = "llmcc.summary_version"  # prompts must be rendered by this version
 KEY_CANDIDATES = "llmcc.candidates"            # JSON: the pass list of each list token, in order
+KEY_COVERAGE = "llmcc.coverage"                # JSON: what each list saves where another is best
+COVERAGE_SCALE = 100_000                       # its entries: log size ratios in these units
 
 BATCH = 512  # tokens per llama_decode call: a longer prompt is evaluated in several
 
@@ -137,16 +141,62 @@ def top_count(k: int) -> int:
     return max(16, 4 * k)
 
 
-def answers(top: Iterable[tuple[str, float]], k: int,
-            lists: dict[str, PassList]) -> list[PassList]:
-    """The k likeliest distinct pass lists among (token text, log-probability) pairs, `lists`
+def coverage_of(coverage_json: str | None,
+                lists: dict[str, PassList]) -> list[list[float]] | None:
+    """A model's KEY_COVERAGE: a square matrix of log size ratios with a row and a column for
+    each of `lists`, or None if it has none or it is malformed (answers then rank by
+    likelihood alone)."""
+    import json
+
+    try:
+        table = json.loads(coverage_json or "null")
+    except ValueError:
+        return None
+    if not (isinstance(table, list) and lists and len(table) > max(map(list_index, lists))
+            and all(isinstance(row, list) and len(row) == len(table) and all(
+                type(v) is int and v >= 0 for v in row) for row in table)):
+        return None
+    return [[v / COVERAGE_SCALE for v in row] for row in table]
+
+
+def list_index(token: str) -> int:
+    """The candidate index of an answer token (the inverse of list_token)."""
+    return int(token[3:-2])
+
+
+def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList],
+            coverage: list[list[float]] | None = None) -> list[PassList]:
+    """k distinct pass lists from the model's (token text, log-probability) pairs, `lists`
     mapping answer tokens to lists: what every way of asking the model (in-process, per-user
-    server, remote) returns."""
+    server, remote) returns.
+
+    Without `coverage`, the k likeliest. With it, the k that together save the most in
+    expectation: the likelihood of list j says how much the TU resembles the training TUs
+    whose best list was j, and coverage[j][i] is what list i saved on those TUs (mean log size
+    ratio to -Oz). Chosen greedily, each list is the one adding the most to the best of those
+    already chosen, so a list that only repeats another's saving gives way to one that saves
+    elsewhere, as the popular lists are chosen (llmcc.train.measure.greedy)."""
+    likely: dict[int, float] = {}  # candidate index -> log-probability, best first
+    for text, logprob in sorted(top, key=lambda item: -item[1]):
+        if text in lists and lists[text] not in (lists[list_token(i)] for i in likely):
+            likely[list_index(text)] = logprob
+    if coverage is None or not likely:
+        return [lists[list_token(i)] for i in list(likely)[:k]]
+    first = max(likely.values())
+    total = sum(math.exp(logprob - first) for logprob in likely.values())
+    weight = {j: math.exp(logprob - first) / total for j, logprob in likely.items()}
+    remaining: dict[int, PassList] = {}  # the first index of each distinct list
+    for i in sorted(map(list_index, lists)):
+        if lists[list_token(i)] not in remaining.values():
+            remaining[i] = lists[list_token(i)]
+    best = dict.fromkeys(weight, 0.0)
     chosen: list[PassList] = []
-    for text, _ in sorted(top, key=lambda item: -item[1]):
-        passes = lists.get(text)
-        if passes is not None and passes not in chosen and len(chosen) < k:
-            chosen.append(passes)
+    while remaining and len(chosen) < k:
+        pick = max(remaining, key=lambda i, best=best: (  # ties: the likelier, then the first
+            sum(w * max(best[j], coverage[j][i]) for j, w in weight.items()),
+            weight.get(i, 0.0), -i))
+        chosen.append(remaining.pop(pick))
+        best = {j: max(saved, coverage[j][pick]) for j, saved in best.items()}
     return chosen
 
 
@@ -204,6 +254,7 @@ class ModelRuntime:
         self.n_vocab = api.llama_vocab_n_tokens(self._vocab)
         self.pieces = [self._piece(i).decode(errors="replace") for i in range(self.n_vocab)]
         self.lists = lists_by_token(self.metadata.get(KEY_CANDIDATES))
+        self.coverage = coverage_of(self.metadata.get(KEY_COVERAGE), self.lists)
         if llmcc_model and not self.lists:
             self.close()
             raise ModelError(f"{path} has no candidate pass lists: not a model made by llmcc")
@@ -317,7 +368,8 @@ class ModelRuntime:
 
     def rank(self, prompt: str, k: int) -> list[PassList]:
         """The k pass lists the model finds likeliest for a TU's prompt, best first."""
-        return answers(self.top(prompt_text(prompt), top_count(k)), k, self.lists)
+        return answers(self.top(prompt_text(prompt), top_count(k)), k, self.lists,
+                       self.coverage)
 
     def generate(self, text: str, max_tokens: int) -> str:
         """The greedy continuation of `text` (BOS first if the model asks for it), up to

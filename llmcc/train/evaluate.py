@@ -50,13 +50,16 @@ def score(pool: list[dict], orders: Sequence[Order], k: int) -> tuple[float, int
 
 
 def model_orders(prompts: list[str], texts: list[str],
-                 rank: Ranker) -> list[list[int | None]]:
-    """Each TU's top max(KS) model answers as positions in the broadcast set."""
+                 rank: Ranker) -> dict[int, list[list[int | None]]]:
+    """For each k, each TU's k model answers as positions in the broadcast set: asked once per
+    k, as a compile asks (the lists chosen for k need not be the first of those for a larger
+    k, see llmcc.advisor.model_runtime.answers)."""
     position = {parse(text): i for i, text in enumerate(texts)}
-    return [[position.get(passes) for passes in rank(prompt, max(KS))] for prompt in prompts]
+    return {k: [[position.get(passes) for passes in rank(prompt, k)] for prompt in prompts]
+            for k in KS}
 
 
-def table(train: list[dict], held: list[dict], orders: list[Order], popular: Order,
+def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], popular: Order,
           split: str) -> str:
     """The evaluation table of held-out pool rows (with `search`), lists chosen on `train`
     (`popular`: the top max(KS), greedily)."""
@@ -74,7 +77,7 @@ def table(train: list[dict], held: list[dict], orders: list[Order], popular: Ord
     model_at = {}
     for k in KS:
         add(f"popular top-{k}", held, [popular] * len(held), k)
-        model_at[k] = add(f"model top-{k}", held, orders, k)
+        model_at[k] = add(f"model top-{k}", held, orders[k], k)
     oracle = add(f"best of the {n} broadcast lists per TU (oracle)", held,
                  [range(n)] * len(held), n)
     searched = [{"baseline": r["baseline"], "sizes": [r["search"]]} for r in held]
@@ -82,13 +85,13 @@ def table(train: list[dict], held: list[dict], orders: list[Order], popular: Ord
     for k in (3, 5):
         share = 100 * model_at[k] / oracle if oracle > 0 else 0.0
         lines.append(f"| model top-{k}: share of the broadcast oracle | {share:.0f}% | |")
-    unmeasured = sum(1 for order in orders for i in order[:3] if i is None)
+    unmeasured = sum(1 for order in orders[3] for i in order if i is None)
     lines.append(f"| model answers (top-3) without a measured size | {unmeasured} | |")
     return "\n".join(lines)
 
 
-def group_table(held: list[dict], orders: list[Order], popular: Order, names: list[str],
-                key: str, k: int = 3) -> str:
+def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order,
+                names: list[str], key: str, k: int = 3) -> str:
     """Popular against model at k, per package or language (`names[i]` of held row i)."""
     groups = defaultdict(list)
     for i, name in enumerate(names):
@@ -98,7 +101,7 @@ def group_table(held: list[dict], orders: list[Order], popular: Order, names: li
     for name, members in sorted(groups.items()):
         pool = [held[i] for i in members]
         values = [score(pool, [popular] * len(pool), k)[0],
-                  score(pool, [orders[i] for i in members], k)[0],
+                  score(pool, [orders[k][i] for i in members], k)[0],
                   geomean_saving(pool, list(range(len(pool[0]["sizes"]))))]
         lines.append(f"| {name} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
                      + " |")

@@ -18,7 +18,13 @@ import os
 import gguf
 import numpy as np
 
-from llmcc.advisor.model_runtime import KEY_COMMAND, KEY_CONFIG, KEY_DATASET, KEY_SUMMARY_VERSION
+from llmcc.advisor.model_runtime import (
+    KEY_COMMAND,
+    KEY_CONFIG,
+    KEY_COVERAGE,
+    KEY_DATASET,
+    KEY_SUMMARY_VERSION,
+)
 from llmcc.summary import SUMMARY_VERSION
 from llmcc.train.model import Llama
 from llmcc.train.tokenizer import PassTokenizer
@@ -76,8 +82,10 @@ def _add_tensor(writer: gguf.GGUFWriter, name: str, data: np.ndarray, quantizati
 
 
 def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256: str,
-           command: str, quantization: str = "Q8_0") -> str:
-    """Write the model to `path` (atomically: a reader never sees half a file)."""
+           command: str, quantization: str = "Q8_0",
+           coverage: list[list[int]] | None = None) -> str:
+    """Write the model to `path` (atomically: a reader never sees half a file), with
+    `coverage` (llmcc.train.fit.coverage_table) if given."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r}: one of {', '.join(QUANTIZATIONS)}")
     config = model.config
@@ -99,9 +107,11 @@ def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256:
     writer.add_vocab_size(config.vocab_size)
     writer.add_file_type(QUANTIZATIONS[quantization])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    # Before the token list: a compile reads it (with the candidates) in one pass that stops
-    # once both are found (model_runtime.gguf_strings).
+    # Before the token list: a compile reads these (with the candidates) in one pass that
+    # stops once all are found (model_runtime.gguf_strings).
     writer.add_string(KEY_SUMMARY_VERSION, str(SUMMARY_VERSION))
+    if coverage is not None:
+        writer.add_string(KEY_COVERAGE, json.dumps(coverage, separators=(",", ":")))
     tokenizer.write_gguf(writer)
     writer.add_string(KEY_CONFIG, json.dumps(config.to_dict(), sort_keys=True))
     writer.add_string(KEY_DATASET, dataset_sha256)

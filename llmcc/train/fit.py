@@ -9,7 +9,10 @@ so lists within a fraction T of the TU's best share its weight and a list refuse
 rule gets none. A TU where no candidate beats clang's -Oz teaches nothing (the wrapper keeps
 clang's object whatever it is advised) and is left out. The loss is the cross-entropy of that
 distribution against the model's next-token distribution after the prompt, over the whole
-vocabulary, so a server's top log-probabilities hold list tokens first.
+vocabulary, so a server's top log-probabilities hold list tokens first. The same rows give the
+coverage table shipped with the model (`coverage_table`): what each list saved on the TUs that
+teach each list, by which a compile chooses k lists that complement each other
+(llmcc.advisor.model_runtime.answers).
 
 Everything that decides the result is visible here and recorded in the GGUF file (Config, hash of
 the examples, this command line); with the same examples and seed, the same weights come out on
@@ -26,11 +29,12 @@ import os
 import random
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from llmcc.advisor.model_runtime import COVERAGE_SCALE
 from llmcc.passes import PassList, parse
 from llmcc.summary import to_prompt
 from llmcc.train.model import Config, Llama
@@ -40,9 +44,11 @@ Example = tuple[str, tuple[float, ...]]  # (llmcc.summary.to_prompt text, weight
 TEMPERATURE = 0.02  # softer targets ranked better than 0.005 in a small pilot (300 TUs)
 
 
-def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example]) -> str:
-    """Names exactly what a model was trained on, order included."""
-    digest = hashlib.sha256(json.dumps([list(c) for c in candidates]).encode() + b"\n")
+def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example],
+                   coverage: list[list[int]] | None = None) -> str:
+    """Names exactly what a model was trained on, order included, and the coverage it ships."""
+    digest = hashlib.sha256(json.dumps([[list(c) for c in candidates], coverage]).encode()
+                            + b"\n")
     for prompt, weights in examples:
         digest.update(json.dumps([prompt, weights]).encode() + b"\n")
     return digest.hexdigest()
@@ -66,18 +72,42 @@ def candidates_of(registry: dict) -> list[PassList]:
     return [parse(registry["lists"][i]) for i in registry["broadcast"]]
 
 
-def examples_from_rows(rows: Iterable[dict], registry: dict, split: str = "train",
-                       temperature: float = TEMPERATURE) -> list[Example]:
-    """One example per labelled TU of `split` with a summary and a broadcast that teaches."""
-    examples = []
+def _teaching(rows: Iterable[dict], registry: dict, split: str,
+              temperature: float) -> Iterator[tuple[dict, list[int | None], tuple[float, ...]]]:
+    """(row, broadcast sizes, weights) of each labelled TU of `split` with a summary and a
+    broadcast that teaches."""
     for row in rows:
         if row.get("split") != split or "summary" not in row or "broadcast" not in row:
             continue
         sizes = [row["broadcast"].get(str(i)) for i in registry["broadcast"]]
         weights = candidate_weights(sizes, row["baseline"], temperature)
         if weights is not None:
-            examples.append((to_prompt(row["summary"]), weights))
-    return examples
+            yield row, sizes, weights
+
+
+def examples_from_rows(rows: Iterable[dict], registry: dict, split: str = "train",
+                       temperature: float = TEMPERATURE) -> list[Example]:
+    """One example per labelled TU of `split` with a summary and a broadcast that teaches."""
+    return [(to_prompt(row["summary"]), weights)
+            for row, _, weights in _teaching(rows, registry, split, temperature)]
+
+
+def coverage_table(rows: Iterable[dict], registry: dict, split: str = "train",
+                   temperature: float = TEMPERATURE) -> list[list[int]]:
+    """KEY_COVERAGE for the examples of the same rows: entry [j][i] is the mean saving of list
+    i (log of -Oz's size over the list's, 0 where it is not smaller or refused) over the TUs
+    that teach list j, each as much as it teaches j, in units of 1/COVERAGE_SCALE."""
+    saved = [[0.0] * len(registry["broadcast"]) for _ in registry["broadcast"]]
+    mass = [0.0] * len(registry["broadcast"])
+    for row, sizes, weights in _teaching(rows, registry, split, temperature):
+        savings = [0.0 if size is None or size >= row["baseline"]
+                   else math.log(row["baseline"] / size) for size in sizes]
+        for j, weight in enumerate(weights):
+            if weight:
+                mass[j] += weight
+                saved[j] = [total + weight * saving for total, saving in zip(saved[j], savings)]
+    return [[round(COVERAGE_SCALE * total / mass[j]) if mass[j] else 0 for total in saved[j]]
+            for j in range(len(mass))]
 
 
 def batch(tokenizer: PassTokenizer, examples: Sequence[Example],
@@ -179,6 +209,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
                          f"run `llmcc-ctl label {directory}` again")
         rows += labelled.read_all(labels)
     examples = examples_from_rows(rows, registry, args.split, args.temperature)
+    coverage = coverage_table(rows, registry, args.split, args.temperature)
     if not examples:
         parser.error(f"no {args.split} rows in {args.dataset} with a summary and a broadcast "
                      "where some list beats -Oz")
@@ -197,9 +228,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
 
     train(model, tokenizer, examples, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
           log=log)
-    export(model, tokenizer, args.out, dataset_sha256=dataset_sha256(candidates, examples),
-           command=shlex.join([*prog.split(), *argv]),
-           quantization=args.quantization)
+    export(model, tokenizer, args.out,
+           dataset_sha256=dataset_sha256(candidates, examples, coverage),
+           command=shlex.join([*prog.split(), *argv]), quantization=args.quantization,
+           coverage=coverage)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
