@@ -118,6 +118,12 @@ def fits_line(prompts: list[str], count: Callable[[str], int], context: int) -> 
             f"{sorted(lengths)[len(lengths) // 2] if lengths else 0})")
 
 
+def usable(rows: list[dict]) -> list[dict]:
+    """The rows a model can be scored on: searched, broadcast and summarised."""
+    return [r for r in rows if "search" in r and r.get("baseline") and "broadcast" in r
+            and "summary" in r]
+
+
 def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None,
              count: Callable[[str], int] | None = None, context: int = 0) -> str:
     """Every table for `split` of the dataset in `directory`, or for all the rows of
@@ -125,11 +131,6 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
     `count`, whether their prompts fit `context`."""
     registry = labelled.read_lists(directory)
     indices = registry.get("broadcast", [])
-
-    def usable(rows: list[dict]) -> list[dict]:
-        return [r for r in rows if "search" in r and r.get("baseline") and "broadcast" in r
-                and "summary" in r]
-
     rows = usable(labelled.read_all(directory))
     train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
     if held_directory is None:
