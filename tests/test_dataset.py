@@ -194,3 +194,15 @@ def test_dataset_build_and_labels_of_one_package_as_a_user_runs_them(tmp_path, e
     assert time.monotonic() - started < 15
     assert log.stat().st_mtime == built_at
     assert json.loads((work / "dataset.json").read_text()) == manifest
+
+
+def test_the_test_sample_takes_every_cpp_tu_first_and_is_stable():
+    from llmcc.train.labels import test_sample
+
+    tus = [("c", f"c{i}") for i in range(40)] + [("c++", f"x{i}") for i in range(5)]
+    sample = test_sample(tus, 12, 19)
+    assert len(sample) == 12 and {f"x{i}" for i in range(5)} <= sample
+    assert test_sample(list(reversed(tus)), 12, 19) == sample  # the order given does not matter
+    assert test_sample(tus + [("c", "new")], 12, 19) - {"new"} <= sample  # stable as TUs come
+    assert test_sample(tus, 12, 20) != sample
+    assert test_sample(tus, 3, 19) <= {f"x{i}" for i in range(5)}
