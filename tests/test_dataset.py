@@ -177,6 +177,7 @@ def test_dataset_build_and_labels_of_one_package_as_a_user_runs_them(tmp_path, e
     assert dataset.split_of(PACKAGE) == "train" and len(rows) == len(bitcodes)  # every train TU
     broadcast = labelled.read_lists(str(out))["broadcast"]
     assert 2 <= len(broadcast) <= 3  # LLVM's -Oz pipeline and up to two train winners
+    assert len(set(broadcast)) == len(broadcast)  # -Oz once, even where a search found it
     for row in rows.values():
         assert row["search"]["size"] <= row["search"]["size_former"] <= row["baseline"]
         assert row["search"]["evaluated"] == 4 and row["ir_tokens"] > 0
@@ -206,3 +207,19 @@ def test_the_test_sample_takes_every_cpp_tu_first_and_is_stable():
     assert test_sample(tus + [("c", "new")], 12, 19) - {"new"} <= sample  # stable as TUs come
     assert test_sample(tus, 12, 20) != sample
     assert test_sample(tus, 3, 19) <= {f"x{i}" for i in range(5)}
+
+
+def test_the_broadcast_set_holds_llvms_oz_pipeline_once_though_searches_found_it(tmp_path):
+    from llmcc.passes import OZ_PIPELINE, to_text
+    from llmcc.train.labels import Labeller
+
+    oz, gvn, dce = to_text(OZ_PIPELINE), "always-inline gvn", "always-inline dce"
+    winners = {"a": oz, "b": oz, "c": oz, "d": gvn, "e": gvn, "f": dce, "g": None}
+    labelled.write_package(str(tmp_path), "p", {
+        tu: {"tu": tu, "split": "train", "search": {"passes": passes}}
+        for tu, passes in winners.items()})
+    labeller = Labeller(str(tmp_path), 1, 1.0, False, {}, {"p": list(winners)},
+                        lambda package: "train", lambda package: {}, ["p"])
+    indices = labeller.broadcast_set(2)
+    lists = labelled.read_lists(str(tmp_path))["lists"]
+    assert [lists[i] for i in indices] == [oz, gvn, dce]  # -Oz, then the 2 most frequent others

@@ -252,9 +252,10 @@ class Labeller:
         if unsearched:  # the set would change once they are searched, wasting measurements
             raise SystemExit(f"{unsearched} train TUs are not searched yet: the broadcast set "
                              "is their most frequent winners (run --stage search first)")
-        wins = Counter(r["search"]["passes"] for r in rows
-                       if r["split"] == "train" and "search" in r and r["search"]["passes"])
-        texts = [to_text(OZ_PIPELINE), *(text for text, _ in wins.most_common(count))]
+        oz = to_text(OZ_PIPELINE)  # a search may find it beats clang's -Oz: counted once
+        wins = Counter(r["search"]["passes"] for r in rows if r["split"] == "train"
+                       and "search" in r and r["search"]["passes"] not in (None, oz))
+        texts = [oz, *(text for text, _ in wins.most_common(count))]
         registry = labelled.read_lists(self.directory)
         indices = labelled.register(registry, texts)
         if registry.get("broadcast") != indices:
