@@ -152,8 +152,10 @@ def _doctor_model(settings) -> int:
     path = model_path(settings)
     try:
         with ModelRuntime(path, 1, settings.gpu_layers) as runtime:
-            print(f"ok   model {path}: {len(runtime.lists)} candidate pass lists, "
-                  f"context {runtime.n_ctx}")
+            chosen = "to cover each other" if runtime.coverage else \
+                "by likelihood alone (the file has no coverage table)"
+            print(f"ok   model {path}: {len(runtime.lists)} candidate pass lists, chosen "
+                  f"{chosen}, context {runtime.n_ctx}")
     except ModelError as err:
         needed = settings.advisor == "model"
         print(f"{'FAIL' if needed else 'note'} model: {err}")

@@ -265,6 +265,7 @@ def test_gpu_layers_reach_the_server_and_doctor_reports_the_model(
     assert health["gpu_layers"] == 3 and path.endswith("-gpu3.sock")
     doctor = run_ok([llmcc_ctl, "doctor"], None, env).decode()
     assert f"ok   model {model.paths['Q8_0']}: " in doctor
+    assert "chosen by likelihood alone (the file has no coverage table)" in doctor
     assert "GPU offload: " in doctor  # available, or how to rebuild llama-cpp-python for it
     if "runs on the CPU only" in doctor:
         assert "(LLMCC_GPU_LAYERS is ignored)" in doctor and "-DGGML_CUDA=on" in doctor

@@ -64,6 +64,8 @@ def test_record_label_train_eval_and_compile_with_a_users_own_model(tmp_path, en
                     "LLMCC_MODEL_SERVER": "0"})
     assert compiled.returncode == 0 and b"llmcc:" not in compiled.stderr
     [*_, event] = log_events(env)
+    doctor = run_ok([llmcc_ctl, "doctor"], source, {**env, "LLMCC_MODEL": str(model)}).decode()
+    assert f"ok   model {model}: 3 candidate pass lists, chosen to cover each other" in doctor
     assert event["advisor"].startswith("model:") and event["evaluated"] >= 1
 
 
