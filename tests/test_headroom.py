@@ -100,7 +100,9 @@ def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
 
     best = {to_prompt(r["summary"]): parse(lists[r["broadcast"].index(min(r["broadcast"]))])
             for r in ({**r, "broadcast": list(r["broadcast"].values())} for r in rows.values())}
-    oracle = evaluate.evaluate(str(tmp_path), "test", lambda prompt, k: [best[prompt]][:k])
+    # the stand-in model answers each TU's best list, or nothing when asked for a gain of 1%
+    oracle = evaluate.evaluate(str(tmp_path), "test",
+                               lambda prompt, k, gain: [best[prompt]][:k] if gain < 0.01 else [])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in oracle.splitlines()}
     # popular (chosen on train) is list 0, which saves nothing on c and d; the model's own
     # first answer is each TU's best: 20% and 10%, geomean 1 - sqrt(0.8 * 0.9)
@@ -109,8 +111,11 @@ def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
     assert f"| {expected:.2f}% | 2/2 |" in lines["model top-1"]
     assert f"| {expected:.2f}% | 2/2 |" in lines["best of the 3 broadcast lists per TU (oracle)"]
     assert "| 100% |" in lines["model top-3: share of the broadcast oracle"]
+    for gain in ("0.0%", "0.1%", "0.3%"):
+        assert lines[gain] == f"| {gain} | {expected:.2f}% | 2/2 | 1.00 |"
+    assert lines["1.0%"] == "| 1.0% | 0.00% | 0/2 | 0.00 |"
     unknown = evaluate.evaluate(str(tmp_path), "test",
-                                lambda prompt, k: [parse("always-inline tailcallelim")][:k])
+                                lambda prompt, k, gain: [parse("always-inline tailcallelim")][:k])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in unknown.splitlines()}
     assert "| 0.00% | 0/2 |" in lines["model top-1"]
     assert "| 2 |" in lines["model answers (top-3) without a measured size"]

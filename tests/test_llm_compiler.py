@@ -181,7 +181,7 @@ def own_model(train_extra, clang: str, tmp_path_factory) -> str:
     tokenizer = PassTokenizer.train([prompt] * 2, 400, candidates)
     model = Llama(Config(vocab_size=tokenizer.vocab_size, context=2048, dim=32, layers=1,
                          heads=2, kv_heads=1, hidden=64, seed=3))
-    train(model, tokenizer, [(prompt, (0.5, 0.3, 0.2))], steps=20, batch_size=1, lr=1e-2)
+    train(model, tokenizer, [(prompt, (0.5, 0.3, 0.2, 0.0))], steps=20, batch_size=1, lr=1e-2)
     return export(model, tokenizer, str(directory / "own.gguf"), dataset_sha256="0",
                   command="tests/test_llm_compiler.py")
 

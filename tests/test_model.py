@@ -32,6 +32,7 @@ from llmcc.advisor.model_runtime import (
     KEY_COVERAGE,
     KEY_DATASET,
     KEY_SUMMARY_VERSION,
+    NONE,
     ModelError,
     ModelRuntime,
     answers,
@@ -205,6 +206,7 @@ def test_every_candidate_is_one_answer_token_with_its_list_in_the_metadata(train
         assert read[KEY_SUMMARY_VERSION] == str(summary.SUMMARY_VERSION)
         assert [runtime.pieces[first + i] for i in range(len(CANDIDATES))] == \
             [list_token(i) for i in range(len(CANDIDATES))]
+        assert runtime.pieces[trained.tokenizer.none] == NONE
     assert lists_by_token('["always-inline gvn", "no-such-pass", 3]') == {
         list_token(0): ("always-inline", "gvn")}
     assert lists_by_token("not json") == {} and lists_by_token(None) == {}
@@ -349,12 +351,14 @@ def test_importing_what_a_compile_imports_loads_no_model_library(module: str):
     assert out.strip() == "[]"
 
 
-def test_candidate_weights_follow_sizes_and_skip_tus_nothing_improves():
+def test_candidate_weights_follow_sizes_and_teach_none_where_nothing_improves():
     weights = candidate_weights([100, 101, None, 110], 105, 0.01)
     assert weights[0] > weights[1] > weights[3] > 0 and weights[2] == 0
+    assert weights[4] == 0  # NONE, last
     assert sum(weights) == pytest.approx(1, abs=1e-5)
-    assert candidate_weights([105, 107, None], 105, 0.01) is None  # -Oz is as good
-    assert candidate_weights([None, None], 105, 0.01) is None
+    assert candidate_weights([105, 107, None], 105, 0.01) == (0, 0, 0, 1)  # -Oz is as good
+    assert candidate_weights([None, None], 105, 0.01) == (0, 0, 1)
+    assert candidate_weights([1, 2], 0, 0.01) is None  # an empty object: nothing to learn
 
 
 def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[dict],
@@ -378,9 +382,16 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
             "--threads", "1"]
     assert main(args) == 0
     examples = examples_from_rows(labelled.read_all(str(tmp_path)), registry)
-    # train rows only, the one where nothing beats -Oz left out; list 0 is not a candidate
-    assert len(examples) == len(summaries)
-    assert [w[0] > w[1] for _, w in examples] == [i % 2 == 1 for i in range(len(summaries))]
+    # train rows only, the one where nothing beats -Oz teaching NONE; list 0 not a candidate
+    assert len(examples) == len(summaries) + 1
+    assert sorted(w[2] for _, w in examples) == [0.0] * len(summaries) + [1.0]
+    odd = sum(i % 2 for i in range(len(summaries)))  # list 1 best: 90 against 95
+    assert sum(w[0] > w[1] for _, w in examples if w[2] == 0) == odd
+    rows_read = labelled.read_all(str(tmp_path))
+    assert examples_from_rows(rows_read, registry, none_weight=0) == \
+        [example for example in examples if example[1][2] == 0]
+    assert sorted(w[2] for _, w in examples_from_rows(rows_read, registry, none_weight=0.5)) \
+        == [0.0] * len(summaries) + [0.5]
     metadata = read_metadata(str(tmp_path / "m.gguf"))
     candidates = candidates_of(registry)
     assert candidates == [parse("always-inline gvn"), parse("dce")]
@@ -419,6 +430,18 @@ def test_coverage_answers_a_list_that_saves_where_the_likeliest_do_not():
     # a list outside the likeliest tokens can be answered; none twice, none unknown
     assert answers([(list_token(0), -0.1), ("gvn", -0.2)], 3, LISTS, coverage) == [A, B, C]
     assert answers([("gvn", -0.2)], 3, LISTS, coverage) == []
+
+
+def test_a_tu_like_those_nothing_improved_is_answered_with_fewer_lists_by_min_gain():
+    coverage = [[0.10, 0.09, 0.0], [0.09, 0.10, 0.0], [0.0, 0.0, 0.10]]
+    nothing = [(NONE, -0.05), (list_token(0), -3.0), (list_token(2), -4.0)]
+    assert answers(nothing, 2, LISTS, coverage) == [A, C]  # without min_gain: k lists
+    assert answers(nothing, 2, LISTS, coverage, min_gain=0.01) == []
+    # like A's TUs: A is worth trying; B repeats it, C saves where the TU is not like
+    likely_a = [(list_token(0), -0.01), (list_token(1), -5.0), (list_token(2), -6.0)]
+    assert answers(likely_a, 3, LISTS, coverage, min_gain=0.001) == [A]
+    assert answers(likely_a, 3, LISTS, coverage) == [A, C, B]
+    assert answers(likely_a, 3, LISTS, None, min_gain=0.5) == [A, B, C]  # no table: k likeliest
 
 
 @pytest.mark.parametrize("text", [

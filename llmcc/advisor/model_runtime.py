@@ -43,6 +43,7 @@ from llmcc.advisor import AdvisorError
 from llmcc.passes import PassList, PassListError, parse
 
 BOS, ANSWER, END = "<|bos|>", "<|answer|>", "<|end|>"
+NONE = "<|none|>"  # the answer for a TU on which no candidate list beats clang's -Oz
 
 # llmcc's keys in the GGUF metadata (the standard ones are gguf.Keys); values are strings.
 KEY_CONFIG = "llmcc.config"                    # the model's Config as JSON
@@ -165,25 +166,31 @@ def list_index(token: str) -> int:
 
 
 def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList],
-            coverage: list[list[float]] | None = None) -> list[PassList]:
-    """k distinct pass lists from the model's (token text, log-probability) pairs, `lists`
-    mapping answer tokens to lists: what every way of asking the model (in-process, per-user
-    server, remote) returns.
+            coverage: list[list[float]] | None = None,
+            min_gain: float = 0.0) -> list[PassList]:
+    """Up to k distinct pass lists from the model's (token text, log-probability) pairs,
+    `lists` mapping answer tokens to lists: what every way of asking the model (in-process,
+    per-user server, remote) returns.
 
     Without `coverage`, the k likeliest. With it, the k that together save the most in
     expectation: the likelihood of list j says how much the TU resembles the training TUs
-    whose best list was j, and coverage[j][i] is what list i saved on those TUs (mean log size
-    ratio to -Oz). Chosen greedily, each list is the one adding the most to the best of those
-    already chosen, so a list that only repeats another's saving gives way to one that saves
-    elsewhere, as the popular lists are chosen (llmcc.train.measure.greedy)."""
+    whose best list was j (of NONE: those no list improved), and coverage[j][i] is what list i
+    saved on those TUs (mean log size ratio to -Oz; 0 for NONE's). Chosen greedily, each list
+    is the one adding the most to the best of those already chosen, so a list that only
+    repeats another's saving gives way to one that saves elsewhere, as the popular lists are
+    chosen (llmcc.train.measure.greedy). With `min_gain` (a log size ratio), no list is added
+    that is expected to save less: a TU the model expects nothing from costs no candidate."""
     likely: dict[int, float] = {}  # candidate index -> log-probability, best first
+    nothing = -math.inf            # log-probability of NONE
     for text, logprob in sorted(top, key=lambda item: -item[1]):
         if text in lists and lists[text] not in (lists[list_token(i)] for i in likely):
             likely[list_index(text)] = logprob
+        elif text == NONE:
+            nothing = max(nothing, logprob)
     if coverage is None or not likely:
         return [lists[list_token(i)] for i in list(likely)[:k]]
-    first = max(likely.values())
-    total = sum(math.exp(logprob - first) for logprob in likely.values())
+    first = max(nothing, *likely.values())
+    total = math.exp(nothing - first) + sum(math.exp(lp - first) for lp in likely.values())
     weight = {j: math.exp(logprob - first) / total for j, logprob in likely.items()}
     remaining: dict[int, PassList] = {}  # the first index of each distinct list
     for i in sorted(map(list_index, lists)):
@@ -192,9 +199,11 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     best = dict.fromkeys(weight, 0.0)
     chosen: list[PassList] = []
     while remaining and len(chosen) < k:
-        pick = max(remaining, key=lambda i, best=best: (  # ties: the likelier, then the first
-            sum(w * max(best[j], coverage[j][i]) for j, w in weight.items()),
-            weight.get(i, 0.0), -i))
+        def gain(i: int, best: dict[int, float] = best) -> float:
+            return sum(w * max(0.0, coverage[j][i] - best[j]) for j, w in weight.items())
+        pick = max(remaining, key=lambda i: (gain(i), weight.get(i, 0.0), -i))  # ties: likelier
+        if min_gain and gain(pick) < min_gain:
+            break
         chosen.append(remaining.pop(pick))
         best = {j: max(saved, coverage[j][pick]) for j, saved in best.items()}
     return chosen
@@ -366,10 +375,10 @@ class ModelRuntime:
         order = np.argsort(-logprobs, kind="stable")[:n]
         return [(self.pieces[i], float(logprobs[i])) for i in order]
 
-    def rank(self, prompt: str, k: int) -> list[PassList]:
-        """The k pass lists the model finds likeliest for a TU's prompt, best first."""
+    def rank(self, prompt: str, k: int, min_gain: float = 0.0) -> list[PassList]:
+        """The model's answer for a TU's prompt: up to k pass lists, best first (`answers`)."""
         return answers(self.top(prompt_text(prompt), top_count(k)), k, self.lists,
-                       self.coverage)
+                       self.coverage, min_gain)
 
     def generate(self, text: str, max_tokens: int) -> str:
         """The greedy continuation of `text` (BOS first if the model asks for it), up to

@@ -28,7 +28,9 @@ from llmcc.train.headroom import as_pool_rows
 from llmcc.train.measure import geomean_saving, greedy
 
 KS = (1, 2, 3, 5, 10)
-Ranker = Callable[[str, int], list[PassList]]  # (prompt, k) -> the model's lists, best first
+MIN_GAINS = (0.001, 0.003, 0.01)  # expected savings below which no list is tried (log ratios)
+# (prompt, k, min_gain) -> the model's lists (llmcc.advisor.model_runtime.answers)
+Ranker = Callable[[str, int, float], list[PassList]]
 Order = Sequence[int | None]                   # a TU's choices: positions in the broadcast set
 
 
@@ -54,9 +56,30 @@ def model_orders(prompts: list[str], texts: list[str],
     """For each k, each TU's k model answers as positions in the broadcast set: asked once per
     k, as a compile asks (the lists chosen for k need not be the first of those for a larger
     k, see llmcc.advisor.model_runtime.answers)."""
+    return {k: orders_of(prompts, texts, rank, k, 0.0) for k in KS}
+
+
+def orders_of(prompts: list[str], texts: list[str], rank: Ranker, k: int,
+              min_gain: float) -> list[list[int | None]]:
+    """Each TU's model answers for k and min_gain, as positions in the broadcast set."""
     position = {parse(text): i for i, text in enumerate(texts)}
-    return {k: [[position.get(passes) for passes in rank(prompt, k)] for prompt in prompts]
-            for k in KS}
+    return [[position.get(passes) for passes in rank(prompt, k, min_gain)] for prompt in prompts]
+
+
+def adaptive_table(held: list[dict], prompts: list[str], texts: list[str], rank: Ranker,
+                   k: int = 3) -> str:
+    """The model at up to k lists, trying none whose expected saving is below a threshold:
+    what each threshold keeps of the saving, and how many lists (each an opt and a code
+    generation in a cold compile) it costs per TU."""
+    lines = [(f"| model, up to {k} lists, none expected to save less than | % below -Oz | "
+              "TUs improved | lists tried per TU |"), "|---|---:|---:|---:|"]
+    for min_gain in (0.0, *MIN_GAINS):
+        orders = orders_of(prompts, texts, rank, k, min_gain)
+        saving, improved = score(held, orders, k)
+        tried = sum(map(len, orders)) / len(orders)
+        lines.append(f"| {100 * min_gain:.1f}% | {saving:.2f}% | {improved}/{len(held)} | "
+                     f"{tried:.2f} |")
+    return "\n".join(lines)
 
 
 def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], popular: Order,
@@ -142,13 +165,15 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
         raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
     held = as_pool_rows(held_rows, indices, False)
     prompts = [to_prompt(r["summary"]) for r in held_rows]
-    orders = model_orders(prompts, [registry["lists"][i] for i in indices], rank)
+    texts = [registry["lists"][i] for i in indices]
+    orders = model_orders(prompts, texts, rank)
     # greedy ranks incrementally: its top k are the first k of its top max(KS)
     popular = greedy(train, len(indices), max(KS))
     fits = [] if count is None else [fits_line(prompts, count, context)]
     return "\n\n".join([
         *fits,
         table(train, held, orders, popular, split),
+        adaptive_table(held, prompts, texts, rank),
         group_table(held, orders, popular, [r["language"] for r in held_rows], "language"),
         group_table(held, orders, popular, [r["package"] for r in held_rows], "package")])
 

@@ -6,8 +6,8 @@ The candidates are the dataset's broadcast set (LLVM's -Oz pipeline and the most
 winners), measured on every labelled TU; each becomes one answer token (llmcc.train.tokenizer).
 A TU teaches a distribution over them: candidate i gets weight exp(-(size_i / best - 1) / T),
 so lists within a fraction T of the TU's best share its weight and a list refused by the symbol
-rule gets none. A TU where no candidate beats clang's -Oz teaches nothing (the wrapper keeps
-clang's object whatever it is advised) and is left out. The loss is the cross-entropy of that
+rule gets none. A TU where no candidate beats clang's -Oz teaches the answer NONE: a compile the
+model expects nothing from need try no list (llmcc.advisor.model_runtime.answers). The loss is the cross-entropy of that
 distribution against the model's next-token distribution after the prompt, over the whole
 vocabulary, so a server's top log-probabilities hold list tokens first. The same rows give the
 coverage table shipped with the model (`coverage_table`): what each list saved on the TUs that
@@ -42,6 +42,7 @@ from llmcc.train.tokenizer import PassTokenizer
 
 Example = tuple[str, tuple[float, ...]]  # (llmcc.summary.to_prompt text, weight per candidate)
 TEMPERATURE = 0.02  # softer targets ranked better than 0.005 in a small pilot (300 TUs)
+NONE_WEIGHT = 1.0   # of a TU teaching NONE, against one teaching lists (bench/model_choice.py)
 
 
 def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example],
@@ -56,15 +57,18 @@ def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example],
 
 def candidate_weights(sizes: Sequence[int | None], baseline: int,
                       temperature: float) -> tuple[float, ...] | None:
-    """The distribution a TU teaches over the candidates (None: it teaches nothing)."""
+    """The distribution a TU teaches over the candidates and, last, NONE; None for an empty
+    object, which teaches nothing."""
+    if baseline <= 0:
+        return None
     measured = [size for size in sizes if size is not None]
     if not measured or min(measured) >= baseline:
-        return None
+        return (0.0,) * len(sizes) + (1.0,)
     best = min(measured)
     weights = [0.0 if size is None else math.exp(-(size / best - 1) / temperature)
                for size in sizes]
     total = sum(weights)
-    return tuple(round(w / total, 6) for w in weights)
+    return (*(round(w / total, 6) for w in weights), 0.0)
 
 
 def candidates_of(registry: dict) -> list[PassList]:
@@ -74,8 +78,8 @@ def candidates_of(registry: dict) -> list[PassList]:
 
 def _teaching(rows: Iterable[dict], registry: dict, split: str,
               temperature: float) -> Iterator[tuple[dict, list[int | None], tuple[float, ...]]]:
-    """(row, broadcast sizes, weights) of each labelled TU of `split` with a summary and a
-    broadcast that teaches."""
+    """(row, broadcast sizes, weights) of each labelled TU of `split` with a summary, a
+    broadcast and an object to shrink."""
     for row in rows:
         if row.get("split") != split or "summary" not in row or "broadcast" not in row:
             continue
@@ -86,10 +90,18 @@ def _teaching(rows: Iterable[dict], registry: dict, split: str,
 
 
 def examples_from_rows(rows: Iterable[dict], registry: dict, split: str = "train",
-                       temperature: float = TEMPERATURE) -> list[Example]:
-    """One example per labelled TU of `split` with a summary and a broadcast that teaches."""
-    return [(to_prompt(row["summary"]), weights)
-            for row, _, weights in _teaching(rows, registry, split, temperature)]
+                       temperature: float = TEMPERATURE,
+                       none_weight: float = NONE_WEIGHT) -> list[Example]:
+    """One example per labelled TU of `split` with a summary, a broadcast and an object; one
+    that teaches NONE counts `none_weight` times as much as another (0: left out)."""
+    examples = []
+    for row, _, weights in _teaching(rows, registry, split, temperature):
+        if weights[-1]:  # NONE
+            if not none_weight:
+                continue
+            weights = (*weights[:-1], none_weight)
+        examples.append((to_prompt(row["summary"]), weights))
+    return examples
 
 
 def coverage_table(rows: Iterable[dict], registry: dict, split: str = "train",
@@ -102,7 +114,7 @@ def coverage_table(rows: Iterable[dict], registry: dict, split: str = "train",
     for row, sizes, weights in _teaching(rows, registry, split, temperature):
         savings = [0.0 if size is None or size >= row["baseline"]
                    else math.log(row["baseline"] / size) for size in sizes]
-        for j, weight in enumerate(weights):
+        for j, weight in enumerate(weights[:-1]):  # NONE's TUs save nothing: no row
             if weight:
                 mass[j] += weight
                 saved[j] = [total + weight * saving for total, saving in zip(saved[j], savings)]
@@ -146,7 +158,9 @@ def train(model: Llama, tokenizer: PassTokenizer, examples: Sequence[Example], *
     optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.1},
                                    {"params": vectors, "weight_decay": 0.0}],
                                   lr=lr, betas=(0.9, 0.95))
-    lists = slice(tokenizer.first_list, tokenizer.first_list + len(tokenizer.candidates))
+    answers = torch.tensor([*range(tokenizer.first_list,
+                                   tokenizer.first_list + len(tokenizer.candidates)),
+                            tokenizer.none])  # in the order of candidate_weights
     model.train()
     losses = []
     for step in range(steps):
@@ -157,7 +171,7 @@ def train(model: Llama, tokenizer: PassTokenizer, examples: Sequence[Example], *
             model.config.context)
         hidden = model.hidden(inputs)[torch.arange(len(positions)), positions]
         logprobs = F.log_softmax(model.logits(hidden), dim=-1)
-        loss = -(weights * logprobs[:, lists]).sum(dim=1).mean()
+        loss = -(weights * logprobs[:, answers]).sum(dim=1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,6 +207,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=TEMPERATURE,
                         help="relative size difference that divides a candidate's weight by e")
+    parser.add_argument("--none-weight", type=float, default=NONE_WEIGHT,
+                        help="weight of a TU no list improves, which teaches the answer NONE "
+                        "(0: such TUs are left out)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--quantization", choices=sorted(QUANTIZATIONS), default="Q8_0")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -208,11 +225,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
             parser.error(f"{labels} was not measured with this dataset's broadcast lists: "
                          f"run `llmcc-ctl label {directory}` again")
         rows += labelled.read_all(labels)
-    examples = examples_from_rows(rows, registry, args.split, args.temperature)
+    examples = examples_from_rows(rows, registry, args.split, args.temperature,
+                                  args.none_weight)
     coverage = coverage_table(rows, registry, args.split, args.temperature)
     if not examples:
-        parser.error(f"no {args.split} rows in {args.dataset} with a summary and a broadcast "
-                     "where some list beats -Oz")
+        parser.error(f"no {args.split} rows in {args.dataset} with a summary, a broadcast and "
+                     "a non-empty object")
     tokenizer = PassTokenizer.train((prompt for prompt, _ in examples), args.vocab_size,
                                     candidates)
     config = Config(vocab_size=tokenizer.vocab_size, context=args.context, dim=args.dim,

@@ -5,8 +5,9 @@ covers any TU, even one naming functions no training TU called. An answer is one
 candidate pass list the model chooses among is a token of its own
 (llmcc.advisor.model_runtime.list_token), its list kept in the GGUF metadata.
 
-The format tokens (BOS, ANSWER, END) are control tokens and the list tokens user-defined ones:
-they come first in the vocabulary, in a fixed order, and the trainer never splits them. Prompt
+The format tokens (BOS, ANSWER, END) are control tokens; the answers (NONE, for a TU no list
+improves, and the list tokens) user-defined ones, which servers report by their text. They come
+first in the vocabulary, in a fixed order, and the trainer never splits them. Prompt
 text never contains them (to_prompt writes no "<|"), and this tokenizer never matches them in
 text (HF's `encode_special_tokens`), as llama.cpp does not with `special=False`. llama.cpp must
 split text exactly as this tokenizer does, which it does for GGUF tokenizer model "gpt2" with
@@ -22,10 +23,15 @@ from dataclasses import dataclass
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from llmcc.advisor.model_runtime import ANSWER, BOS, END, KEY_CANDIDATES, list_token
+from llmcc.advisor.model_runtime import ANSWER, BOS, END, KEY_CANDIDATES, NONE, list_token
 from llmcc.passes import PassList, to_text
 
 FORMAT_TOKENS = (BOS, ANSWER, END)
+
+
+def special_tokens(count: int) -> list[str]:
+    """The tokens the vocabulary starts with, in order, for `count` candidate lists."""
+    return [*FORMAT_TOKENS, NONE, *map(list_token, range(count))]
 GGUF_MODEL = "gpt2"    # llama.cpp's byte-level BPE
 GGUF_PRE = "gpt-2"     # llama.cpp's name for GPT-2's pre-tokenizer regex: exactly this spelling
 
@@ -44,11 +50,11 @@ class PassTokenizer:
         tokenizer.encode_special_tokens = True  # not saved with the tokenizer: set on every load
         self.tokenizer = tokenizer
         self.candidates = tuple(candidates)
-        specials = [*FORMAT_TOKENS, *map(list_token, range(len(self.candidates)))]
+        specials = special_tokens(len(self.candidates))
         if [tokenizer.token_to_id(token) for token in specials] != list(range(len(specials))):
-            raise ValueError("tokenizer does not start with llmcc's format and list tokens")
-        self.bos, self.answer, self.end = range(3)
-        self.first_list = len(FORMAT_TOKENS)  # candidate i is token first_list + i
+            raise ValueError("tokenizer does not start with llmcc's format and answer tokens")
+        self.bos, self.answer, self.end, self.none = range(4)
+        self.first_list = self.none + 1  # candidate i is token first_list + i
 
     @classmethod
     def train(cls, prompts: Iterable[str], vocab_size: int,
@@ -56,7 +62,7 @@ class PassTokenizer:
         """`vocab_size` counts the format and list tokens too."""
         if len(set(candidates)) != len(candidates):
             raise ValueError("candidate pass lists must be distinct")
-        specials = [*FORMAT_TOKENS, *map(list_token, range(len(candidates)))]
+        specials = special_tokens(len(candidates))
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False,
                                                            use_regex=True)
@@ -83,7 +89,7 @@ class PassTokenizer:
         from gguf import TokenType
 
         types = [TokenType.CONTROL] * len(FORMAT_TOKENS)
-        types += [TokenType.USER_DEFINED] * len(self.candidates)
+        types += [TokenType.USER_DEFINED] * (1 + len(self.candidates))  # NONE and the lists
         types += [TokenType.NORMAL] * (self.vocab_size - len(types))
         tokens = [self.tokenizer.id_to_token(i) for i in range(self.vocab_size)]
         merges = json.loads(self.tokenizer.to_str())["model"]["merges"]
