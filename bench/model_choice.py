@@ -23,7 +23,7 @@ import time
 from llmcc.advisor.model_runtime import ModelRuntime
 from llmcc.summary import to_prompt
 from llmcc.train import fit, labelled
-from llmcc.train.evaluate import KS, model_orders, score, usable
+from llmcc.train.evaluate import KS, MIN_GAINS, model_orders, orders_of, score, usable
 from llmcc.train.headroom import as_pool_rows
 from llmcc.train.measure import geomean_saving, greedy
 
@@ -53,6 +53,7 @@ def main() -> int:
     held: list[dict] = []                    # pool rows of every held-out TU, fold by fold
     popular: list[list[int]] = []            # each held-out TU's popular order (its fold's)
     orders = {name: {k: [] for k in KS} for name in variants}
+    stopping = {name: {gain: [] for gain in MIN_GAINS} for name in variants}  # at k = 3
     seconds = dict.fromkeys(variants, 0.0)
     for fold in folds_of(rows, args.folds, args.seed):
         inside = [r for r in rows if r["package"] not in fold]
@@ -74,6 +75,8 @@ def main() -> int:
                 with ModelRuntime(model) as runtime:
                     for k, chosen in model_orders(prompts, texts, runtime.rank).items():
                         orders[name][k] += chosen
+                    for gain in MIN_GAINS:
+                        stopping[name][gain] += orders_of(prompts, texts, runtime.rank, 3, gain)
     print(f"{len(held)} train TUs in {args.folds} folds of packages, each ranked by models "
           "trained on the other folds (% below clang -Oz, geometric mean):")
     print("| lists | " + " | ".join(f"k = {k}" for k in KS) + " | training, all folds |")
@@ -85,6 +88,15 @@ def main() -> int:
               + f" | {seconds[name] / 60:.1f} min |")
     oracle = geomean_saving(held, list(range(len(indices))))
     print(f"\nbest of the {len(indices)} broadcast lists per TU: {oracle:.2f}%")
+    print("\nUp to 3 lists, none expected to save less than a threshold: % below -Oz "
+          "(lists tried per TU)")
+    print("| model | " + " | ".join(f"{100 * gain:.1f}%" for gain in MIN_GAINS) + " |")
+    print("|---|" + "---:|" * len(MIN_GAINS))
+    for name in variants:
+        cells = [f"{score(held, stopping[name][gain], 3)[0]:.2f}% "
+                 f"({sum(map(len, stopping[name][gain])) / len(held):.2f})"
+                 for gain in MIN_GAINS]
+        print(f"| `{name}` | " + " | ".join(cells) + " |")
     return 0
 
 
