@@ -7,9 +7,9 @@ winners), measured on every labelled TU; each becomes one answer token (llmcc.tr
 A TU teaches a distribution over them: candidate i gets weight exp(-(size_i / best - 1) / T),
 so lists within a fraction T of the TU's best share its weight and a list refused by the symbol
 rule gets none. A TU where no candidate beats clang's -Oz teaches the answer NONE: a compile the
-model expects nothing from need try no list (llmcc.advisor.model_runtime.answers). The loss is the cross-entropy of that
-distribution against the model's next-token distribution after the prompt, over the whole
-vocabulary, so a server's top log-probabilities hold list tokens first. The same rows give the
+model expects nothing from need try no list (llmcc.advisor.model_runtime.answers). The loss is
+the cross-entropy of that distribution against the model's next-token distribution after the
+prompt, over the whole vocabulary, so a server's top log-probabilities hold answer tokens first. The same rows give the
 coverage table shipped with the model (`coverage_table`): what each list saved on the TUs that
 teach each list, by which a compile chooses k lists that complement each other
 (llmcc.advisor.model_runtime.answers).
@@ -40,7 +40,8 @@ from llmcc.summary import to_prompt
 from llmcc.train.model import Config, Llama
 from llmcc.train.tokenizer import PassTokenizer
 
-Example = tuple[str, tuple[float, ...]]  # (llmcc.summary.to_prompt text, weight per candidate)
+# (llmcc.summary.to_prompt text, weight per candidate and, last, NONE's)
+Example = tuple[str, tuple[float, ...]]
 TEMPERATURE = 0.02  # softer targets ranked better than 0.005 in a small pilot (300 TUs)
 NONE_WEIGHT = 1.0   # of a TU teaching NONE, against one teaching lists (bench/model_choice.py)
 
