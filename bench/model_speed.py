@@ -8,7 +8,8 @@ round trip, model), with the server at its default threads; the server's residen
 first call of a fresh user (server start and model load included); and loading the model in the
 compiling process instead. `--untrained` measures a model of the default size with untrained
 weights (speed depends on size, not on weights; needs the train extra), for before a model is
-shipped; `--size DIM,LAYERS,HIDDEN,HEADS` gives it another size. Times are milliseconds, medians and 95th percentiles.
+shipped; `--size DIM,LAYERS,HIDDEN,HEADS` gives it another size. Times are milliseconds,
+medians and 95th percentiles.
 """
 
 from __future__ import annotations

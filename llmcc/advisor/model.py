@@ -144,7 +144,8 @@ class ModelAdvisor:
         text, n = prompt_text(to_prompt(summarize_ir(ir))), top_count(k)
         chosen, problems = self._ask(
             lambda address, timeout: client.complete_top(address, text, n, timeout),
-            lambda runtime: runtime.top(text, n), lambda top: answers(top, k, lists, coverage), True)
+            lambda runtime: runtime.top(text, n),
+            lambda top: answers(top, k, lists, coverage), True)
         return chosen or self._popular(k, f"the model failed ({'; '.join(problems)})")
 
     def _ask_for_text(self, ir: str, k: int) -> list[PassList]:

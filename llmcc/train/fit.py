@@ -9,10 +9,10 @@ so lists within a fraction T of the TU's best share its weight and a list refuse
 rule gets none. A TU where no candidate beats clang's -Oz teaches the answer NONE: a compile the
 model expects nothing from need try no list (llmcc.advisor.model_runtime.answers). The loss is
 the cross-entropy of that distribution against the model's next-token distribution after the
-prompt, over the whole vocabulary, so a server's top log-probabilities hold answer tokens first. The same rows give the
-coverage table shipped with the model (`coverage_table`): what each list saved on the TUs that
-teach each list, by which a compile chooses k lists that complement each other
-(llmcc.advisor.model_runtime.answers).
+prompt, over the whole vocabulary, so a server's top log-probabilities hold answer tokens first.
+The same rows give the coverage table shipped with the model (`coverage_table`): what each list
+saved on the TUs that teach each list, by which a compile chooses k lists that complement each
+other (llmcc.advisor.model_runtime.answers).
 
 Everything that decides the result is visible here and recorded in the GGUF file (Config, hash of
 the examples, this command line); with the same examples and seed, the same weights come out on
