@@ -362,7 +362,7 @@ def test_candidate_weights_follow_sizes_and_teach_none_where_nothing_improves():
 
 
 def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[dict],
-                                                              tmp_path: Path):
+                                                              tmp_path: Path, capsys):
     from llmcc.train import labelled
     from llmcc.train.fit import candidates_of, coverage_table, examples_from_rows, main
 
@@ -381,6 +381,12 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
             "--kv-heads", "1", "--hidden", "64", "--steps", "3", "--batch-size", "2",
             "--threads", "1"]
     assert main(args) == 0
+    count = len(summaries) + 1
+    assert f"{count} examples, 3 steps" in capsys.readouterr().err
+    epochs = [str(tmp_path / "e.gguf") if a == str(tmp_path / "m.gguf") else a
+              for a in args if a not in ("--steps", "3")] + ["--epochs", "2"]
+    assert main(epochs) == 0  # 2 passes over the examples in batches of 2
+    assert f"{count} examples, {round(2 * count / 2)} steps" in capsys.readouterr().err
     examples = examples_from_rows(labelled.read_all(str(tmp_path)), registry)
     # train rows only, the one where nothing beats -Oz teaching NONE; list 0 not a candidate
     assert len(examples) == len(summaries) + 1

@@ -44,6 +44,10 @@ from llmcc.train.tokenizer import PassTokenizer
 Example = tuple[str, tuple[float, ...]]
 TEMPERATURE = 0.02  # softer targets ranked better than 0.005 in a small pilot (300 TUs)
 NONE_WEIGHT = 1.0   # of a TU teaching NONE, against one teaching lists (bench/model_choice.py)
+# Passes over the examples. Train packages held out (bench/model_choice.py, 2 folds of 933 TUs):
+# models trained 5 to 13 passes were about even with the popular lists, 30 to 80 passes worse
+# at every k (overfitted: a few hundred examples per fold).
+EPOCHS = 8.0
 
 
 def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example],
@@ -204,7 +208,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
                   "seed"):
         parser.add_argument("--" + field.replace("_", "-"), type=int,
                             default=getattr(defaults, field))
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--epochs", type=float, default=EPOCHS,
+                        help="passes over the examples (default %(default)s)")
+    parser.add_argument("--steps", type=int,
+                        help="batches to train on (default: as many as --epochs makes)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=TEMPERATURE,
                         help="relative size difference that divides a candidate's weight by e")
@@ -238,14 +245,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
                     layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
                     hidden=args.hidden, seed=args.seed)
     model = Llama(config)
-    print(f"{len(examples)} examples, {len(candidates)} candidate lists, "
+    steps = args.steps or max(1, round(args.epochs * len(examples) / args.batch_size))
+    print(f"{len(examples)} examples, {steps} steps, {len(candidates)} candidate lists, "
           f"{model.parameter_count() / 1e6:.2f}M parameters", file=sys.stderr)
 
     def log(step: int, loss: float) -> None:
-        if step % 50 == 0 or step == args.steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             print(f"step {step} loss {loss:.4f}", file=sys.stderr)
 
-    train(model, tokenizer, examples, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    train(model, tokenizer, examples, steps=steps, batch_size=args.batch_size, lr=args.lr,
           log=log)
     export(model, tokenizer, args.out,
            dataset_sha256=dataset_sha256(candidates, examples, coverage),
