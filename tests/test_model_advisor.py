@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def test_model_advisor_compiles_alike_in_process_and_through_the_per_user_server
         again = _build(llmcc, ARGS, tree, env)
         assert again == first
         assert log_outcomes(env)[1] in (events.HIT, events.DIRECT_HIT)
-        assert ctl_server_status(llmcc_ctl, env) == status  # the hit asked no model
+        # the hit asked no model: the same server, the same request count (its memory may move)
+        assert re.sub(r"[\d.]+ MB", "", ctl_server_status(llmcc_ctl, env)) == \
+            re.sub(r"[\d.]+ MB", "", status)
     assert objects[True] == objects[False]
 
 
