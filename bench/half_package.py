@@ -47,9 +47,9 @@ def main() -> int:
     halves = []
     for half in ("half1", "half2"):
         directory = os.path.join(work, half)
-        mine = {tu: {**row, "split": "train", "package": half} for tu, row in rows.items()
-                if (hashlib.blake2b(tu.encode()).digest()[0] % 2) == len(halves)}
-        labelled.write_package(os.path.join(directory, "labels"), half, mine)
+        its_rows = {tu: {**row, "split": "train", "package": half} for tu, row in rows.items()
+                    if (hashlib.blake2b(tu.encode()).digest()[0] % 2) == len(halves)}
+        labelled.write_package(os.path.join(directory, "labels"), half, its_rows)
         labelled.write_lists(os.path.join(directory, "labels"), registry)
         halves.append(directory)
     mine = os.path.join(work, "mine.gguf")

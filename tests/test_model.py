@@ -210,6 +210,8 @@ def test_every_candidate_is_one_answer_token_with_its_list_in_the_metadata(train
     assert lists_by_token('["always-inline gvn", "no-such-pass", 3]') == {
         list_token(0): ("always-inline", "gvn")}
     assert lists_by_token("not json") == {} and lists_by_token(None) == {}
+    assert lists_by_token('["always-inline gvn", "dce", "always-inline gvn"]') == {
+        list_token(0): parse("gvn"), list_token(1): parse("dce")}  # the repeat is left out
 
 
 def test_gguf_metadata_is_read_without_llama_cpp_and_damage_reads_as_nothing(trained: Trained,

@@ -69,19 +69,22 @@ def list_token(index: int) -> str:
 
 def lists_by_token(candidates_json: str | None) -> dict[str, PassList]:
     """Answer token -> pass list, from a model's KEY_CANDIDATES; an invalid list is left out
-    (the model can never propose it)."""
+    (the model can never propose it), and so is a repeat of an earlier one (each list is
+    answered once)."""
     import json
 
     try:
         texts = json.loads(candidates_json or "[]")
     except ValueError:
         return {}
-    found = {}
+    found: dict[str, PassList] = {}
     for index, text in enumerate(texts if isinstance(texts, list) else []):
         try:
-            found[list_token(index)] = parse(text)
+            passes = parse(text)
         except (PassListError, AttributeError):
-            pass
+            continue
+        if passes not in found.values():
+            found[list_token(index)] = passes
     return found
 
 
@@ -169,8 +172,8 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
             coverage: list[list[float]] | None = None,
             min_gain: float = 0.0) -> list[PassList]:
     """Up to k distinct pass lists from the model's (token text, log-probability) pairs,
-    `lists` mapping answer tokens to lists: what every way of asking the model (in-process,
-    per-user server, remote) returns.
+    `lists` mapping answer tokens to distinct lists (`lists_by_token`): what every way of
+    asking the model (in-process, per-user server, remote) returns.
 
     Without `coverage`, the k likeliest. With it, the k that together save the most in
     expectation: the likelihood of list j says how much the TU resembles the training TUs
@@ -183,8 +186,8 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     likely: dict[int, float] = {}  # candidate index -> log-probability, best first
     nothing = -math.inf            # log-probability of NONE
     for text, logprob in sorted(top, key=lambda item: -item[1]):
-        if text in lists and lists[text] not in (lists[list_token(i)] for i in likely):
-            likely[list_index(text)] = logprob
+        if text in lists:
+            likely.setdefault(list_index(text), logprob)
         elif text == NONE:
             nothing = max(nothing, logprob)
     if coverage is None or not likely:
@@ -192,10 +195,7 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     first = max(nothing, *likely.values())
     total = math.exp(nothing - first) + sum(math.exp(lp - first) for lp in likely.values())
     weight = {j: math.exp(logprob - first) / total for j, logprob in likely.items()}
-    remaining: dict[int, PassList] = {}  # the first index of each distinct list
-    for i in sorted(map(list_index, lists)):
-        if lists[list_token(i)] not in remaining.values():
-            remaining[i] = lists[list_token(i)]
+    remaining = {list_index(token): passes for token, passes in lists.items()}
     best = dict.fromkeys(weight, 0.0)
     chosen: list[PassList] = []
     while remaining and len(chosen) < k:

@@ -27,13 +27,13 @@ from llmcc.advisor.model_runtime import ANSWER, BOS, END, KEY_CANDIDATES, NONE, 
 from llmcc.passes import PassList, to_text
 
 FORMAT_TOKENS = (BOS, ANSWER, END)
+GGUF_MODEL = "gpt2"    # llama.cpp's byte-level BPE
+GGUF_PRE = "gpt-2"     # llama.cpp's name for GPT-2's pre-tokenizer regex: exactly this spelling
 
 
 def special_tokens(count: int) -> list[str]:
     """The tokens the vocabulary starts with, in order, for `count` candidate lists."""
     return [*FORMAT_TOKENS, NONE, *map(list_token, range(count))]
-GGUF_MODEL = "gpt2"    # llama.cpp's byte-level BPE
-GGUF_PRE = "gpt-2"     # llama.cpp's name for GPT-2's pre-tokenizer regex: exactly this spelling
 
 
 @dataclass(frozen=True)
