@@ -8,15 +8,28 @@ own start-up.
 
 import sys
 
+_interrupts_lost: list[BaseException] = []
+
+
+def _keep_lost_interrupt(unraisable) -> None:
+    """A Ctrl-C that lands in a callback CPython cannot raise from (an import lock's weakref
+    callback) is printed as "Exception ignored" and lost. Keep it quietly instead: the compile
+    then ends as an interrupted one (its outputs are written whole or not at all either way)."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _interrupts_lost.append(unraisable.exc_value)
+    else:
+        sys.__unraisablehook__(unraisable)
+
 
 def _run(language: str) -> None:
+    sys.unraisablehook = _keep_lost_interrupt
     try:
         from llmcc.cli import main
 
         code = main(sys.argv, language)
     except KeyboardInterrupt:  # Ctrl-C before or after a compile step: quietly, like clang
         code = 130  # 128 + SIGINT, as a shell reports it
-    sys.exit(code)
+    sys.exit(130 if _interrupts_lost else code)
 
 
 def cc() -> None:

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -531,6 +532,46 @@ def _interrupted_while_python_starts(returncode: int, stderr: bytes) -> bool:
                                 "Fatal Python error: init_sys_streams"))
     return (returncode == -signal.SIGINT and text.rstrip().endswith("KeyboardInterrupt")
             and "from llmcc.launch import" in text and "cc()" not in text)
+
+
+# The compile as the console script runs it, with a Ctrl-C that lands where CPython cannot raise
+# it (a weakref callback, as an import lock's is) just as llmcc's main starts.
+LOST_INTERRUPT = """
+import sys, weakref
+import llmcc.cli
+from llmcc import launch
+
+class Doomed:
+    pass
+
+def interrupt(_):
+    raise KeyboardInterrupt
+
+doomed = Doomed()
+ref = weakref.ref(doomed, interrupt)
+real_main = llmcc.cli.main
+
+def main(*args):
+    global doomed
+    del doomed
+    return real_main(*args)
+
+llmcc.cli.main = main
+sys.argv = ["llmcc", *sys.argv[1:]]
+launch.cc()
+"""
+
+
+def test_a_ctrl_c_python_cannot_raise_ends_the_compile_as_interrupted_and_prints_nothing(
+        tree, clang, env):
+    plain = _build(clang, ARGS, tree, env)
+    done = subprocess.run([sys.executable, "-c", LOST_INTERRUPT, *ARGS], cwd=tree, env=env,
+                          capture_output=True)
+    assert done.returncode == 130
+    assert "Exception ignored" not in done.stderr.decode()
+    outputs = {name: (tree / name).read_bytes() for name in OUTPUTS}
+    # otherwise as clang's compile: its diagnostics, and a whole object, plain or verified smaller
+    _assert_like_plain(plain, (plain[0], done.stderr, outputs), tree, None)
 
 
 def test_ctrl_c_at_any_moment_leaves_the_old_object_or_a_whole_new_one(tree, tmp_path, clang,
