@@ -68,6 +68,19 @@ def test_headroom_command_prints_every_table(sample):
         assert heading in done.stdout
 
 
+def test_a_tu_searched_but_not_yet_broadcast_is_counted_labelled_but_left_out_of_the_headroom(
+        sample):
+    rows = labelled.read_all(str(sample))
+    waiting = {**_row("e", "test", 100, 90, 90, []), "package": "pkg-test"}
+    del waiting["broadcast"]  # the labelling run searched it and has not broadcast yet
+    labelled.write_package(str(sample), "pkg-test",
+                           {r["tu"]: r for r in [*rows, waiting] if r["split"] == "test"})
+    done = subprocess.run([sys.executable, "-m", "llmcc.train.headroom", "--dir", str(sample)],
+                          capture_output=True, text=True, check=True)
+    assert "| test | 0 | 0 (0 / 0) | 0.0 M | 3 (2 / 1) |" in done.stdout
+    assert "| on the test split (2 TUs) |" in done.stdout
+
+
 def test_the_committed_dataset_loads_and_its_tables_print():
     rows = labelled.read_all()
     if not rows:
