@@ -527,11 +527,24 @@ def test_doctor_passes_with_a_working_toolchain(llmcc_ctl, env):
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 0, done.stdout
     lines = done.stdout.decode().splitlines()
-    assert [line.split()[1] for line in lines] == ["clang", "opt", "cache", "advisor", "model:"]
-    assert all(line.startswith("ok ") for line in lines[:4])
+    assert [line.split()[1] for line in lines] == ["clang", "opt", "cache", "advisor", "model",
+                                                    "GPU"]
+    assert all(line.startswith("ok ") for line in lines[:5])
     assert env["LLMCC_CACHE_DIR"] in lines[2]
-    # the model advisor is not on, so a missing model is a note, not a failure
+    # the shipped model loads, with its candidate lists and the table that makes them cover
+    # each other
+    assert "101 candidate pass lists, chosen to cover each other" in lines[4]
+
+
+def test_doctor_notes_a_missing_model_only_while_the_model_advisor_is_off(package_copy,
+                                                                        llmcc_ctl, env):
+    (package_copy / "advisor" / "model.gguf").unlink()
+    lines = _ctl(llmcc_ctl, env, "doctor").stdout.decode().splitlines()
     assert lines[4].startswith("note model: ") and "does not exist" in lines[4]
+    env["LLMCC_ADVISOR"] = "model"
+    done = _ctl(llmcc_ctl, env, "doctor")
+    assert done.returncode == 1
+    assert done.stdout.decode().splitlines()[4].startswith("FAIL model: ")
 
 
 def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
