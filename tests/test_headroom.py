@@ -81,6 +81,16 @@ def test_a_tu_searched_but_not_yet_broadcast_is_counted_labelled_but_left_out_of
     assert "| on the test split (2 TUs) |" in done.stdout
 
 
+def test_the_dataset_is_found_beside_the_package_or_else_in_the_working_directory(tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / "data" / "dataset").mkdir(parents=True)
+    (checkout / "llmcc" / "train").mkdir(parents=True)
+    beside = str(checkout / "llmcc" / "train" / "labelled.py")
+    assert labelled.dataset_dir(beside, "/elsewhere") == str(checkout / "data" / "dataset")
+    installed = str(tmp_path / "venv" / "site-packages" / "llmcc" / "train" / "labelled.py")
+    assert labelled.dataset_dir(installed, str(checkout)) == str(checkout / "data" / "dataset")
+
+
 def test_the_committed_dataset_loads_and_its_tables_print():
     rows = labelled.read_all()
     if not rows:

@@ -28,8 +28,17 @@ import os
 
 from llmcc.files import write_atomic
 
-DATASET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "data", "dataset")
+
+def dataset_dir(package_file: str, cwd: str) -> str:
+    """The repository's data/dataset: beside the package in a checkout (or an editable
+    install); else under `cwd`, for an llmcc installed from a checkout into a virtual
+    environment (scripts/setup.sh) and run from that checkout."""
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(package_file)))), "data", "dataset")
+    return beside if os.path.isdir(beside) else os.path.join(cwd, "data", "dataset")
+
+
+DATASET_DIR = dataset_dir(__file__, os.curdir)  # resolved when used: cwd may vanish
 LISTS_FILE = "lists.json"
 SUFFIX = ".jsonl.xz"
 
