@@ -148,8 +148,8 @@ def write_popular(rows: list[dict], indices: list[int], directory: str, command:
     data = {"lists": [{"passes": lists[indices[i]]} for i in order],
             "provenance": {"command": command, "train_tus": len(train), "test_tus": len(test),
                            "headroom_test": {k: round(v, 3) for k, v in
-                                             figures(train, test, len(indices)).items()
-                                             if test}}}  # no figures of no TUs
+                                             figures(train, test, len(indices)).items()}
+                                            if test else {}}}  # no figures of no TUs
     write_atomic(DATA_FILE, (json.dumps(data, indent=1) + "\n").encode())
 
 
