@@ -20,8 +20,9 @@ def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
     """
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.llmcc-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
+    try:  # the open too: a Ctrl-C raised as it returns must not leave the file it created
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         if mode is None:
@@ -30,11 +31,13 @@ def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as err:
+        taken = isinstance(err, FileExistsError) and err.filename2 is None  # by another: not ours
+        if not taken:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
 
 
