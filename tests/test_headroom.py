@@ -68,6 +68,17 @@ def test_headroom_command_prints_every_table(sample):
         assert heading in done.stdout
 
 
+def test_the_rule_table_per_language_counts_only_that_languages_tus(sample):
+    rows, indices = headroom.labelled_rows(str(sample))
+    c_table = headroom.headroom_table(rows, indices, "test", "c").splitlines()
+    cxx_table = headroom.headroom_table(rows, indices, "test", "c++").splitlines()
+    assert c_table[0].startswith("| on the test split, c (1 TUs) |")
+    # c alone: list 0 (chosen on train) saves 10% under the current rule, is refused before
+    assert "| popular top-1 | 10.00% | 0.00% |" in c_table
+    assert cxx_table[0].startswith("| on the test split, c++ (1 TUs) |")
+    assert "| popular top-1 | 0.00% | 0.00% |" in cxx_table
+
+
 def test_a_tu_searched_but_not_yet_broadcast_is_counted_labelled_but_left_out_of_the_headroom(
         sample):
     rows = labelled.read_all(str(sample))

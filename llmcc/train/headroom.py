@@ -61,15 +61,18 @@ def labelled_rows(directory: str) -> tuple[list[dict], list[int]]:
     return rows, labelled.read_lists(directory).get("broadcast", [])
 
 
-def headroom_table(rows: list[dict], indices: list[int], split: str) -> str:
-    """Current and former rule side by side on `split`, lists chosen on train."""
+def headroom_table(rows: list[dict], indices: list[int], split: str,
+                   language: str | None = None) -> str:
+    """Current and former rule side by side on `split` (its TUs in `language`, if given),
+    lists chosen on all of train."""
     train = [r for r in rows if r["split"] == "train"]
-    held = [r for r in rows if r["split"] == split]
+    held = [r for r in rows if r["split"] == split and language in (None, r["language"])]
     columns = {}
     for name, former in (("current rule", False), ("former rule", True)):
         columns[name] = figures(as_pool_rows(train, indices, former),
                                 as_pool_rows(held, indices, former), len(indices))
-    lines = [f"| on the {split} split ({len(held)} TUs) | current rule | former rule |",
+    what = f"the {split} split" + (f", {language}" if language else "")
+    lines = [f"| on {what} ({len(held)} TUs) | current rule | former rule |",
              "|---|---:|---:|"]
     for what in columns["current rule"]:
         lines.append(f"| {what} | {columns['current rule'][what]:.2f}% | "
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     # a TU searched but not yet broadcast would count as one no fixed list improves
     measured = [r for r in rows if "broadcast" in r]
     print(headroom_table(measured, indices, args.split), end="\n\n")
+    for language in sorted({r["language"] for r in measured if r["split"] == args.split}):
+        print(headroom_table(measured, indices, args.split, language), end="\n\n")
     print(per_group_table(measured, indices, args.split, "language"), end="\n\n")
     print(per_group_table(measured, indices, args.split, "package"))
     if args.write_popular:
