@@ -102,7 +102,7 @@ def main() -> None:
             text = prompt_text(prompt)
             top = client.ask_per_user_server(
                 model, digest, lambda address, timeout: client.complete_top(
-                    address, text, top_count(K), timeout),
+                    address, text, top_count(K, len(lists)), timeout),
                 threads=SERVER_THREADS, gpu_layers=0, idle=60)
             return answers(top, K, lists, coverage)
 

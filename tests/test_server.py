@@ -60,7 +60,8 @@ def lists(path: str) -> dict:
 def in_process(path: str, texts: list[str]) -> list[list]:
     with ModelRuntime(path) as runtime:
         assert runtime.lists == lists(path)
-        return [answers(runtime.top(text, top_count(K)), K, runtime.lists) for text in texts]
+        return [answers(runtime.top(text, top_count(K, len(runtime.lists))), K,
+                        runtime.lists) for text in texts]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def expected(model: Trained, texts: list[str]) -> list[list]:
 def ask(model_path: str, text: str, **options) -> list:
     options = {"threads": 1, "gpu_layers": 0, "idle": 60, **options}
     def request(address: str, timeout: float) -> list:
-        return client.complete_top(address, text, top_count(K), timeout)
+        return client.complete_top(address, text, top_count(K, len(lists(model_path))), timeout)
 
     return answers(client.ask_per_user_server(model_path, DIGEST, request, **options), K,
                    lists(model_path))
@@ -116,7 +117,7 @@ def test_answers_are_the_same_in_process_through_the_per_user_server_and_llmcc_c
         assert " on http://127.0.0.1:" in line, line
         address = line.split(" on ")[-1].strip()
         known = lists(model.paths["Q8_0"])
-        assert [answers(client.complete_top(address, text, top_count(K)), K, known)
+        assert [answers(client.complete_top(address, text, top_count(K, len(known))), K, known)
                 for text in texts] == expected
     finally:
         serve.terminate()
@@ -168,7 +169,8 @@ def test_llama_cpp_pythons_server_reports_the_same_log_probabilities(
 def test_answers_are_the_same_through_llama_cpp_pythons_server(
         model: Trained, texts: list[str], llama_cpp_server: str):
     known = lists(model.paths["F32"])
-    assert [answers(client.complete_top(llama_cpp_server, text, top_count(K)), K, known)
+    assert [answers(client.complete_top(llama_cpp_server, text, top_count(K, len(known))), K,
+                    known)
             for text in texts] == in_process(model.paths["F32"], texts)
 
 
@@ -195,11 +197,11 @@ from llmcc.advisor.model_runtime import (KEY_CANDIDATES, answers, gguf_strings, 
                                          top_count)
 model, digest, text = sys.argv[1:]
 sys.stdin.read()  # wait for the others
-top = client.ask_per_user_server(
-    model, digest, lambda address, timeout: client.complete_top(address, text, top_count(3),
-                                                                timeout),
-    threads=1, gpu_layers=0, idle=60)
 lists = lists_by_token(gguf_strings(model, (KEY_CANDIDATES,)).get(KEY_CANDIDATES))
+top = client.ask_per_user_server(
+    model, digest, lambda address, timeout: client.complete_top(
+        address, text, top_count(3, len(lists)), timeout),
+    threads=1, gpu_layers=0, idle=60)
 print(json.dumps(answers(top, 3, lists)))
 """
 

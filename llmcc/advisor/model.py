@@ -141,7 +141,7 @@ class ModelAdvisor:
         if version != str(SUMMARY_VERSION):
             return self._popular(k, f"{self.path} was trained on summary version {version}, "
                                     f"llmcc renders version {SUMMARY_VERSION}")
-        text, n = prompt_text(to_prompt(summarize_ir(ir))), top_count(k)
+        text, n = prompt_text(to_prompt(summarize_ir(ir))), top_count(k, len(lists))
         chosen, problems = self._ask(
             lambda address, timeout: client.complete_top(address, text, n, timeout),
             lambda runtime: runtime.top(text, n),

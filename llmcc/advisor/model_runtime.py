@@ -139,10 +139,12 @@ def prompt_text(prompt: str) -> str:
     return BOS + prompt + ANSWER
 
 
-def top_count(k: int) -> int:
-    """How many of the likeliest next tokens to ask for, to find k list tokens among them
-    (fewer only if the model finds the rest less likely than plain text: worth no try)."""
-    return max(16, 4 * k)
+def top_count(k: int, candidates: int) -> int:
+    """How many of the likeliest next tokens to ask for: enough for every answer token (each
+    of the `candidates` lists and NONE) and a few text tokens that may rank among them, since
+    `answers` weighs every list by the likelihood of all (choosing among the likeliest 16 alone
+    saved less at every k: bench/model_choice.py)."""
+    return max(4 * k, candidates + 1 + 8)
 
 
 def coverage_of(coverage_json: str | None,
@@ -377,8 +379,8 @@ class ModelRuntime:
 
     def rank(self, prompt: str, k: int, min_gain: float = 0.0) -> list[PassList]:
         """The model's answer for a TU's prompt: up to k pass lists, best first (`answers`)."""
-        return answers(self.top(prompt_text(prompt), top_count(k)), k, self.lists,
-                       self.coverage, min_gain)
+        top = self.top(prompt_text(prompt), top_count(k, len(self.lists)))
+        return answers(top, k, self.lists, self.coverage, min_gain)
 
     def generate(self, text: str, max_tokens: int) -> str:
         """The greedy continuation of `text` (BOS first if the model asks for it), up to
