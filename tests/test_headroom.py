@@ -46,9 +46,10 @@ def test_rows_and_lists_round_trip_through_the_compressed_files(sample):
 def test_headroom_uses_train_to_choose_and_the_former_rule_drops_new_only_lists(sample):
     rows, indices = headroom.labelled_rows(str(sample))
     train = headroom.as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
-    current = headroom.figures(train, headroom.as_pool_rows(
+    chosen = headroom.choose(train, len(indices))
+    current = headroom.figures(chosen, headroom.as_pool_rows(
         [r for r in rows if r["split"] == "test"], indices, False), len(indices))
-    former = headroom.figures(train, headroom.as_pool_rows(
+    former = headroom.figures(chosen, headroom.as_pool_rows(
         [r for r in rows if r["split"] == "test"], indices, True), len(indices))
     # train prefers list 0 (saves 10% and 3%); on test it gives c 180/200 and d stays 100
     expected = 100 * (1 - math.sqrt(0.9 * 1.0))

@@ -40,13 +40,23 @@ def as_pool_rows(rows: list[dict], indices: list[int], former: bool) -> list[dic
     return out
 
 
-def figures(train: list[dict], held_out: list[dict], n: int) -> dict[str, float]:
-    """The headroom columns for `held_out`, lists chosen on `train` (pool rows)."""
+Chosen = tuple[int, list[int]] | None  # the best single list and the popular order
+
+
+def choose(train: list[dict], n: int) -> Chosen:
+    """The fixed lists chosen on `train` (pool rows); None when there is nothing to choose.
+    Choosing is the slow part (a greedy pass over every TU): done once per table."""
+    if not (n and train):
+        return None
+    return max(range(n), key=lambda i: geomean_saving(train, [i])), greedy(train, n, max(KS))
+
+
+def figures(chosen: Chosen, held_out: list[dict], n: int) -> dict[str, float]:
+    """The headroom columns for `held_out` (pool rows), fixed lists as `choose` chose them."""
     result: dict[str, float] = {}
-    if n and train:
-        single = max(range(n), key=lambda i: geomean_saving(train, [i]))
+    if chosen:
+        single, order = chosen
         result["best single fixed list"] = geomean_saving(held_out, [single])
-        order = greedy(train, n, max(KS))
         for k in KS:
             result[f"popular top-{k}"] = geomean_saving(held_out, order[:k])
         result[f"best of the {n} broadcast lists per TU"] = geomean_saving(
@@ -69,10 +79,10 @@ def headroom_table(rows: list[dict], indices: list[int], split: str,
     held = [r for r in rows if r["split"] == split and language in (None, r["language"])]
     columns = {}
     for name, former in (("current rule", False), ("former rule", True)):
-        columns[name] = figures(as_pool_rows(train, indices, former),
+        columns[name] = figures(choose(as_pool_rows(train, indices, former), len(indices)),
                                 as_pool_rows(held, indices, former), len(indices))
-    what = f"the {split} split" + (f", {language}" if language else "")
-    lines = [f"| on {what} ({len(held)} TUs) | current rule | former rule |",
+    title = f"the {split} split" + (f", {language}" if language else "")
+    lines = [f"| on {title} ({len(held)} TUs) | current rule | former rule |",
              "|---|---:|---:|"]
     for what in columns["current rule"]:
         lines.append(f"| {what} | {columns['current rule'][what]:.2f}% | "
@@ -88,7 +98,8 @@ def headroom_table(rows: list[dict], indices: list[int], split: str,
 
 def per_group_table(rows: list[dict], indices: list[int], split: str, key: str) -> str:
     """The current rule's figures per package (or language) of `split`."""
-    train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
+    chosen = choose(as_pool_rows([r for r in rows if r["split"] == "train"], indices, False),
+                    len(indices))
     groups = defaultdict(list)
     for row in rows:
         if row["split"] == split:
@@ -98,7 +109,7 @@ def per_group_table(rows: list[dict], indices: list[int], split: str, key: str) 
     lines = [f"| {key} | TUs | " + " | ".join(names) + " |",
              "|---|---:|" + "---:|" * len(names)]
     for group, members in sorted(groups.items()):
-        values = figures(train, as_pool_rows(members, indices, False), len(indices))
+        values = figures(chosen, as_pool_rows(members, indices, False), len(indices))
         lines.append(f"| {group} | {len(members)} | " + " | ".join(
             f"{values[name]:.2f}%" if name in values else "-" for name in names) + " |")
     return "\n".join(lines)
@@ -147,11 +158,12 @@ def write_popular(rows: list[dict], indices: list[int], directory: str, command:
     lists = labelled.read_lists(directory)["lists"]
     train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
     test = as_pool_rows([r for r in rows if r["split"] == "test"], indices, False)
-    order = greedy(train, len(indices), 10)
+    chosen = choose(train, len(indices))
+    order = chosen[1][:10] if chosen else []  # greedy: its first ten are the ten best
     data = {"lists": [{"passes": lists[indices[i]]} for i in order],
             "provenance": {"command": command, "train_tus": len(train), "test_tus": len(test),
                            "headroom_test": {k: round(v, 3) for k, v in
-                                             figures(train, test, len(indices)).items()}
+                                             figures(chosen, test, len(indices)).items()}
                                             if test else {}}}  # no figures of no TUs
     write_atomic(DATA_FILE, (json.dumps(data, indent=1) + "\n").encode())
 
