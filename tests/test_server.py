@@ -74,11 +74,11 @@ def expected(model: Trained, texts: list[str]) -> list[list]:
 
 def ask(model_path: str, text: str, **options) -> list:
     options = {"threads": 1, "gpu_layers": 0, "idle": 60, **options}
+    known = lists(model_path)
     def request(address: str, timeout: float) -> list:
-        return client.complete_top(address, text, top_count(K, len(lists(model_path))), timeout)
+        return client.complete_top(address, text, top_count(K, len(known)), timeout)
 
-    return answers(client.ask_per_user_server(model_path, DIGEST, request, **options), K,
-                   lists(model_path))
+    return answers(client.ask_per_user_server(model_path, DIGEST, request, **options), K, known)
 
 
 def server_pids() -> list[int]:
