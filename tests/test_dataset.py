@@ -223,3 +223,33 @@ def test_the_broadcast_set_holds_llvms_oz_pipeline_once_though_searches_found_it
     indices = labeller.broadcast_set(2)
     lists = labelled.read_lists(str(tmp_path))["lists"]
     assert [lists[i] for i in indices] == [oz, gvn, dce]  # -Oz, then the 2 most frequent others
+
+
+def test_a_corpus_rebuilt_in_part_keeps_the_manifest_and_searches_no_tu_held_elsewhere(
+        tmp_path):
+    from llmcc.train.labels import Labeller
+
+    # The committed dataset knows two packages; this machine rebuilt only "sed" (validation).
+    out = tmp_path / "dataset"
+    committed = {"packages": {"grep": {"split": "train"}, "sed": {"split": "validation"}}}
+    out.mkdir()
+    (out / "corpus.json").write_text(json.dumps(committed))
+    dataset.write_marker(str(tmp_path / "work" / "records" / "sed"), {})
+    labeller = Labeller.corpus(str(tmp_path / "work"), str(out), 1, 1.0, False)
+    assert json.loads((out / "corpus.json").read_text()) == committed
+    assert labeller.missing == ["grep"]
+
+    # A TU that grep's rows hold looks like sed's own while grep is not built: not searched.
+    labelled.write_package(str(out), "grep", {"t1": {"tu": "t1", "package": "grep",
+                                                     "split": "train"}})
+    partial = Labeller(str(out), 1, 1.0, False, {}, {"sed": ["t1"]},
+                       lambda package: "validation", lambda package: {}, ["sed"])
+    partial.search(4, 1.0, 0, 19)
+    assert not (out / "sed.jsonl.xz").exists()
+
+    # The test sample is drawn from every test package's TUs: not from some of them.
+    sample = Labeller(str(out), 1, 1.0, False, {}, {"zstd": ["t2"]}, lambda package: "test",
+                      lambda package: {}, ["zstd"])
+    sample.missing = ["bc"]
+    with pytest.raises(SystemExit, match="build bc first"):
+        sample.search(4, 1.0, 10, 19)

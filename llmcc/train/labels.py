@@ -132,6 +132,15 @@ def test_sample(tus: list[tuple[str, str]], count: int, seed: int) -> set[str]:
     return {tu for _, tu in ranked[:count]}
 
 
+def read_packages(manifest_path: str) -> dict:
+    """The packages a committed corpus manifest describes ({} before the first one)."""
+    try:
+        with open(manifest_path) as handle:
+            return json.load(handle)["packages"]
+    except FileNotFoundError:
+        return {}
+
+
 class Labeller:
     """Runs the stages package by package over one dataset directory, for the corpus
     (`corpus`) or for one directory of a user's records (`user`)."""
@@ -144,6 +153,7 @@ class Labeller:
         self.directory, self.jobs, self.timeout, self.commit = directory, jobs, timeout, commit
         self.sources, self.owned, self.split, self.tokens = sources, owned, split, tokens
         self.packages = packages
+        self.missing: list[str] = []  # packages the committed manifest has and this corpus lacks
         self.line = StatusLine()
         os.makedirs(directory, exist_ok=True)
 
@@ -162,8 +172,13 @@ class Labeller:
                        lambda p: read_marker(os.path.join(records, p)).get("ir_tokens", {}),
                        packages)
         corpus_path = os.path.join(directory, "corpus.json")
-        write_atomic(corpus_path, (json.dumps(corpus, indent=1) + "\n").encode())
-        labeller._commit([corpus_path], "dataset: corpus manifest")
+        labeller.missing = sorted(set(read_packages(corpus_path)) - set(corpus["packages"]))
+        if labeller.missing:  # a corpus rebuilt in part (to resume one split) describes less
+            labeller.line.finish(f"corpus.json kept: {len(labeller.missing)} of its packages "
+                                 f"are not built in {work}")
+        else:
+            write_atomic(corpus_path, (json.dumps(corpus, indent=1) + "\n").encode())
+            labeller._commit([corpus_path], "dataset: corpus manifest")
         return labeller
 
     @classmethod
@@ -207,7 +222,14 @@ class Labeller:
         self.line.finish(f"warning: could not commit {message}: {done.stderr.strip()}")
 
     def search(self, budget: int, seconds: float, test_tus: int, seed: int) -> None:
+        missing_test = [p for p in self.missing if split_of(p) == "test"]
+        if missing_test and any(self.split(p) == "test" for p in self.packages):
+            raise SystemExit(f"the test sample is drawn from every test package: build "
+                             f"{', '.join(missing_test)} first")
         seeds = [to_text(p) for p in PopularAdvisor.load().lists]
+        # A TU another package's rows hold stays theirs: in a corpus rebuilt in part, it may
+        # look like this package's own (its first owner is not built).
+        elsewhere = {row["tu"]: row["package"] for row in labelled.read_all(self.directory)}
         test = test_sample([(language_of(self._bitcode(p, tu)[:-3]), tu)
                             for p in self.packages if self.split(p) == "test"
                             for tu in self.owned[p]], test_tus, seed)
@@ -217,7 +239,8 @@ class Labeller:
             wanted = [tu for tu in self.owned[package]
                       if self.split(package) != "test" or tu in test]
             jobs = [(package, self.split(package), self._bitcode(package, tu), budget,
-                     seconds, self.timeout, seeds) for tu in wanted if tu not in rows]
+                     seconds, self.timeout, seeds) for tu in wanted
+                    if tu not in rows and elsewhere.get(tu, package) == package]
 
             def fold(rows: dict, row: dict, tokens=tokens) -> None:
                 if "ir_tokens" not in row and row["tu"] in tokens:
