@@ -31,7 +31,6 @@ from llmcc.advisor.model_runtime import (
     KEY_CONFIG,
     KEY_COVERAGE,
     KEY_DATASET,
-    KEY_LEAD,
     KEY_SUMMARY_VERSION,
     NONE,
     ModelError,
@@ -39,7 +38,6 @@ from llmcc.advisor.model_runtime import (
     answers,
     coverage_of,
     gguf_strings,
-    lead_of,
     list_token,
     lists_by_token,
     prompt_text,
@@ -411,11 +409,7 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
     assert coverage == coverage_table(labelled.read_all(str(tmp_path)), registry)
     assert coverage[0][1] == coverage[1][1] == round(COVERAGE_SCALE * math.log(100 / 95))
     assert coverage[1][0] < coverage[0][0] < round(COVERAGE_SCALE * math.log(100 / 90))
-    # lead: the candidate with the larger total saving over the teaching TUs
-    lead = 0 if odd * math.log(100 / 90) > len(summaries) * math.log(100 / 95) else 1
-    assert metadata[KEY_LEAD] == str(lead)
-    assert metadata[KEY_DATASET] == dataset_sha256(candidates, examples, coverage, lead)
-    assert dataset_sha256(candidates, examples, coverage, 1 - lead) != metadata[KEY_DATASET]
+    assert metadata[KEY_DATASET] == dataset_sha256(candidates, examples, coverage)
     assert metadata[KEY_COMMAND] == "python -m llmcc.train.fit " + " ".join(args)
     with ModelRuntime(str(tmp_path / "m.gguf")) as runtime:
         assert set(runtime.lists.values()) == set(candidates)
@@ -444,21 +438,6 @@ def test_coverage_answers_a_list_that_saves_where_the_likeliest_do_not():
     # a list outside the likeliest tokens can be answered; none twice, none unknown
     assert answers([(list_token(0), -0.1), ("gvn", -0.2)], 3, LISTS, coverage) == [A, B, C]
     assert answers([("gvn", -0.2)], 3, LISTS, coverage) == []
-
-
-def test_the_lead_list_is_answered_first_and_the_model_adds_what_saves_elsewhere():
-    coverage = [[0.10, 0.09, 0.0], [0.09, 0.10, 0.0], [0.0, 0.0, 0.10]]
-    top = [(list_token(0), -0.5), (list_token(1), -0.6), (list_token(2), -1.5)]
-    assert answers(top, 1, LISTS, coverage) == [A]
-    assert answers(top, 1, LISTS, coverage, lead=1) == [B]
-    assert answers(top, 2, LISTS, coverage, lead=1) == [B, C]  # A would repeat B's saving
-    assert answers(top, 3, LISTS, coverage, lead=2) == [C, A, B]
-    # like the TUs nothing improved: the lead, too, must be worth min_gain
-    nothing = [(NONE, -0.05), (list_token(0), -3.0), (list_token(2), -4.0)]
-    assert answers(nothing, 2, LISTS, coverage, min_gain=0.01, lead=1) == []
-    # a lead the file names must be one of its lists
-    assert [lead_of(text, LISTS) for text in ("1", "3", "-1", "x", None)] == \
-        [1, None, None, None, None]
 
 
 def test_a_tu_like_those_nothing_improved_is_answered_with_fewer_lists_by_min_gain():

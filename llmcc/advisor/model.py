@@ -120,23 +120,19 @@ class ModelAdvisor:
         from llmcc.advisor.model_runtime import (
             KEY_CANDIDATES,
             KEY_COVERAGE,
-            KEY_LEAD,
             KEY_SUMMARY_VERSION,
             answers,
             coverage_of,
             gguf_strings,
-            lead_of,
             lists_by_token,
             prompt_text,
             top_count,
         )
         from llmcc.summary import SUMMARY_VERSION, summarize_ir, to_prompt
 
-        metadata = gguf_strings(self.path, (KEY_CANDIDATES, KEY_COVERAGE, KEY_LEAD,
-                                             KEY_SUMMARY_VERSION))
+        metadata = gguf_strings(self.path, (KEY_CANDIDATES, KEY_COVERAGE, KEY_SUMMARY_VERSION))
         lists = lists_by_token(metadata.get(KEY_CANDIDATES))
         coverage = coverage_of(metadata.get(KEY_COVERAGE), lists)
-        lead = lead_of(metadata.get(KEY_LEAD), lists)
         if not lists:
             return self._popular(k, f"{self.path} holds no candidate pass lists: it is not a "
                                     "model made by llmcc (LLMCC_PROMPT=llm-compiler asks one "
@@ -149,7 +145,7 @@ class ModelAdvisor:
         chosen, problems = self._ask(
             lambda address, timeout: client.complete_top(address, text, n, timeout),
             lambda runtime: runtime.top(text, n),
-            lambda top: answers(top, k, lists, coverage, lead=lead), True)
+            lambda top: answers(top, k, lists, coverage), True)
         return chosen or self._popular(k, f"the model failed ({'; '.join(problems)})")
 
     def _ask_for_text(self, ir: str, k: int) -> list[PassList]:

@@ -52,7 +52,6 @@ KEY_COMMAND = "llmcc.train_command"            # the command line that trained t
 KEY_SUMMARY_VERSION = "llmcc.summary_version"  # prompts must be rendered by this version
 KEY_CANDIDATES = "llmcc.candidates"            # JSON: the pass list of each list token, in order
 KEY_COVERAGE = "llmcc.coverage"                # JSON: what each list saves where another is best
-KEY_LEAD = "llmcc.lead"                        # the index of the list tried first (`answers`)
 COVERAGE_SCALE = 100_000                       # its entries: log size ratios in these units
 
 BATCH = 512  # tokens per llama_decode call: a longer prompt is evaluated in several
@@ -166,14 +165,6 @@ def coverage_of(coverage_json: str | None,
     return [[v / COVERAGE_SCALE for v in row] for row in table]
 
 
-def lead_of(lead_text: str | None, lists: dict[str, PassList]) -> int | None:
-    """A model's KEY_LEAD: the index of one of `lists`, or None if it has none or names no
-    list of the model (answers then choose every list by the model alone)."""
-    if lead_text is None or not lead_text.isdigit():
-        return None
-    return int(lead_text) if list_token(int(lead_text)) in lists else None
-
-
 def list_index(token: str) -> int:
     """The candidate index of an answer token (the inverse of list_token)."""
     return int(token[3:-2])
@@ -181,7 +172,7 @@ def list_index(token: str) -> int:
 
 def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList],
             coverage: list[list[float]] | None = None,
-            min_gain: float = 0.0, lead: int | None = None) -> list[PassList]:
+            min_gain: float = 0.0) -> list[PassList]:
     """Up to k distinct pass lists from the model's (token text, log-probability) pairs,
     `lists` mapping answer tokens to distinct lists (`lists_by_token`): what every way of
     asking the model (in-process, per-user server, remote) returns.
@@ -192,12 +183,8 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     saved on those TUs (mean log size ratio to -Oz; 0 for NONE's). Chosen greedily, each list
     is the one adding the most to the best of those already chosen, so a list that only
     repeats another's saving gives way to one that saves elsewhere, as the popular lists are
-    chosen (llmcc.train.measure.greedy). A `lead` (the list that saved the most on the
-    training TUs, the best fixed list) is chosen first and the model adds lists that save where
-    it does not: the model's own first choice saved less than the best fixed list on every
-    held-out set, its later ones more (README, "The shipped model"). With `min_gain` (a log
-    size ratio), no list is added that is expected to save less: a TU the model expects
-    nothing from costs no candidate."""
+    chosen (llmcc.train.measure.greedy). With `min_gain` (a log size ratio), no list is added
+    that is expected to save less: a TU the model expects nothing from costs no candidate."""
     likely: dict[int, float] = {}  # candidate index -> log-probability, best first
     nothing = -math.inf            # log-probability of NONE
     for text, logprob in sorted(top, key=lambda item: -item[1]):
@@ -216,8 +203,7 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     while remaining and len(chosen) < k:
         def gain(i: int, best: dict[int, float] = best) -> float:
             return sum(w * max(0.0, coverage[j][i] - best[j]) for j, w in weight.items())
-        pick = lead if not chosen and lead in remaining else max(
-            remaining, key=lambda i: (gain(i), weight.get(i, 0.0), -i))  # ties: likelier
+        pick = max(remaining, key=lambda i: (gain(i), weight.get(i, 0.0), -i))  # ties: likelier
         if min_gain and gain(pick) < min_gain:
             break
         chosen.append(remaining.pop(pick))
@@ -280,7 +266,6 @@ class ModelRuntime:
         self.pieces = [self._piece(i).decode(errors="replace") for i in range(self.n_vocab)]
         self.lists = lists_by_token(self.metadata.get(KEY_CANDIDATES))
         self.coverage = coverage_of(self.metadata.get(KEY_COVERAGE), self.lists)
-        self.lead = lead_of(self.metadata.get(KEY_LEAD), self.lists)
         if llmcc_model and not self.lists:
             self.close()
             raise ModelError(f"{path} has no candidate pass lists: not a model made by llmcc")
@@ -395,7 +380,7 @@ class ModelRuntime:
     def rank(self, prompt: str, k: int, min_gain: float = 0.0) -> list[PassList]:
         """The model's answer for a TU's prompt: up to k pass lists, best first (`answers`)."""
         top = self.top(prompt_text(prompt), top_count(k, len(self.lists)))
-        return answers(top, k, self.lists, self.coverage, min_gain, self.lead)
+        return answers(top, k, self.lists, self.coverage, min_gain)
 
     def generate(self, text: str, max_tokens: int) -> str:
         """The greedy continuation of `text` (BOS first if the model asks for it), up to

@@ -23,7 +23,6 @@ from llmcc.advisor.model_runtime import (
     KEY_CONFIG,
     KEY_COVERAGE,
     KEY_DATASET,
-    KEY_LEAD,
     KEY_SUMMARY_VERSION,
 )
 from llmcc.summary import SUMMARY_VERSION
@@ -84,9 +83,9 @@ def _add_tensor(writer: gguf.GGUFWriter, name: str, data: np.ndarray, quantizati
 
 def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256: str,
            command: str, quantization: str = "Q8_0",
-           coverage: list[list[int]] | None = None, lead: int | None = None) -> str:
+           coverage: list[list[int]] | None = None) -> str:
     """Write the model to `path` (atomically: a reader never sees half a file), with
-    `coverage` (llmcc.train.fit.coverage_table) and `lead` (fit.lead_index) if given."""
+    `coverage` (llmcc.train.fit.coverage_table) if given."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r}: one of {', '.join(QUANTIZATIONS)}")
     config = model.config
@@ -113,8 +112,6 @@ def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256:
     writer.add_string(KEY_SUMMARY_VERSION, str(SUMMARY_VERSION))
     if coverage is not None:
         writer.add_string(KEY_COVERAGE, json.dumps(coverage, separators=(",", ":")))
-    if lead is not None:
-        writer.add_string(KEY_LEAD, str(lead))
     tokenizer.write_gguf(writer)
     writer.add_string(KEY_CONFIG, json.dumps(config.to_dict(), sort_keys=True))
     writer.add_string(KEY_DATASET, dataset_sha256)

@@ -12,8 +12,7 @@ the cross-entropy of that distribution against the model's next-token distributi
 prompt, over the whole vocabulary, so a server's top log-probabilities hold answer tokens first.
 The same rows give the coverage table shipped with the model (`coverage_table`): what each list
 saved on the TUs that teach each list, by which a compile chooses k lists that complement each
-other, after the list that saved the most on them all (`lead_index`), which it tries first
-(llmcc.advisor.model_runtime.answers).
+other (llmcc.advisor.model_runtime.answers).
 
 Everything that decides the result is visible here and recorded in the GGUF file (Config, hash of
 the examples, this command line); with the same examples and seed, the same weights come out on
@@ -52,10 +51,9 @@ EPOCHS = 8.0
 
 
 def dataset_sha256(candidates: Sequence[PassList], examples: Iterable[Example],
-                   coverage: list[list[int]] | None = None, lead: int | None = None) -> str:
-    """Names exactly what a model was trained on, order included, and the coverage and lead
-    it ships."""
-    digest = hashlib.sha256(json.dumps([[list(c) for c in candidates], coverage, lead]).encode()
+                   coverage: list[list[int]] | None = None) -> str:
+    """Names exactly what a model was trained on, order included, and the coverage it ships."""
+    digest = hashlib.sha256(json.dumps([[list(c) for c in candidates], coverage]).encode()
                             + b"\n")
     for prompt, weights in examples:
         digest.update(json.dumps([prompt, weights]).encode() + b"\n")
@@ -111,22 +109,6 @@ def examples_from_rows(rows: Iterable[dict], registry: dict, split: str = "train
     return examples
 
 
-def _savings(sizes: Sequence[int | None], baseline: int) -> list[float]:
-    """Each list's log of -Oz's size over its own; 0 where it is not smaller or refused."""
-    return [0.0 if size is None or size >= baseline else math.log(baseline / size)
-            for size in sizes]
-
-
-def lead_index(rows: Iterable[dict], registry: dict, split: str = "train") -> int | None:
-    """KEY_LEAD for the examples of the same rows: the candidate with the largest mean saving
-    over their TUs (the best fixed list), None without a TU."""
-    totals: list[float] = []
-    for row, sizes, _ in _teaching(rows, registry, split, TEMPERATURE):
-        savings = _savings(sizes, row["baseline"])
-        totals = [a + b for a, b in zip(totals, savings)] if totals else savings
-    return max(range(len(totals)), key=lambda i: (totals[i], -i)) if totals else None
-
-
 def coverage_table(rows: Iterable[dict], registry: dict, split: str = "train",
                    temperature: float = TEMPERATURE) -> list[list[int]]:
     """KEY_COVERAGE for the examples of the same rows: entry [j][i] is the mean saving of list
@@ -135,7 +117,8 @@ def coverage_table(rows: Iterable[dict], registry: dict, split: str = "train",
     saved = [[0.0] * len(registry["broadcast"]) for _ in registry["broadcast"]]
     mass = [0.0] * len(registry["broadcast"])
     for row, sizes, weights in _teaching(rows, registry, split, temperature):
-        savings = _savings(sizes, row["baseline"])
+        savings = [0.0 if size is None or size >= row["baseline"]
+                   else math.log(row["baseline"] / size) for size in sizes]
         for j, weight in enumerate(weights[:-1]):  # NONE's TUs save nothing: no row
             if weight:
                 mass[j] += weight
@@ -253,7 +236,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
     examples = examples_from_rows(rows, registry, args.split, args.temperature,
                                   args.none_weight)
     coverage = coverage_table(rows, registry, args.split, args.temperature)
-    lead = lead_index(rows, registry, args.split)
     if not examples:
         parser.error(f"no {args.split} rows in {args.dataset} with a summary, a broadcast and "
                      "a non-empty object")
@@ -274,9 +256,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
     train(model, tokenizer, examples, steps=steps, batch_size=args.batch_size, lr=args.lr,
           log=log)
     export(model, tokenizer, args.out,
-           dataset_sha256=dataset_sha256(candidates, examples, coverage, lead),
+           dataset_sha256=dataset_sha256(candidates, examples, coverage),
            command=shlex.join([*prog.split(), *argv]), quantization=args.quantization,
-           coverage=coverage, lead=lead)
+           coverage=coverage)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
