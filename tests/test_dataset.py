@@ -229,22 +229,23 @@ def test_a_corpus_rebuilt_in_part_keeps_the_manifest_and_searches_no_tu_held_els
         tmp_path):
     from llmcc.train.labels import Labeller
 
-    # The committed dataset knows two packages; this machine rebuilt only "sed" (validation).
+    # The committed dataset knows two packages; this machine rebuilt only "sed" (validation),
+    # whose records hold t1, a TU that grep's committed rows hold (grep owns it once built).
     out = tmp_path / "dataset"
     committed = {"packages": {"grep": {"split": "train"}, "sed": {"split": "validation"}}}
     out.mkdir()
     (out / "corpus.json").write_text(json.dumps(committed))
-    dataset.write_marker(str(tmp_path / "work" / "records" / "sed"), {})
+    labelled.write_package(str(out), "grep", {"t1": {"tu": "t1", "package": "grep",
+                                                     "split": "train"}})
+    sed = tmp_path / "work" / "records" / "sed"
+    dataset.write_marker(str(sed), {"ir_tokens": {"t1": 5}})
+    (sed / "t1.bc").write_bytes(b"")
+    (sed / "t1.json").write_text(json.dumps({"language": "c"}))
     labeller = Labeller.corpus(str(tmp_path / "work"), str(out), 1, 1.0, False)
     assert json.loads((out / "corpus.json").read_text()) == committed
     assert labeller.missing == ["grep"]
-
-    # A TU that grep's rows hold looks like sed's own while grep is not built: not searched.
-    labelled.write_package(str(out), "grep", {"t1": {"tu": "t1", "package": "grep",
-                                                     "split": "train"}})
-    partial = Labeller(str(out), 1, 1.0, False, {}, {"sed": ["t1"]},
-                       lambda package: "validation", lambda package: {}, ["sed"])
-    partial.search(4, 1.0, 0, 19)
+    assert labeller.owned == {"sed": []}  # t1 stays grep's: not searched as sed's
+    labeller.search(4, 1.0, 0, 19)
     assert not (out / "sed.jsonl.xz").exists()
 
     # The test sample is drawn from every test package's TUs: not from some of them.

@@ -162,7 +162,11 @@ class Labeller:
                splits: tuple[str, ...] = OWNER_ORDER) -> Labeller:
         records = os.path.join(work, "records")
         corpus = write_manifest(work, StatusLine().show)  # counts IR tokens of new packages
-        owned = owned_tus(records)
+        # A TU another package's committed rows hold stays theirs: in a corpus rebuilt in
+        # part it may look like this package's own (its first owner is not built).
+        held = {row["tu"]: row["package"] for row in labelled.read_all(directory)}
+        owned = {package: [tu for tu in tus if held.get(tu, package) == package]
+                 for package, tus in owned_tus(records).items()}
         built = {p for p in owned if read_marker(os.path.join(records, p)) is not None}
         order = {split: i for i, split in enumerate(OWNER_ORDER)}
         packages = sorted((p for p in built if owned[p] and split_of(p) in splits),
@@ -222,14 +226,11 @@ class Labeller:
         self.line.finish(f"warning: could not commit {message}: {done.stderr.strip()}")
 
     def search(self, budget: int, seconds: float, test_tus: int, seed: int) -> None:
-        missing_test = [p for p in self.missing if split_of(p) == "test"]
+        missing_test = [p for p in self.missing if self.split(p) == "test"]
         if missing_test and any(self.split(p) == "test" for p in self.packages):
             raise SystemExit(f"the test sample is drawn from every test package: build "
                              f"{', '.join(missing_test)} first")
         seeds = [to_text(p) for p in PopularAdvisor.load().lists]
-        # A TU another package's rows hold stays theirs: in a corpus rebuilt in part, it may
-        # look like this package's own (its first owner is not built).
-        elsewhere = {row["tu"]: row["package"] for row in labelled.read_all(self.directory)}
         test = test_sample([(language_of(self._bitcode(p, tu)[:-3]), tu)
                             for p in self.packages if self.split(p) == "test"
                             for tu in self.owned[p]], test_tus, seed)
@@ -239,8 +240,7 @@ class Labeller:
             wanted = [tu for tu in self.owned[package]
                       if self.split(package) != "test" or tu in test]
             jobs = [(package, self.split(package), self._bitcode(package, tu), budget,
-                     seconds, self.timeout, seeds) for tu in wanted
-                    if tu not in rows and elsewhere.get(tu, package) == package]
+                     seconds, self.timeout, seeds) for tu in wanted if tu not in rows]
 
             def fold(rows: dict, row: dict, tokens=tokens) -> None:
                 if "ir_tokens" not in row and row["tu"] in tokens:
