@@ -306,3 +306,26 @@ def xdg(monkeypatch) -> str:
             process.kill()
     psutil.wait_procs(leftover, timeout=5)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- the advisor a real project is built with ----------------------------------------------------
+
+@pytest.fixture(params=["popular", "model"])
+def advisor(request, env: dict[str, str]) -> str:
+    """Builds a real project twice: with the default advisor (the popular lists) and with the
+    shipped model, asked through the per-user server in a runtime directory of the test's own.
+    Either chooses among vetted lists, but not the same ones: each choice must keep the code
+    correct."""
+    if request.param == "model":
+        env.update(LLMCC_ADVISOR="model", XDG_RUNTIME_DIR=request.getfixturevalue("xdg"))
+    return request.param
+
+
+def assert_advised_by(env: dict[str, str], advisor: str) -> None:
+    """Every TU llmcc decided was decided by `advisor` (its identity in the log), none after
+    the advisor failed (which would fall back to other lists)."""
+    decided = [e for e in log_events(env) if e["outcome"] == events.MISS]
+    assert decided
+    wrong = {e["output"]: (e["advisor"], e.get("advisor_failure")) for e in decided
+             if not e["advisor"].startswith(advisor + ":") or "advisor_failure" in e}
+    assert not wrong, f"decided by another advisor, or after the {advisor} advisor failed: {wrong}"

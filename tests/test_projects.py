@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     INTERCEPTED,
     REPO,
+    assert_advised_by,
     assert_no_larger,
     collect_objects,
     extract,
@@ -164,7 +165,8 @@ def test_zlib_configure_make_test_passes_and_objects_are_never_larger(
     report_sizes(f"zlib ({len(plain_objects)} objects, -Oz)", total, plain_total)
 
 
-def test_jansson_cmake_toolchain_file_builds_and_ctest_passes(tmp_path, env, debian_source):
+def test_jansson_cmake_toolchain_file_builds_and_ctest_passes(tmp_path, env, advisor,
+                                                             debian_source):
     cmake, ctest = need_tool("cmake"), need_tool("ctest")
     source = extract(debian_source("jansson"), tmp_path / "src")
     build = tmp_path / "build"
@@ -183,6 +185,7 @@ def test_jansson_cmake_toolchain_file_builds_and_ctest_passes(tmp_path, env, deb
     missing = sorted(set(objects) - set(intercepted))
     assert not missing, f"objects not compiled through the llmcc launcher: {missing}"
     assert set(intercepted.values()) <= {events.MISS, events.HIT}  # a cold cache, one build
+    assert_advised_by(env, advisor)
 
 
 CXX_PROJECT = {

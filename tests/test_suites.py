@@ -2,9 +2,10 @@
 
 A project's suite is the strongest evidence that the pass lists llmcc chose kept the code
 correct: it runs thousands of checks written by people who know what the code must do. Each
-test builds with default settings (popular advisor, 3 candidates, a cold cache), runs the
-suite, checks that llmcc itself compiled every object, and that the objects are never larger
-than plain clang -Oz's.
+test builds with default settings (3 candidates, a cold cache), once with the default advisor
+(the popular lists) and once with the shipped model, runs the suite, checks that llmcc itself
+compiled every object with that advisor, and that the objects are never larger than plain clang
+-Oz's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     INTERCEPTED,
+    assert_advised_by,
     assert_no_larger,
     collect_objects,
     extract,
@@ -104,7 +106,7 @@ def _run_sqlite_tests(testfixture: Path, tests: list[Path], work: Path,
 
 
 def test_sqlite_testfixture_built_with_llmcc_passes_the_core_sql_tests(
-        tmp_path, env, llmcc, clang, debian_source):
+        tmp_path, env, advisor, llmcc, clang, debian_source):
     need_tool("tclsh")
     source = extract(debian_source("sqlite3"), tmp_path / "src")
     tests = sorted(path for path in (source / "test").glob("*.test")
@@ -124,11 +126,12 @@ def test_sqlite_testfixture_built_with_llmcc_passes_the_core_sql_tests(
     assert not missing, f"compiled by plain clang, not llmcc: {missing}"
     optimised = {f"tf/{name}" for name in ours} & _optimised(env["LLMCC_LOG"])
     assert optimised, "no object took a candidate pass list"
+    assert_advised_by(env, advisor)
 
     _build_testfixture(source, tmp_path / "plain", clang, env)
     total, plain_total = assert_no_larger(ours, collect_objects(tmp_path / "plain" / "tf"))
     report_sizes(f"SQLite testfixture ({len(ours)} objects, {len(optimised)} from a candidate "
-                 "list, -Oz)", total, plain_total)
+                 f"list, -Oz, {advisor} advisor)", total, plain_total)
 
 
 # --- xz-utils: make check ---------------------------------------------------------------------
@@ -144,7 +147,7 @@ def _names(paths) -> set[str]:
 
 
 def test_xz_utils_make_check_passes_and_objects_are_never_larger(
-        tmp_path, env, llmcc, clang, debian_source):
+        tmp_path, env, advisor, llmcc, clang, debian_source):
     make = need_tool("make")
     ours = extract(debian_source("xz-utils"), tmp_path / "src")
     plain = tmp_path / "plain"
@@ -168,11 +171,12 @@ def test_xz_utils_make_check_passes_and_objects_are_never_larger(
     assert not missing, f"compiled by plain clang, not llmcc: {missing}"
     optimised = _names(built) & _names(_optimised(env["LLMCC_LOG"]))
     assert optimised, "no object took a candidate pass list"
+    assert_advised_by(env, advisor)
 
     run_ok([make, "-j2", f"CC={clang}"], plain, env)
     total, plain_total = assert_no_larger(built, collect_objects(plain))
-    report_sizes(f"xz-utils ({len(built)} objects, {len(optimised)} from a candidate list, -Oz)",
-                 total, plain_total)
+    report_sizes(f"xz-utils ({len(built)} objects, {len(optimised)} from a candidate list, -Oz, "
+                 f"{advisor} advisor)", total, plain_total)
 
 
 # --- RE2: its CMake test suite, every C++ TU through llmcc++ ----------------------------------
