@@ -17,14 +17,24 @@ is no evidence that one is better.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
 import numpy as np
 
 from llmcc.advisor.model import DEFAULT_MODEL
-from llmcc.advisor.model_runtime import NONE, ModelRuntime, answers, list_token, prompt_text
+from llmcc.advisor.model_runtime import (
+    KEY_CANDIDATES,
+    KEY_COVERAGE,
+    NONE,
+    ModelRuntime,
+    answers,
+    coverage_of,
+    gguf_strings,
+    list_token,
+    lists_by_token,
+    prompt_text,
+)
 from llmcc.passes import parse
 from llmcc.summary import to_prompt
 from llmcc.train import labelled
@@ -41,12 +51,20 @@ def answer_logprobs(path: str, prompts: list[str], candidates: int) -> np.ndarra
         return np.array([runtime.logprobs(prompt_text(p))[ids] for p in prompts])
 
 
-def savings(logprobs: np.ndarray, held: list[dict], texts: list[str], path: str) -> list[float]:
+def decoder(path: str) -> tuple[dict, list[list[float]] | None]:
+    """A model's answer tokens and coverage table, read from its metadata as a compile reads
+    them (no llama.cpp load)."""
+    metadata = gguf_strings(path, (KEY_CANDIDATES, KEY_COVERAGE))
+    lists = lists_by_token(metadata.get(KEY_CANDIDATES))
+    return lists, coverage_of(metadata.get(KEY_COVERAGE), lists)
+
+
+def savings(logprobs: np.ndarray, held: list[dict], texts: list[str],
+            path: str) -> list[float]:
     """% below -Oz at each k of KS when every TU tries the lists `answers` chooses from these
-    log-probabilities, with the coverage table of the model in `path` (the same for every
-    model trained on the same rows)."""
-    with ModelRuntime(path) as runtime:
-        lists, coverage = runtime.lists, runtime.coverage
+    log-probabilities, with the lists and coverage table of the model in `path` (the same
+    for every model trained on the same rows)."""
+    lists, coverage = decoder(path)
     position = {parse(text): i for i, text in enumerate(texts)}
     tokens = [list_token(i) for i in range(len(texts))] + [NONE]
     result = []
@@ -103,8 +121,7 @@ def main() -> int:
           + " | ".join(f"k = {k}" for k in KS) + " |")
     print("|---|" + "---:|" * len(KS))
     for name, values in table.items():
-        print(f"| {name} | " + " | ".join(f"{v:.2f}" if math.isfinite(v) else "-"
-                                         for v in values) + " |")
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return 0
 
 
