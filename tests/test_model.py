@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from llmcc.advisor.model_runtime import (
     KEY_CONFIG,
     KEY_COVERAGE,
     KEY_DATASET,
+    KEY_MEMBERS,
     KEY_SUMMARY_VERSION,
     NONE,
     ModelError,
@@ -363,13 +365,16 @@ def test_candidate_weights_follow_sizes_and_teach_none_where_nothing_improves():
     assert candidate_weights([1, 2], 0, 0.01) is None  # an empty object: nothing to learn
 
 
-def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[dict],
-                                                              tmp_path: Path, capsys):
-    from llmcc.train import labelled
-    from llmcc.train.fit import candidates_of, coverage_table, examples_from_rows, main
+REGISTRY = {"lists": ["gvn", "always-inline gvn", "dce"], "broadcast": [1, 2]}
 
-    registry = {"lists": ["gvn", "always-inline gvn", "dce"], "broadcast": [1, 2]}
-    labelled.write_lists(str(tmp_path), registry)
+
+def fit_arguments(summaries: list[dict], directory: Path) -> list[str]:
+    """A dataset in `directory` (the train rows: the real summaries, list 1 best on the odd
+    ones; one row where nothing beats -Oz; one test row) and the arguments that train a tiny
+    model on it, to `directory`/m.gguf."""
+    from llmcc.train import labelled
+
+    labelled.write_lists(str(directory), REGISTRY)
     rows = {}
     for i, found in enumerate(summaries):
         broadcast = {"0": 80, "1": 90 if i % 2 else 110, "2": 95}
@@ -377,11 +382,20 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
                           "broadcast": broadcast, "summary": found}
     rows["other"] = {**rows["tu0"], "tu": "other", "split": "test"}
     rows["none"] = {**rows["tu1"], "tu": "none", "broadcast": {"1": 100, "2": None}}
-    labelled.write_package(str(tmp_path), "pkg", rows)
-    args = ["--dataset", str(tmp_path), "--out", str(tmp_path / "m.gguf"), "--vocab-size",
+    labelled.write_package(str(directory), "pkg", rows)
+    return ["--dataset", str(directory), "--out", str(directory / "m.gguf"), "--vocab-size",
             "400", "--context", "1024", "--dim", "32", "--layers", "1", "--heads", "2",
             "--kv-heads", "1", "--hidden", "64", "--steps", "3", "--batch-size", "2",
             "--threads", "1"]
+
+
+def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[dict],
+                                                              tmp_path: Path, capsys):
+    from llmcc.train import labelled
+    from llmcc.train.fit import candidates_of, coverage_table, examples_from_rows, main
+
+    registry = REGISTRY
+    args = fit_arguments(summaries, tmp_path)
     assert main(args) == 0
     count = len(summaries) + 1
     assert f"{count} examples, 3 steps" in capsys.readouterr().err
@@ -415,6 +429,50 @@ def test_fit_command_trains_on_the_dataset_and_records_itself(summaries: list[di
         assert set(runtime.lists.values()) == set(candidates)
         assert runtime.coverage == [[v / COVERAGE_SCALE for v in row] for row in coverage]
         assert set(runtime.rank(examples[0][0], 5)) == set(candidates)
+
+
+def test_an_ensemble_answers_its_members_mean_and_refuses_any_other_member(
+        summaries: list[dict], trained: Trained, tmp_path: Path, capsys):
+    import numpy as np
+
+    from llmcc.advisor.model import file_digest
+    from llmcc.train.fit import main
+
+    args = fit_arguments(summaries, tmp_path)
+    assert main([*args, "--members", "3", "--seed", "5"]) == 0
+    assert "member 3 of 3" in capsys.readouterr().err
+    head, *others = (str(tmp_path / name) for name in ("m.gguf", "m-1.gguf", "m-2.gguf"))
+    metadata = read_metadata(head)
+    assert json.loads(metadata[KEY_MEMBERS]) == [
+        ["m-1.gguf", file_digest(others[0], None)], ["m-2.gguf", file_digest(others[1], None)]]
+    assert [json.loads(read_metadata(p)[KEY_CONFIG])["seed"] for p in (head, *others)] == \
+        [5, 6, 7]
+    assert KEY_MEMBERS not in read_metadata(others[0])
+    singles = [ModelRuntime(p, ensemble=False) for p in (head, *others)]
+    with ModelRuntime(head) as ensemble:
+        assert len(ensemble.members) == 2
+        for found in summaries:
+            text = prompt_text(summary.to_prompt(found))
+            mean = sum(single.logprobs(text) for single in singles) / 3
+            expected = mean - np.log(np.exp(mean).sum())
+            assert np.abs(ensemble.logprobs(text) - expected).max() < 1e-9
+            assert not np.allclose(singles[0].logprobs(text), expected, atol=1e-3)
+    for single in singles:
+        single.close()
+
+    def refused(members: list, match: str) -> None:
+        path = export(trained.model, trained.tokenizer, str(tmp_path / "head.gguf"),
+                      dataset_sha256="0", command="test", members=members)
+        with pytest.raises(ModelError, match=match):
+            ModelRuntime(path)
+
+    tiny = os.path.basename(trained.paths["Q8_0"])
+    shutil.copy(trained.paths["Q8_0"], tmp_path / tiny)
+    refused([["m-1.gguf", file_digest(others[0], None)]], "other tokens or lists")
+    refused([[tiny, "0" * 32]], "is not the ensemble member")
+    refused([["gone.gguf", "0" * 32]], "No such file")
+    refused([["../" + tiny, file_digest(trained.paths["Q8_0"], None)]], "malformed")
+    refused("m-1.gguf", "malformed")
 
 
 A, B, C = (parse(text) for text in ("always-inline gvn", "always-inline sroa<modify-cfg>",

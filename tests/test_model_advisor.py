@@ -170,7 +170,8 @@ def bad_models(model: Trained, tmp_path_factory) -> dict[str, str]:  # noqa: F81
     directory = tmp_path_factory.mktemp("bad")
     blob = Path(model.paths["Q8_0"]).read_bytes()
     paths = {kind: str(directory / f"{kind}.gguf")
-             for kind in ("missing", "truncated", "half", "garbage", "no-lists", "old-summary")}
+             for kind in ("missing", "truncated", "half", "garbage", "no-lists", "old-summary",
+                          "lost-member", "changed-member")}
     Path(paths["truncated"]).write_bytes(blob[:1000])  # cut in the candidate lists
     Path(paths["half"]).write_bytes(blob[:len(blob) // 2])  # whole metadata, half the weights
     Path(paths["garbage"]).write_bytes(random.Random(1).randbytes(len(blob)))
@@ -183,6 +184,13 @@ def bad_models(model: Trained, tmp_path_factory) -> dict[str, str]:  # noqa: F81
         patch.setattr(export_module, "SUMMARY_VERSION", summary.SUMMARY_VERSION + 1)
         export(model.model, model.tokenizer, paths["old-summary"], dataset_sha256="0",
                command="test")
+    # Ensembles whose member is gone, or was replaced after the head named its digest
+    member = directory / "member.gguf"
+    shutil.copy(model.paths["Q8_0"], member)
+    for kind, name in (("lost-member", "gone.gguf"), ("changed-member", member.name)):
+        export(model.model, model.tokenizer, paths[kind], dataset_sha256="0", command="test",
+               members=[(name, digest(str(member)))])
+    member.write_bytes(blob[:len(blob) // 2])
     return paths
 
 
@@ -194,6 +202,8 @@ def bad_models(model: Trained, tmp_path_factory) -> dict[str, str]:  # noqa: F81
     ("garbage", "holds no candidate pass lists"),
     ("no-lists", "holds no candidate pass lists"),
     ("old-summary", "summary version"),
+    ("lost-member", "gone.gguf: No such file or directory"),
+    ("changed-member", "member.gguf is not the ensemble member"),
 ])
 def test_a_bad_model_file_warns_once_compiles_and_is_never_cached(
         tree, runtime_env, llmcc, llmcc_ctl, bad_models, plain, kind, warning,  # noqa: F811

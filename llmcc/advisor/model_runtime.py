@@ -33,6 +33,7 @@ are defined here, for llmcc.train to write what this module reads:
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import math
 import os
@@ -52,6 +53,7 @@ KEY_COMMAND = "llmcc.train_command"            # the command line that trained t
 KEY_SUMMARY_VERSION = "llmcc.summary_version"  # prompts must be rendered by this version
 KEY_CANDIDATES = "llmcc.candidates"            # JSON: the pass list of each list token, in order
 KEY_COVERAGE = "llmcc.coverage"                # JSON: what each list saves where another is best
+KEY_MEMBERS = "llmcc.members"                  # JSON: [[file beside this one, its blake2b], ...]
 COVERAGE_SCALE = 100_000                       # its entries: log size ratios in these units
 
 BATCH = 512  # tokens per llama_decode call: a longer prompt is evaluated in several
@@ -71,8 +73,6 @@ def lists_by_token(candidates_json: str | None) -> dict[str, PassList]:
     """Answer token -> pass list, from a model's KEY_CANDIDATES; an invalid list is left out
     (the model can never propose it), and so is a repeat of an earlier one (each list is
     answered once)."""
-    import json
-
     try:
         texts = json.loads(candidates_json or "[]")
     except ValueError:
@@ -152,8 +152,6 @@ def coverage_of(coverage_json: str | None,
     """A model's KEY_COVERAGE: a square matrix of log size ratios with a row and a column for
     each of `lists`, or None if it has none or it is malformed (answers then rank by
     likelihood alone)."""
-    import json
-
     try:
         table = json.loads(coverage_json or "null")
     except ValueError:
@@ -211,15 +209,25 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     return chosen
 
 
+def _normalised(scores):
+    """Log-softmax of a numpy vector."""
+    import numpy as np
+
+    top = scores.max()
+    return scores - top - np.log(np.exp(scores - top).sum())
+
+
 class ModelRuntime:
     """One loaded model and its context. Not thread-safe: the context holds the prompt."""
 
     def __init__(self, path: str, threads: int = 1, gpu_layers: int = 0,
-                 llmcc_model: bool = True) -> None:
+                 llmcc_model: bool = True, ensemble: bool = True) -> None:
         """`llmcc_model`: insist on a model llmcc trained (its summary version, list tokens);
-        off for a model that answers in text (llmcc.advisor.llm_compiler)."""
+        off for a model that answers in text (llmcc.advisor.llm_compiler). `ensemble`: also
+        load the members the file names (KEY_MEMBERS; off for a member itself)."""
         # One thread by default: compiles run in parallel (make -j), each with its own model.
         self._model = self._ctx = self._batch = None
+        self.members: list[ModelRuntime] = []
         if not os.path.isfile(path):
             raise ModelError(f"model file {path} does not exist")
         try:
@@ -269,8 +277,42 @@ class ModelRuntime:
         if llmcc_model and not self.lists:
             self.close()
             raise ModelError(f"{path} has no candidate pass lists: not a model made by llmcc")
+        if ensemble and KEY_MEMBERS in self.metadata:
+            self._load_members(path, threads, gpu_layers)
+
+    def _load_members(self, path: str, threads: int, gpu_layers: int) -> None:
+        """The other models of an ensemble, each the very file this one was made with (its
+        digest is here, so this file's hash, the advisor identity, covers them) and with the
+        same tokens and lists: the ensemble's answer averages their log-probabilities."""
+        from llmcc.advisor.model import file_digest
+
+        try:
+            entries = json.loads(self.metadata[KEY_MEMBERS])
+            if not (isinstance(entries, list) and all(
+                    isinstance(e, list) and len(e) == 2 and all(isinstance(v, str) for v in e)
+                    and e[0] == os.path.basename(e[0]) for e in entries)):
+                raise ValueError
+            for name, digest in entries:
+                member_path = os.path.join(os.path.dirname(path), name)
+                if file_digest(member_path, None) != digest:
+                    raise ModelError(f"{member_path} is not the ensemble member it was "
+                                     "made with")
+                member = ModelRuntime(member_path, threads, gpu_layers, ensemble=False)
+                self.members.append(member)
+                if member.pieces != self.pieces or member.lists != self.lists:
+                    raise ModelError(f"ensemble member {member_path} has other tokens or "
+                                     "lists")
+        except ValueError:
+            self.close()
+            raise ModelError(f"{path}: its list of ensemble members is malformed") from None
+        except AdvisorError as err:  # ModelError, or the member file cannot be read
+            self.close()
+            raise ModelError(f"{path}: {err}") from None
 
     def close(self) -> None:
+        for member in self.members:
+            member.close()
+        self.members = []
         api = getattr(self, "_api", None)
         if self._batch is not None:
             api.llama_batch_free(self._batch)
@@ -361,12 +403,14 @@ class ModelRuntime:
         return tokens
 
     def logprobs(self, text: str):
-        """Log-probabilities of every next token after `text` (read with special tokens)."""
-        import numpy as np
+        """Log-probabilities of every next token after `text` (read with special tokens); of an
+        ensemble, the renormalised mean of its members' (a product of their distributions)."""
+        mean = sum((m._own_logprobs(text) for m in self.members),
+                   self._own_logprobs(text)) / (1 + len(self.members))
+        return _normalised(mean) if self.members else mean
 
-        logits = self._last_logits(self._prompt_tokens(text, 1))
-        top = logits.max()
-        return logits - top - np.log(np.exp(logits - top).sum())
+    def _own_logprobs(self, text: str):
+        return _normalised(self._last_logits(self._prompt_tokens(text, 1)))
 
     def top(self, text: str, n: int) -> list[tuple[str, float]]:
         """The n likeliest next tokens after `text`: (token text, log-probability), best first

@@ -23,6 +23,7 @@ from llmcc.advisor.model_runtime import (
     KEY_CONFIG,
     KEY_COVERAGE,
     KEY_DATASET,
+    KEY_MEMBERS,
     KEY_SUMMARY_VERSION,
 )
 from llmcc.summary import SUMMARY_VERSION
@@ -83,9 +84,11 @@ def _add_tensor(writer: gguf.GGUFWriter, name: str, data: np.ndarray, quantizati
 
 def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256: str,
            command: str, quantization: str = "Q8_0",
-           coverage: list[list[int]] | None = None) -> str:
+           coverage: list[list[int]] | None = None,
+           members: list[tuple[str, str]] | None = None) -> str:
     """Write the model to `path` (atomically: a reader never sees half a file), with
-    `coverage` (llmcc.train.fit.coverage_table) if given."""
+    `coverage` (llmcc.train.fit.coverage_table) if given, and as the head of an ensemble with
+    `members`: (file name beside `path`, its blake2b digest) of the others."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r}: one of {', '.join(QUANTIZATIONS)}")
     config = model.config
@@ -116,6 +119,8 @@ def export(model: Llama, tokenizer: PassTokenizer, path: str, *, dataset_sha256:
     writer.add_string(KEY_CONFIG, json.dumps(config.to_dict(), sort_keys=True))
     writer.add_string(KEY_DATASET, dataset_sha256)
     writer.add_string(KEY_COMMAND, command)
+    if members:
+        writer.add_string(KEY_MEMBERS, json.dumps([list(m) for m in members]))
     for name, data in gguf_tensors(model):
         _add_tensor(writer, name, data, quantization)
     try:

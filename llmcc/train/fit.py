@@ -14,6 +14,12 @@ The same rows give the coverage table shipped with the model (`coverage_table`):
 saved on the TUs that teach each list, by which a compile chooses k lists that complement each
 other (llmcc.advisor.model_runtime.answers).
 
+With `--members N`, N models are trained on the same examples with seeds --seed, --seed + 1,
+...: an ensemble, whose head (--out) names the others by file and digest, and whose answer at
+compile time is the mean of their log-probabilities (llmcc.advisor.model_runtime). A retrain
+alone moves a single model's figures by more than many a change of method (bench/model_seeds.py);
+averaging seeds is the cheapest remedy.
+
 Everything that decides the result is visible here and recorded in the GGUF file (Config, hash of
 the examples, this command line); with the same examples and seed, the same weights come out on
 the same machine.
@@ -190,7 +196,7 @@ def train(model: Llama, tokenizer: PassTokenizer, examples: Sequence[Example], *
 
 def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit") -> int:
     """Train and export; `prog` and `argv` are recorded in the file as its train command."""
-    from llmcc.advisor.model import DEFAULT_MODEL
+    from llmcc.advisor.model import DEFAULT_MODEL, file_digest
     from llmcc.train import labelled
     from llmcc.train.export import QUANTIZATIONS, export
 
@@ -208,6 +214,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
                   "seed"):
         parser.add_argument("--" + field.replace("_", "-"), type=int,
                             default=getattr(defaults, field))
+    parser.add_argument("--members", type=int, default=1,
+                        help="models in an ensemble, seeds --seed, --seed + 1, ...: the "
+                        "others are written beside --out (OUT-1.gguf, ...), which names "
+                        "them; a compile averages their log-probabilities")
     parser.add_argument("--epochs", type=float, default=EPOCHS,
                         help="passes over the examples (default %(default)s)")
     parser.add_argument("--steps", type=int,
@@ -222,6 +232,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
     parser.add_argument("--quantization", choices=sorted(QUANTIZATIONS), default="Q8_0")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
+    if args.members < 1:
+        parser.error("--members: at least 1")
     torch.set_num_threads(args.threads)
 
     registry = labelled.read_lists(args.dataset)
@@ -241,26 +253,40 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
                      "a non-empty object")
     tokenizer = PassTokenizer.train((prompt for prompt, _ in examples), args.vocab_size,
                                     candidates)
-    config = Config(vocab_size=tokenizer.vocab_size, context=args.context, dim=args.dim,
-                    layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
-                    hidden=args.hidden, seed=args.seed)
-    model = Llama(config)
     steps = args.steps or max(1, round(args.epochs * len(examples) / args.batch_size))
-    print(f"{len(examples)} examples, {steps} steps, {len(candidates)} candidate lists, "
-          f"{model.parameter_count() / 1e6:.2f}M parameters", file=sys.stderr)
+    members: list[tuple[str, str]] = []
+    for member in range(args.members):  # the others first: the head names their digests
+        config = Config(vocab_size=tokenizer.vocab_size, context=args.context, dim=args.dim,
+                        layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
+                        hidden=args.hidden, seed=args.seed + (member + 1) % args.members)
+        model = Llama(config)
+        label = f"member {member + 1} of {args.members}, " if args.members > 1 else ""
+        print(f"{label}{len(examples)} examples, {steps} steps, {len(candidates)} candidate "
+              f"lists, {model.parameter_count() / 1e6:.2f}M parameters, seed {config.seed}",
+              file=sys.stderr)
 
-    def log(step: int, loss: float) -> None:
-        if step % 50 == 0 or step == steps - 1:
-            print(f"step {step} loss {loss:.4f}", file=sys.stderr)
+        def log(step: int, loss: float) -> None:
+            if step % 50 == 0 or step == steps - 1:
+                print(f"step {step} loss {loss:.4f}", file=sys.stderr)
 
-    train(model, tokenizer, examples, steps=steps, batch_size=args.batch_size, lr=args.lr,
-          log=log)
-    export(model, tokenizer, args.out,
-           dataset_sha256=dataset_sha256(candidates, examples, coverage),
-           command=shlex.join([*prog.split(), *argv]), quantization=args.quantization,
-           coverage=coverage)
-    print(f"wrote {args.out}", file=sys.stderr)
+        train(model, tokenizer, examples, steps=steps, batch_size=args.batch_size, lr=args.lr,
+              log=log)
+        head = member == args.members - 1
+        path = args.out if head else member_path(args.out, config.seed - args.seed)
+        export(model, tokenizer, path,
+               dataset_sha256=dataset_sha256(candidates, examples, coverage),
+               command=shlex.join([*prog.split(), *argv]), quantization=args.quantization,
+               coverage=coverage, members=members if head else None)
+        if not head:
+            members.append((os.path.basename(path), file_digest(path, None)))
+        print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def member_path(head: str, number: int) -> str:
+    """Where the head of an ensemble in `head` keeps its member `number` (1, 2, ...)."""
+    stem, extension = os.path.splitext(head)
+    return f"{stem}-{number}{extension or '.gguf'}"
 
 
 if __name__ == "__main__":
