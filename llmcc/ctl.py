@@ -301,7 +301,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     return evaluate.main(args.model or model_path(_settings()),
                          args.dataset or labelled.DATASET_DIR, args.split, args.directory,
-                         args.threads)
+                         args.threads, args.after)
 
 
 def cmd_train(fit_args: list[str]) -> int:
@@ -364,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--model", help="GGUF file (default: the configured model)")
     evaluate.add_argument("--split", default="test", choices=("test", "validation"))
     evaluate.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    evaluate.add_argument("--after", type=int, default=0, metavar="N",
+                          help="test TUs the seeded sample ranks after its first N only: "
+                          "those labelled later, which no choice made on the first N saw")
     evaluate.add_argument("--dataset",
                           help="train split and broadcast lists (default: llmcc's dataset)")
     evaluate.set_defaults(func=cmd_eval)

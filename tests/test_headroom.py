@@ -117,6 +117,7 @@ def test_the_committed_dataset_loads_and_its_tables_print():
 def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
     from llmcc.summary import to_prompt
     from llmcc.train import evaluate
+    from llmcc.train.labels import sample_rank
 
     real = next(r["summary"] for r in labelled.read_all() if "summary" in r)
     lists = ["always-inline default<Oz>", "always-inline gvn", "always-inline dce"]
@@ -149,6 +150,12 @@ def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
     for gain in ("0.0%", "0.1%", "0.3%"):
         assert lines[gain] == f"| {gain} | {expected:.2f}% | 2/2 | 1.00 |"
     assert lines["1.0%"] == "| 1.0% | 0.00% | 0/2 | 0.00 |"
+    # --after 1: only the test TU the seeded sample ranks second, whose best is 20% or 10%
+    later = max("cd", key=lambda tu: sample_rank("c", tu))
+    fresh = evaluate.evaluate(str(tmp_path), "test",
+                              lambda prompt, k, gain: [best[prompt]][:k], after=1)
+    assert "| on the test split (1 TUs) |" in fresh
+    assert f"| {20 if later == 'c' else 10:.2f}% | 1/1 |" in fresh
     unknown = evaluate.evaluate(str(tmp_path), "test",
                                 lambda prompt, k, gain: [parse("always-inline tailcallelim")][:k])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in unknown.splitlines()}

@@ -1,6 +1,7 @@
 """How good a model's advice is, on held-out TUs of the committed dataset (no clang needed).
 
     llmcc-ctl eval [--model FILE] [--split test]     # the dataset's held-out split
+    llmcc-ctl eval --after 450                       # test TUs labelled after the first 450
     llmcc-ctl eval DIR                               # TUs recorded in DIR, labelled by
                                                      # `llmcc-ctl label DIR`
 
@@ -147,17 +148,31 @@ def usable(rows: list[dict]) -> list[dict]:
             and "summary" in r]
 
 
+def labelled_after(rows: list[dict], first: int) -> set[str]:
+    """The test TUs of `rows` that the seeded test sample (llmcc.train.labels) ranks after its
+    `first`: those a larger sample added, which choices made on the first never saw."""
+    from llmcc.train.labels import sample_rank
+
+    ranked = sorted((r for r in rows if r["split"] == "test"),
+                    key=lambda r: sample_rank(r["language"], r["tu"]))
+    return {r["tu"] for r in ranked[first:]}
+
+
 def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None,
-             count: Callable[[str], int] | None = None, context: int = 0) -> str:
-    """Every table for `split` of the dataset in `directory`, or for all the rows of
-    `held_directory` (a user's records labelled by `llmcc-ctl label`) when given; with
-    `count`, whether their prompts fit `context`."""
+             count: Callable[[str], int] | None = None, context: int = 0,
+             after: int = 0) -> str:
+    """Every table for `split` of the dataset in `directory` (of the test split, with `after`,
+    only the TUs `labelled_after` those), or for all the rows of `held_directory` (a user's
+    records labelled by `llmcc-ctl label`) when given; with `count`, whether their prompts
+    fit `context`."""
     registry = labelled.read_lists(directory)
     indices = registry.get("broadcast", [])
-    rows = usable(labelled.read_all(directory))
+    every = labelled.read_all(directory)
+    rows = usable(every)
     train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
     if held_directory is None:
-        held_rows = [r for r in rows if r["split"] == split]
+        late = labelled_after(every, after) if after else None
+        held_rows = [r for r in rows if r["split"] == split and (late is None or r["tu"] in late)]
     else:
         split = os.path.basename(os.path.abspath(held_directory))
         held_rows = usable(labelled.read_all(os.path.join(held_directory, "labels")))
@@ -179,7 +194,7 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
 
 
 def main(model: str, directory: str, split: str, held_directory: str | None,
-         threads: int) -> int:
+         threads: int, after: int = 0) -> int:
     """`llmcc-ctl eval`: the tables for `model`, ranking each TU as a compile would."""
     from llmcc.advisor.model_runtime import ModelError, ModelRuntime, prompt_text
 
@@ -189,7 +204,7 @@ def main(model: str, directory: str, split: str, held_directory: str | None,
                 return len(runtime.tokenize(prompt_text(prompt), special=True))
 
             print(evaluate(directory, split, runtime.rank, held_directory, count,
-                           runtime.n_ctx))
+                           runtime.n_ctx, after))
     except (ModelError, ValueError) as err:
         print(f"llmcc-ctl eval: {err}", file=sys.stderr)
         return 1
