@@ -6,7 +6,8 @@ For labelled TUs of the committed dataset (their stored summaries, rendered as a
 them), one at a time: the time from prompt to pass lists through the per-user server (client,
 round trip, model), with the server at its default threads; the server's resident memory; the
 first call of a fresh user (server start and model load included); and loading the model in the
-compiling process instead. `--untrained` measures a model of the default size with untrained
+compiling process instead. An ensemble (`llmcc-ctl train --members N`) is measured whole: every
+member answers each request. `--untrained` measures a model of the default size with untrained
 weights (speed depends on size, not on weights; needs the train extra), for before a model is
 shipped; `--size DIM,LAYERS,HIDDEN,HEADS` gives it another size. Times are milliseconds,
 medians and 95th percentiles.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import random
 import shutil
@@ -30,6 +32,7 @@ from llmcc.advisor.model import DEFAULT_MODEL, SERVER_THREADS, file_digest
 from llmcc.advisor.model_runtime import (
     KEY_CANDIDATES,
     KEY_COVERAGE,
+    KEY_MEMBERS,
     ModelRuntime,
     answers,
     coverage_of,
@@ -118,15 +121,18 @@ def main() -> None:
         start = time.perf_counter()
         with ModelRuntime(model) as runtime:
             runtime.rank(prompts[0], K)
+            members = len(runtime.members)
         in_process = (time.perf_counter() - start) * 1000
+        files = [model, *(os.path.join(os.path.dirname(model), name) for name, _ in json.loads(
+            gguf_strings(model, (KEY_MEMBERS,)).get(KEY_MEMBERS, "[]")))]
+        size = sum(map(os.path.getsize, files)) / 1e6
         client.stop_servers()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    size = os.path.getsize(model) / 1e6 if not args.untrained else None
     untrained = f", untrained model of size {args.size or 'default'}" if args.untrained else ""
+    ensemble = f", an ensemble of {members + 1}" if members else ""
     print(f"{len(prompts)} TUs of the committed dataset, k = {K}, {os.cpu_count()} cores, "
-          f"server threads {SERVER_THREADS}{untrained}"
-          f"{f', model {size:.1f} MB' if size else ''}:")
+          f"server threads {SERVER_THREADS}{untrained}, model {size:.2f} MB{ensemble}:")
     print("| | value |\n|---|---:|")
     print(f"| model time per TU through the per-user server, median | "
           f"{statistics.median(times):.1f} ms |")
