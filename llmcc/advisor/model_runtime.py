@@ -405,12 +405,13 @@ class ModelRuntime:
     def logprobs(self, text: str):
         """Log-probabilities of every next token after `text` (read with special tokens); of an
         ensemble, the renormalised mean of its members' (a product of their distributions)."""
-        mean = sum((m._own_logprobs(text) for m in self.members),
-                   self._own_logprobs(text)) / (1 + len(self.members))
+        tokens = self._prompt_tokens(text, 1)  # the members' alike: they have the same tokens
+        mean = sum((m._own_logprobs(tokens) for m in self.members),
+                   self._own_logprobs(tokens)) / (1 + len(self.members))
         return _normalised(mean) if self.members else mean
 
-    def _own_logprobs(self, text: str):
-        return _normalised(self._last_logits(self._prompt_tokens(text, 1)))
+    def _own_logprobs(self, tokens: list[int]):
+        return _normalised(self._last_logits(tokens))
 
     def top(self, text: str, n: int) -> list[tuple[str, float]]:
         """The n likeliest next tokens after `text`: (token text, log-probability), best first
