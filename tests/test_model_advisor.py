@@ -99,9 +99,22 @@ def assert_model_decided(event: dict, path: str, lists: set[str]) -> None:
 
 # --- a good model --------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def twins(model: Trained, tmp_path_factory) -> str:  # noqa: F811
+    """An ensemble of the tiny model and a copy of it: it answers as the model does, through
+    every file of an ensemble."""
+    directory = tmp_path_factory.mktemp("twins")
+    twin = directory / "twins-1.gguf"
+    shutil.copy(model.paths["Q8_0"], twin)
+    return export(model.model, model.tokenizer, str(directory / "twins.gguf"),
+                  dataset_sha256="0", command="test", members=[(twin.name, digest(str(twin)))])
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["model", "ensemble"])
 def test_model_advisor_compiles_alike_in_process_and_through_the_per_user_server(
-        tree, runtime_env, llmcc, llmcc_ctl, model, plain, expected_lists, tmp_path):  # noqa: F811
-    path = model.paths["Q8_0"]
+        tree, runtime_env, llmcc, llmcc_ctl, model, plain, expected_lists, tmp_path,  # noqa: F811
+        twins, ensemble):
+    path = twins if ensemble else model.paths["Q8_0"]
     objects = {}
     for model_server in (False, True):
         env = with_model(runtime_env, path, model_server)
