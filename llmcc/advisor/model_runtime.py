@@ -196,16 +196,20 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     total = math.exp(nothing - first) + sum(math.exp(lp - first) for lp in likely.values())
     weight = {j: math.exp(logprob - first) / total for j, logprob in likely.items()}
     remaining = {list_index(token): passes for token, passes in lists.items()}
-    best = dict.fromkeys(weight, 0.0)
+    # parallel lists over the likely j (weight, coverage row, best saving so far): the loop
+    # below runs candidates x answers times per list chosen, on every cache miss
+    weights, rows = list(weight.values()), [coverage[j] for j in weight]
+    best = [0.0] * len(rows)
     chosen: list[PassList] = []
     while remaining and len(chosen) < k:
-        def gain(i: int, best: dict[int, float] = best) -> float:
-            return sum(w * max(0.0, coverage[j][i] - best[j]) for j, w in weight.items())
+        def gain(i: int, best: list[float] = best) -> float:
+            return sum(w * (row[i] - saved) for w, row, saved in zip(weights, rows, best)
+                       if row[i] > saved)
         pick = max(remaining, key=lambda i: (gain(i), weight.get(i, 0.0), -i))  # ties: likelier
         if min_gain and gain(pick) < min_gain:
             break
         chosen.append(remaining.pop(pick))
-        best = {j: max(saved, coverage[j][pick]) for j, saved in best.items()}
+        best = [max(saved, row[pick]) for saved, row in zip(best, rows)]
     return chosen
 
 
