@@ -154,8 +154,10 @@ def _doctor_model(settings) -> int:
         with ModelRuntime(path, 1, settings.gpu_layers) as runtime:
             chosen = "to cover each other" if runtime.coverage else \
                 "by likelihood alone (the file has no coverage table)"
+            members = f", an ensemble of {len(runtime.members) + 1} models" \
+                if runtime.members else ""
             print(f"ok   model {path}: {len(runtime.lists)} candidate pass lists, chosen "
-                  f"{chosen}, context {runtime.n_ctx}")
+                  f"{chosen}, context {runtime.n_ctx}{members}")
     except ModelError as err:
         needed = settings.advisor == "model"
         print(f"{'FAIL' if needed else 'note'} model: {err}")

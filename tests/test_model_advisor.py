@@ -139,6 +139,9 @@ def test_model_advisor_compiles_alike_in_process_and_through_the_per_user_server
         assert re.sub(r"[\d.]+ MB", "", ctl_server_status(llmcc_ctl, env)) == \
             re.sub(r"[\d.]+ MB", "", status)
     assert objects[True] == objects[False]
+    doctor = run_ok([llmcc_ctl, "doctor"], None, env).decode()
+    assert f"ok   model {path}: " in doctor
+    assert ("an ensemble of 2 models" in doctor) == ensemble
 
 
 def test_llmcc_ctl_id_and_cache_keys_follow_the_model_files_content(
