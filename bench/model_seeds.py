@@ -24,15 +24,11 @@ import numpy as np
 
 from llmcc.advisor.model import DEFAULT_MODEL
 from llmcc.advisor.model_runtime import (
-    KEY_CANDIDATES,
-    KEY_COVERAGE,
     NONE,
     ModelRuntime,
+    answer_tables,
     answers,
-    coverage_of,
-    gguf_strings,
     list_token,
-    lists_by_token,
     prompt_text,
 )
 from llmcc.passes import parse
@@ -51,20 +47,12 @@ def answer_logprobs(path: str, prompts: list[str], candidates: int) -> np.ndarra
         return np.array([runtime.logprobs(prompt_text(p))[ids] for p in prompts])
 
 
-def decoder(path: str) -> tuple[dict, list[list[float]] | None]:
-    """A model's answer tokens and coverage table, read from its metadata as a compile reads
-    them (no llama.cpp load)."""
-    metadata = gguf_strings(path, (KEY_CANDIDATES, KEY_COVERAGE))
-    lists = lists_by_token(metadata.get(KEY_CANDIDATES))
-    return lists, coverage_of(metadata.get(KEY_COVERAGE), lists)
-
-
 def savings(logprobs: np.ndarray, held: list[dict], texts: list[str],
             path: str) -> list[float]:
     """% below -Oz at each k of KS when every TU tries the lists `answers` chooses from these
     log-probabilities, with the lists and coverage table of the model in `path` (the same
     for every model trained on the same rows)."""
-    lists, coverage = decoder(path)
+    lists, coverage, _ = answer_tables(path)
     position = {parse(text): i for i, text in enumerate(texts)}
     tokens = [list_token(i) for i in range(len(texts))] + [NONE]
     result = []

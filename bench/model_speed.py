@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import random
 import shutil
@@ -30,14 +29,9 @@ from collections import Counter
 from llmcc.advisor import client
 from llmcc.advisor.model import DEFAULT_MODEL, SERVER_THREADS, file_digest
 from llmcc.advisor.model_runtime import (
-    KEY_CANDIDATES,
-    KEY_COVERAGE,
-    KEY_MEMBERS,
     ModelRuntime,
+    answer_tables,
     answers,
-    coverage_of,
-    gguf_strings,
-    lists_by_token,
     prompt_text,
     top_count,
 )
@@ -97,9 +91,7 @@ def main() -> None:
         model = args.model if not args.untrained else \
             untrained_model(os.path.join(work, "m.gguf"), prompts, args.size)
         digest = file_digest(model, None)
-        metadata = gguf_strings(model, (KEY_CANDIDATES, KEY_COVERAGE))
-        lists = lists_by_token(metadata.get(KEY_CANDIDATES))
-        coverage = coverage_of(metadata.get(KEY_COVERAGE), lists)
+        lists, coverage, _ = answer_tables(model)
 
         def ask(prompt: str) -> list:
             text = prompt_text(prompt)
@@ -122,10 +114,8 @@ def main() -> None:
         with ModelRuntime(model) as runtime:
             runtime.rank(prompts[0], K)
             members = len(runtime.members)
+            size = sum(os.path.getsize(r.path) for r in (runtime, *runtime.members)) / 1e6
         in_process = (time.perf_counter() - start) * 1000
-        files = [model, *(os.path.join(os.path.dirname(model), name) for name, _ in json.loads(
-            gguf_strings(model, (KEY_MEMBERS,)).get(KEY_MEMBERS, "[]")))]
-        size = sum(map(os.path.getsize, files)) / 1e6
         client.stop_servers()
     finally:
         shutil.rmtree(work, ignore_errors=True)

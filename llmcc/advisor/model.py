@@ -117,27 +117,14 @@ class ModelAdvisor:
     def _rank(self, ir: str, k: int) -> list[PassList]:
         """llmcc's own kind of model: it ranks its candidate lists for the TU's summary."""
         from llmcc.advisor import client
-        from llmcc.advisor.model_runtime import (
-            KEY_CANDIDATES,
-            KEY_COVERAGE,
-            KEY_SUMMARY_VERSION,
-            answers,
-            coverage_of,
-            gguf_strings,
-            lists_by_token,
-            prompt_text,
-            top_count,
-        )
+        from llmcc.advisor.model_runtime import answer_tables, answers, prompt_text, top_count
         from llmcc.summary import SUMMARY_VERSION, summarize_ir, to_prompt
 
-        metadata = gguf_strings(self.path, (KEY_CANDIDATES, KEY_COVERAGE, KEY_SUMMARY_VERSION))
-        lists = lists_by_token(metadata.get(KEY_CANDIDATES))
-        coverage = coverage_of(metadata.get(KEY_COVERAGE), lists)
+        lists, coverage, version = answer_tables(self.path)
         if not lists:
             return self._popular(k, f"{self.path} holds no candidate pass lists: it is not a "
                                     "model made by llmcc (LLMCC_PROMPT=llm-compiler asks one "
                                     "that answers in text)")
-        version = metadata.get(KEY_SUMMARY_VERSION)
         if version != str(SUMMARY_VERSION):
             return self._popular(k, f"{self.path} was trained on summary version {version}, "
                                     f"llmcc renders version {SUMMARY_VERSION}")

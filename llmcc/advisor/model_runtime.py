@@ -163,6 +163,17 @@ def coverage_of(coverage_json: str | None,
     return [[v / COVERAGE_SCALE for v in row] for row in table]
 
 
+def answer_tables(path: str) -> tuple[dict[str, PassList], list[list[float]] | None,
+                                      str | None]:
+    """A model file's answer tokens (`lists_by_token`), coverage table (`coverage_of`) and
+    summary version, read from its metadata without llama.cpp: what a compile needs to turn a
+    server's top log-probabilities into lists (`answers`)."""
+    metadata = gguf_strings(path, (KEY_CANDIDATES, KEY_COVERAGE, KEY_SUMMARY_VERSION))
+    lists = lists_by_token(metadata.get(KEY_CANDIDATES))
+    return (lists, coverage_of(metadata.get(KEY_COVERAGE), lists),
+            metadata.get(KEY_SUMMARY_VERSION))
+
+
 def list_index(token: str) -> int:
     """The candidate index of an answer token (the inverse of list_token)."""
     return int(token[3:-2])
@@ -231,6 +242,7 @@ class ModelRuntime:
         load the members the file names (KEY_MEMBERS; off for a member itself)."""
         # One thread by default: compiles run in parallel (make -j), each with its own model.
         self._model = self._ctx = self._batch = None
+        self.path = path
         self.members: list[ModelRuntime] = []
         if not os.path.isfile(path):
             raise ModelError(f"model file {path} does not exist")

@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
     tokenizer = PassTokenizer.train((prompt for prompt, _ in examples), args.vocab_size,
                                     candidates)
     steps = args.steps or max(1, round(args.epochs * len(examples) / args.batch_size))
+    trained_on = dataset_sha256(candidates, examples, coverage)
+    command = shlex.join([*prog.split(), *argv])
     members: list[tuple[str, str]] = []
     for member in range(args.members):  # the others first: the head names their digests
         config = Config(vocab_size=tokenizer.vocab_size, context=args.context, dim=args.dim,
@@ -273,10 +275,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
               log=log)
         head = member == args.members - 1
         path = args.out if head else member_path(args.out, config.seed - args.seed)
-        export(model, tokenizer, path,
-               dataset_sha256=dataset_sha256(candidates, examples, coverage),
-               command=shlex.join([*prog.split(), *argv]), quantization=args.quantization,
-               coverage=coverage, members=members if head else None)
+        export(model, tokenizer, path, dataset_sha256=trained_on, command=command,
+               quantization=args.quantization, coverage=coverage,
+               members=members if head else None)
         if not head:
             members.append((os.path.basename(path), file_digest(path, None)))
         print(f"wrote {path}", file=sys.stderr)
