@@ -32,6 +32,7 @@ from sklearn.ensemble import ExtraTreesRegressor
 from llmcc.train import labelled
 from llmcc.train.evaluate import KS, labelled_after, score, usable
 from llmcc.train.headroom import as_pool_rows
+from llmcc.train.measure import geomean_saving, greedy
 
 SECTIONS = ("calls", "globals", "module", "rest", "size_buckets", "opcodes", "types",
             "intrinsics", "library_calls")
@@ -109,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     every = labelled.read_all(args.dataset)
     indices = labelled.read_lists(args.dataset).get("broadcast", [])
-    rows = [r for r in usable(every) if all(str(i) in r["broadcast"] for i in indices)]
+    rows = usable(every)
     train = [r for r in rows if r["split"] == "train"]
     if not train or not indices:
         parser.error(f"no train TUs with broadcast sizes in {args.dataset}")
@@ -130,14 +131,12 @@ def main() -> int:
         for inside, outside in parts:
             part = as_pool_rows(outside, indices, False)
             pool += part
-            everywhere = np.ones(len(inside))
-            order = weighted_greedy(log_ratios(as_pool_rows(inside, indices, False)),
-                                    everywhere, max(KS))
+            order = greedy(as_pool_rows(inside, indices, False), len(indices), max(KS))
             chosen = forest_orders(inside, outside, indices, args.trees, args.leaf)
             for k in KS:
                 popular[k] += [order[:k]] * len(part)
                 forest[k] += chosen[k]
-        oracle = score(pool, [list(range(len(indices)))] * len(pool), len(indices))[0]
+        oracle = geomean_saving(pool, list(range(len(indices))))
         print(f"| {name} | {len(pool)} | "
               + " / ".join(f"{v:.2f}" for v in scores(pool, popular)) + " | "
               + " / ".join(f"{v:.2f}" for v in scores(pool, forest)) + f" | {oracle:.2f} |",
