@@ -5,13 +5,14 @@ of the model: a yardstick for the model, which reads the same summary as text.
     (needs scikit-learn: pip install .[bench])
 
 Every number of a TU's summary (llmcc.summary: module, call graph, globals, opcode, type,
-intrinsic and library-call counts, the three largest functions) becomes a feature, log(1 + n).
-An extremely randomised forest (scikit-learn's ExtraTreesRegressor) learns from the training
-TUs each broadcast list's log size ratio to clang -Oz; a held-out TU's k lists are then chosen
-greedily, as the popular lists are on all training TUs, on the training TUs that share its
-leaves, each weighted as the forest weighs it (1 / leaf size, summed over the trees). So the
-forest does what the model's answer tables do (llmcc.advisor.model_runtime.answers), with
-neighbours found from numbers rather than from a text prompt.
+intrinsic and library-call counts, the three largest functions) becomes a feature, log(1 + n),
+and an extremely randomised forest learns from the training TUs each broadcast list's log size
+ratio to clang -Oz (llmcc.train.forest, the forest that teaches the model). A held-out TU's k
+lists are then chosen greedily, as the popular lists are on all training TUs, on the training
+TUs that share its leaves, each weighted as the forest weighs it (1 / leaf size, summed over
+the trees). So the forest does what the model's answer tables do
+(llmcc.advisor.model_runtime.answers), with neighbours found from numbers rather than from a
+text prompt.
 
 Held-out sets, each scored as `llmcc-ctl eval` scores: the train packages dealt into folds as
 bench/model_choice.py deals them, the validation split, and the test TUs among the first
@@ -22,43 +23,20 @@ are kept for decisions on candidates (`llmcc-ctl eval --after N`).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
 from model_choice import folds_of
-from sklearn.ensemble import ExtraTreesRegressor
 
-from llmcc.train import labelled
+from llmcc.train import forest, labelled
 from llmcc.train.evaluate import KS, labelled_after, score, usable
 from llmcc.train.headroom import as_pool_rows
 from llmcc.train.measure import geomean_saving, greedy
 
-SECTIONS = ("calls", "globals", "module", "rest", "size_buckets", "opcodes", "types",
-            "intrinsics", "library_calls")
-
-
-def features(summary: dict) -> dict[str, float]:
-    """The summary's numbers by name: every count of its sections and the largest functions'
-    instruction counts."""
-    named = {f"{section}.{key}": value for section in SECTIONS
-             for key, value in (summary.get(section) or {}).items()
-             if isinstance(value, (int, float))}
-    largest = sorted((f["instructions"] for f in summary.get("functions", [])), reverse=True)
-    named.update((f"largest.{i}", largest[i] if i < len(largest) else 0) for i in range(3))
-    return named
-
-
-def feature_matrix(rows: list[dict], names: list[str]) -> np.ndarray:
-    table = [features(r["summary"]) for r in rows]
-    return np.log1p(np.array([[max(0.0, t.get(n, 0)) for n in names] for t in table], float))
-
 
 def log_ratios(pool: list[dict]) -> np.ndarray:
-    """log(size / baseline) of each broadcast list per TU (pool rows), 0 where the list does
-    not shrink the object or was refused: what a TU keeps when it tries that list."""
-    return np.array([[min(0.0, math.log(s / r["baseline"])) if s is not None else 0.0
-                      for s in r["sizes"]] for r in pool])
+    """llmcc.train.forest.log_ratios of pool rows (llmcc.train.headroom.as_pool_rows)."""
+    return forest.log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
 
 
 def weighted_greedy(ratios: np.ndarray, weights: np.ndarray, k: int) -> list[int]:
@@ -80,14 +58,13 @@ def weighted_greedy(ratios: np.ndarray, weights: np.ndarray, k: int) -> list[int
 def forest_orders(train_rows: list[dict], held_rows: list[dict], indices: list[int],
                   trees: int, leaf: int) -> dict[int, list[list[int]]]:
     """For each k, each held-out TU's k lists as the forest trained on `train_rows` chooses."""
-    names = sorted({n for r in train_rows for n in features(r["summary"])})
-    inside = feature_matrix(train_rows, names)
+    names = forest.feature_names([r["summary"] for r in train_rows])
+    inside = forest.feature_matrix([r["summary"] for r in train_rows], names)
     ratios = log_ratios(as_pool_rows(train_rows, indices, False))
-    forest = ExtraTreesRegressor(n_estimators=trees, min_samples_leaf=leaf, max_features=0.3,
-                                 n_jobs=-1, random_state=0).fit(inside, ratios)
-    train_leaves = forest.apply(inside)
+    grown = forest.grow(inside, ratios, trees=trees, leaf=leaf)
+    train_leaves = grown.apply(inside)
     orders: dict[int, list[list[int]]] = {k: [] for k in KS}
-    for leaves in forest.apply(feature_matrix(held_rows, names)):
+    for leaves in grown.apply(forest.feature_matrix([r["summary"] for r in held_rows], names)):
         together = train_leaves == leaves
         weights = (together / together.sum(axis=0)).sum(axis=1)
         for k in KS:
@@ -103,8 +80,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default=labelled.DATASET_DIR)
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--trees", type=int, default=200)
-    parser.add_argument("--leaf", type=int, default=5, help="fewest training TUs in a leaf")
+    parser.add_argument("--trees", type=int, default=forest.TREES)
+    parser.add_argument("--leaf", type=int, default=forest.LEAF,
+                        help="fewest training TUs in a leaf")
     parser.add_argument("--test-first", type=int, default=750,
                         help="test TUs read: the first N of the seeded sample")
     args = parser.parse_args()
@@ -127,7 +105,7 @@ def main() -> int:
     for name, parts in held_out:
         pool: list[dict] = []
         popular: dict[int, list[list[int]]] = {k: [] for k in KS}
-        forest: dict[int, list[list[int]]] = {k: [] for k in KS}
+        by_forest: dict[int, list[list[int]]] = {k: [] for k in KS}
         for inside, outside in parts:
             part = as_pool_rows(outside, indices, False)
             pool += part
@@ -135,11 +113,11 @@ def main() -> int:
             chosen = forest_orders(inside, outside, indices, args.trees, args.leaf)
             for k in KS:
                 popular[k] += [order[:k]] * len(part)
-                forest[k] += chosen[k]
+                by_forest[k] += chosen[k]
         oracle = geomean_saving(pool, list(range(len(indices))))
         print(f"| {name} | {len(pool)} | "
               + " / ".join(f"{v:.2f}" for v in scores(pool, popular)) + " | "
-              + " / ".join(f"{v:.2f}" for v in scores(pool, forest)) + f" | {oracle:.2f} |",
+              + " / ".join(f"{v:.2f}" for v in scores(pool, by_forest)) + f" | {oracle:.2f} |",
               flush=True)
     return 0
 

@@ -6,7 +6,9 @@ The candidates are the dataset's broadcast set (LLVM's -Oz pipeline and the most
 winners), measured on every labelled TU; each becomes one answer token (llmcc.train.tokenizer).
 A TU teaches a distribution over them: candidate i gets weight exp(-(size_i / best - 1) / T),
 so lists within a fraction T of the TU's best share its weight and a list refused by the symbol
-rule gets none. A TU where no candidate beats clang's -Oz teaches the answer NONE: a compile the
+rule gets none. With `--teacher forest` the sizes are those a forest of trees expects of the TU,
+having learnt from other packages (llmcc.train.forest): the llama learns more from what TUs like
+this one save than from one TU's own measurements. A TU where no candidate beats clang's -Oz teaches the answer NONE: a compile the
 model expects nothing from need try no list (llmcc.advisor.model_runtime.answers). The loss is
 the cross-entropy of that distribution against the model's next-token distribution after the
 prompt, over the whole vocabulary, so a server's top log-probabilities hold answer tokens first.
@@ -100,13 +102,34 @@ def _teaching(rows: Iterable[dict], registry: dict, split: str,
             yield row, sizes, weights
 
 
+def forest_sizes(rows: Iterable[dict], registry: dict, split: str = "train",
+                 seed: int = 0) -> dict[str, list[float | None]]:
+    """The broadcast sizes of each TU of `split` that `_teaching` yields, as a forest expects
+    them that learnt from the other packages (llmcc.train.forest.out_of_fold); refused lists
+    stay refused."""
+    from llmcc.train import forest
+
+    teaching = [(row, sizes) for row, sizes, _ in _teaching(rows, registry, split, TEMPERATURE)]
+    ratios = forest.log_ratios([row["baseline"] for row, _ in teaching],
+                               [sizes for _, sizes in teaching])
+    expected = forest.out_of_fold([row["summary"] for row, _ in teaching],
+                                  [row.get("package", "") for row, _ in teaching], ratios, seed)
+    return {row["tu"]: [None if size is None else row["baseline"] * math.exp(e)
+                        for size, e in zip(sizes, expectation, strict=True)]
+            for (row, sizes), expectation in zip(teaching, expected.tolist(), strict=True)}
+
+
 def examples_from_rows(rows: Iterable[dict], registry: dict, split: str = "train",
-                       temperature: float = TEMPERATURE,
-                       none_weight: float = NONE_WEIGHT) -> list[Example]:
+                       temperature: float = TEMPERATURE, none_weight: float = NONE_WEIGHT,
+                       taught_sizes: dict[str, list[float | None]] | None = None
+                       ) -> list[Example]:
     """One example per labelled TU of `split` with a summary, a broadcast and an object; one
-    that teaches NONE counts `none_weight` times as much as another (0: left out)."""
+    that teaches NONE counts `none_weight` times as much as another (0: left out). With
+    `taught_sizes` (`forest_sizes`), a TU teaches those sizes instead of its measured ones."""
     examples = []
     for row, _, weights in _teaching(rows, registry, split, temperature):
+        if taught_sizes is not None:
+            weights = candidate_weights(taught_sizes[row["tu"]], row["baseline"], temperature)
         if weights[-1]:  # NONE
             if not none_weight:
                 continue
@@ -228,6 +251,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
     parser.add_argument("--none-weight", type=float, default=NONE_WEIGHT,
                         help="weight of a TU no list improves, which teaches the answer NONE "
                         "(0: such TUs are left out)")
+    parser.add_argument("--teacher", choices=("sizes", "forest"), default="sizes",
+                        help="what a TU teaches: its measured sizes, or those a forest of trees "
+                        "expects of it, learnt from the other packages (default %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--quantization", choices=sorted(QUANTIZATIONS), default="Q8_0")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -245,8 +271,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
             parser.error(f"{labels} was not measured with this dataset's broadcast lists: "
                          f"run `llmcc-ctl label {directory}` again")
         rows += labelled.read_all(labels)
+    taught = forest_sizes(rows, registry, args.split, args.seed) \
+        if args.teacher == "forest" else None
     examples = examples_from_rows(rows, registry, args.split, args.temperature,
-                                  args.none_weight)
+                                  args.none_weight, taught)
     coverage = coverage_table(rows, registry, args.split, args.temperature)
     if not examples:
         parser.error(f"no {args.split} rows in {args.dataset} with a summary, a broadcast and "
