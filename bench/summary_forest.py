@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=forest.TREES)
     parser.add_argument("--leaf", type=int, default=forest.LEAF,
                         help="fewest training TUs in a leaf")
-    parser.add_argument("--test-first", type=int, default=750,
+    parser.add_argument("--test-first", type=int, default=1050,
                         help="test TUs read: the first N of the seeded sample")
     args = parser.parse_args()
     every = labelled.read_all(args.dataset)
