@@ -54,6 +54,11 @@ def _rows(seed: int = 0, packages: int = 6, per_package: int = 20) -> list[dict]
 REGISTRY = {"broadcast": list(range(LISTS)), "lists": ["a", "b", "c"]}
 
 
+def _ratios(rows: list[dict]) -> np.ndarray:
+    return forest.log_ratios([r["baseline"] for r in rows],
+                             [[r["broadcast"].get(str(i)) for i in range(LISTS)] for r in rows])
+
+
 def test_features_are_the_summarys_numbers_and_its_largest_functions():
     small = {"module": {"functions": 4, "note": "text is no feature"}, "opcodes": {"add": 7},
              "functions": [{"instructions": 5}, {"instructions": 90}]}
@@ -75,8 +80,7 @@ def test_out_of_fold_expectations_never_see_the_tus_own_package():
     rows = _rows()
     summaries = [r["summary"] for r in rows]
     packages = [r["package"] for r in rows]
-    ratios = forest.log_ratios([r["baseline"] for r in rows],
-                               [[r["broadcast"].get(str(i)) for i in range(LISTS)] for r in rows])
+    ratios = _ratios(rows)
     expected = forest.out_of_fold(summaries, packages, ratios, folds=3)
     # Rewrite one package's measurements: its own expectations do not move, others' do.
     changed = ratios.copy()
@@ -94,8 +98,7 @@ def test_out_of_fold_expectations_never_see_the_tus_own_package():
 
 def test_one_package_teaches_its_own_measurements():
     rows = _rows(packages=1)
-    ratios = forest.log_ratios([r["baseline"] for r in rows],
-                               [[r["broadcast"].get(str(i)) for i in range(LISTS)] for r in rows])
+    ratios = _ratios(rows)
     expected = forest.out_of_fold([r["summary"] for r in rows], [r["package"] for r in rows],
                                   ratios)
     assert np.array_equal(expected, ratios)
