@@ -225,6 +225,29 @@ def test_the_broadcast_set_holds_llvms_oz_pipeline_once_though_searches_found_it
     assert [lists[i] for i in indices] == [oz, gvn, dce]  # -Oz, then the 2 most frequent others
 
 
+def test_train_tus_labelled_later_leave_the_registered_broadcast_set_alone(tmp_path):
+    from llmcc.train.labels import Labeller
+
+    first = {"a": "always-inline gvn", "b": "always-inline gvn", "c": "always-inline dce"}
+    labelled.write_package(str(tmp_path), "p", {
+        tu: {"tu": tu, "split": "train", "search": {"passes": passes}}
+        for tu, passes in first.items()})
+    owned = {"p": list(first)}
+    labeller = Labeller(str(tmp_path), 1, 1.0, False, {}, owned, lambda package: "train",
+                        lambda package: {}, ["p", "q"])
+    chosen = labeller.broadcast_set(2)
+    # A grown corpus: package q's TUs, one not searched yet, the others winning with a list
+    # now more frequent than any in the set.
+    later = {f"q{i}": "always-inline sroa" for i in range(5)}
+    labelled.write_package(str(tmp_path), "q", {
+        tu: {"tu": tu, "split": "train", "search": {"passes": passes}}
+        for tu, passes in later.items()})
+    owned["q"] = [*later, "unsearched"]
+    registry = labelled.read_lists(str(tmp_path))
+    assert labeller.broadcast_set(2) == chosen == registry["broadcast"]
+    assert "always-inline sroa" not in registry["lists"]
+
+
 def test_a_corpus_rebuilt_in_part_keeps_the_manifest_and_searches_no_tu_held_elsewhere(
         tmp_path):
     from llmcc.train.labels import Labeller

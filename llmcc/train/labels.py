@@ -7,8 +7,9 @@ Stage 1 (search): every train and validation TU, and a seeded sample of test TUs
 cut it short), seeded with LLVM's -Oz pipeline and the shipped popular lists; the winner is
 minimised. Stage 2 (broadcast): the `--broadcast` most frequent distinct train winners, plus
 LLVM's -Oz pipeline, are measured on every labelled TU of every split: a ranker's data, and its
-oracle. Each candidate is measured exactly as the wrapper measures it, under the current symbol
-rule, and also judged by the former one (`interface.former_refusal`) to show what the rule adds.
+oracle. That set is chosen once; TUs labelled later, train ones too, are measured on it.
+Each candidate is measured exactly as the wrapper measures it, under the current symbol rule,
+and also judged by the former one (`interface.former_refusal`) to show what the rule adds.
 
 Packages go train, then validation, then test; each package's file is rewritten as its TUs
 finish and, with `--commit`, committed when the package is done, so a lost machine loses at
@@ -274,7 +275,13 @@ class Labeller:
         return os.path.join(self.sources[package], tu + ".bc")
 
     def broadcast_set(self, count: int) -> list[int]:
-        """Register the broadcast set (top `count` train winners and -Oz); its indices."""
+        """Register the broadcast set (top `count` train winners and -Oz); its indices. Once
+        registered it is kept: its lists are the model's answers, measured on every labelled
+        TU, so train TUs added later (a grown corpus) are measured on it, not allowed to
+        change it."""
+        registry = labelled.read_lists(self.directory)
+        if registry.get("broadcast"):
+            return registry["broadcast"]
         rows = labelled.read_all(self.directory)
         searched = {r["tu"] for r in rows if r["split"] == "train"}
         unsearched = sum(1 for package, tus in self.owned.items()
@@ -286,13 +293,10 @@ class Labeller:
         wins = Counter(r["search"]["passes"] for r in rows if r["split"] == "train"
                        and "search" in r and r["search"]["passes"] not in (None, oz))
         texts = [oz, *(text for text, _ in wins.most_common(count))]
-        registry = labelled.read_lists(self.directory)
-        indices = labelled.register(registry, texts)
-        if registry.get("broadcast") != indices:
-            registry["broadcast"] = indices
-            path = labelled.write_lists(self.directory, registry)
-            self._commit([path], f"dataset: broadcast set, {len(indices)} lists")
-        return indices
+        registry["broadcast"] = labelled.register(registry, texts)
+        path = labelled.write_lists(self.directory, registry)
+        self._commit([path], f"dataset: broadcast set, {len(registry['broadcast'])} lists")
+        return registry["broadcast"]
 
     def measure_broadcast(self, indices: list[int]) -> None:
         """Measure the registered lists `indices` on every labelled TU that lacks them."""
@@ -331,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=120, help="search evaluations per TU")
     parser.add_argument("--seconds", type=float, default=120.0, help="search time cap per TU")
     parser.add_argument("--test-tus", type=int, default=450, help="test TUs to label")
-    parser.add_argument("--broadcast", type=int, default=100, help="train winners broadcast")
+    parser.add_argument("--broadcast", type=int, default=100,
+                        help="train winners broadcast (chosen once: a registered set is kept)")
     parser.add_argument("--stage", choices=("search", "broadcast", "all"), default="all")
     parser.add_argument("--seed", type=int, default=TEST_SEED)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
