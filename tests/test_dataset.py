@@ -277,3 +277,19 @@ def test_a_corpus_rebuilt_in_part_keeps_the_manifest_and_searches_no_tu_held_els
     sample.missing = ["bc"]
     with pytest.raises(SystemExit, match="build bc first"):
         sample.search(4, 1.0, 10, 19)
+
+
+def test_broadcast_skips_labelled_tus_a_rebuilt_corpus_no_longer_records(tmp_path):
+    from llmcc.train.labels import Labeller
+
+    # A package rebuilt on a fresh machine gave one TU new IR (a build date, say): the row
+    # labelled from the old IR has no bitcode in these records and stays as it is.
+    row = {"tu": "gone", "split": "train", "baseline": 100, "search": {"passes": None}}
+    labelled.write_package(str(tmp_path), "p", {"gone": row})
+    labelled.write_lists(str(tmp_path), {"lists": ["always-inline gvn"], "broadcast": [0]})
+    records = tmp_path / "records"
+    records.mkdir()
+    labeller = Labeller(str(tmp_path), 1, 1.0, False, {"p": str(records)}, {"p": ["gone"]},
+                        lambda package: "train", lambda package: {}, ["p"])
+    labeller.measure_broadcast([0])
+    assert labelled.read_package(str(tmp_path), "p") == {"gone": row}

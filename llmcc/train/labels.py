@@ -303,12 +303,19 @@ class Labeller:
         registry = labelled.read_lists(self.directory)
         for package in self.packages:
             rows = labelled.read_package(self.directory, package)
-            jobs = []
+            jobs, unrecorded = [], 0
             for tu, row in sorted(rows.items()):
                 missing = [(i, registry["lists"][i]) for i in indices
                            if str(i) not in row.get("broadcast", {})]
-                if missing and "error" not in row:
+                if not missing or "error" in row:
+                    continue
+                if os.path.exists(self._bitcode(package, tu)):
                     jobs.append((package, self._bitcode(package, tu), missing, self.timeout))
+                else:
+                    unrecorded += 1
+            if unrecorded:  # a rebuilt package whose build is not reproducible gave it new IR
+                self.line.finish(f"{package}: {unrecorded} labelled TUs are not in this corpus's "
+                                 "records: left without broadcast sizes")
 
             def fold(rows: dict, update: dict) -> None:
                 rows[update["tu"]] = merge(rows[update["tu"]], update)
