@@ -81,6 +81,23 @@ def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env
     assert log_outcomes(env) == ["miss"]
 
 
+@pytest.mark.parametrize("werror, outcome", [([], "miss"), (["-Werror"], "fallback")])
+def test_a_warning_option_clang_does_not_know_is_reported_once_and_the_tu_still_tuned(
+        tree, clang, llmcc, env, werror, outcome):
+    # GCC's -Wformat-contains-nul, which builds such as sharutils' pass to any compiler: clang
+    # warns at every invocation, code generation included; -Werror makes it an error.
+    args = ["-Oz", *werror, "-Wno-format-contains-nul", "-c", "size.c", "-o", "size.o"]
+    rc_plain, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
+    assert expected.count(b"unknown warning option") == 1
+    rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
+    assert (rc, actual.decode()) == (rc_plain, expected.decode())
+    assert log_outcomes(env) == [outcome]  # tuned, unless clang itself refuses the flags
+    if not werror:
+        assert read_object(tuned["size.o"]).size <= read_object(plain["size.o"]).size
+    else:
+        assert rc != 0 and tuned["size.o"] is None
+
+
 @pytest.mark.parametrize("level", ["-Oz", "-Os"])
 @pytest.mark.parametrize("source, extra", [("size.c", []), ("size.c", ["-fno-pic"]),
                                            ("size.c", ["-g"]), ("quiet.c", [])])
