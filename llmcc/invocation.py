@@ -49,16 +49,22 @@ class Compile(NamedTuple):
                 args += ["-MQ", self.output]
         return args
 
+
+# clang's diagnostics about the command line itself, which code generation would repeat
+QUIET_ABOUT_FLAGS = ("-Wno-unused-command-line-argument", "-Wno-unknown-warning-option",
+                     "-Wno-ignored-optimization-argument")
+
+
 def codegen_args(codegen: tuple[str, ...], bitcode: str, obj: str, run_pipeline: bool) -> list[str]:
     """Arguments that compile `bitcode` to `obj` with the user's code generation flags.
 
     With `run_pipeline` clang runs its own pipeline for the user's level (the baseline);
     without it, clang only generates code for IR a pass list already optimised. The frontend
-    already reported, once, what clang says of the flags themselves (a warning option it does
-    not know, such as GCC's -Wformat-contains-nul): code generation must not say it again.
+    already reported, once, what clang says of the flags themselves (GCC's warning and
+    optimisation options that it does not know or ignores, such as -Wformat-contains-nul and
+    -fgcse): code generation must not say it again.
     """
-    args = [*codegen, "-Wno-unused-command-line-argument", "-Wno-unknown-warning-option",
-            "-c", "-x", "ir", bitcode, "-o", obj]
+    args = [*codegen, *QUIET_ABOUT_FLAGS, "-c", "-x", "ir", bitcode, "-o", obj]
     if not run_pipeline:
         args += ["-Xclang", "-disable-llvm-passes"]
     return args

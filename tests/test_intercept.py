@@ -82,13 +82,16 @@ def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env
 
 
 @pytest.mark.parametrize("werror, outcome", [([], "miss"), (["-Werror"], "fallback")])
-def test_a_warning_option_clang_does_not_know_is_reported_once_and_the_tu_still_tuned(
-        tree, clang, llmcc, env, werror, outcome):
-    # GCC's -Wformat-contains-nul, which builds such as sharutils' pass to any compiler: clang
-    # warns at every invocation, code generation included; -Werror makes it an error.
-    args = ["-Oz", *werror, "-Wno-format-contains-nul", "-c", "size.c", "-o", "size.o"]
+@pytest.mark.parametrize("flag, warning", [
+    ("-Wno-format-contains-nul", b"unknown warning option"),
+    ("-fgcse", b"optimization flag '-fgcse' is not supported")])
+def test_a_gcc_option_clang_warns_about_is_reported_once_and_the_tu_still_tuned(
+        tree, clang, llmcc, env, werror, outcome, flag, warning):
+    # GCC options that builds (sharutils' -Wno-format-contains-nul) pass to any compiler: clang
+    # warns about them at every invocation, code generation included; -Werror makes it an error.
+    args = ["-Oz", *werror, flag, "-c", "size.c", "-o", "size.o"]
     rc_plain, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
-    assert expected.count(b"unknown warning option") == 1
+    assert expected.count(warning) == 1
     rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["size.o"])
     assert (rc, actual.decode()) == (rc_plain, expected.decode())
     assert log_outcomes(env) == [outcome]  # tuned, unless clang itself refuses the flags
