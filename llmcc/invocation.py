@@ -52,7 +52,8 @@ class Compile(NamedTuple):
 
 # clang's diagnostics about the command line itself, which code generation would repeat
 QUIET_ABOUT_FLAGS = ("-Wno-unused-command-line-argument", "-Wno-unknown-warning-option",
-                     "-Wno-ignored-optimization-argument", "-Wno-option-ignored")
+                     "-Wno-ignored-optimization-argument", "-Wno-option-ignored",
+                     "-Wno-deprecated")
 
 
 def codegen_args(codegen: tuple[str, ...], bitcode: str, obj: str, run_pipeline: bool) -> list[str]:
@@ -62,7 +63,8 @@ def codegen_args(codegen: tuple[str, ...], bitcode: str, obj: str, run_pipeline:
     without it, clang only generates code for IR a pass list already optimised. The frontend
     already reported, once, what clang says of the flags themselves (GCC's warning and
     optimisation options that it does not know or ignores, such as -Wformat-contains-nul and
-    -fgcse, another target's options): code generation must not say it again.
+    -fgcse, another target's options, deprecated spellings): code generation must not say it
+    again. (Code generation from IR has no source, so these groups hide nothing else.)
     """
     args = [*codegen, *QUIET_ABOUT_FLAGS, "-c", "-x", "ir", bitcode, "-o", obj]
     if not run_pipeline:

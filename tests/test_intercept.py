@@ -85,7 +85,8 @@ def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env
 @pytest.mark.parametrize("flag, warning", [
     ("-Wno-format-contains-nul", b"unknown warning option"),
     ("-fgcse", b"optimization flag '-fgcse' is not supported"),
-    ("-moutline-atomics", b"'x86_64' does not support '-moutline-atomics'; flag ignored")])
+    ("-moutline-atomics", b"'x86_64' does not support '-moutline-atomics'; flag ignored"),
+    ("-frelaxed-template-template-args", b"'-frelaxed-template-template-args' is deprecated")])
 def test_a_gcc_option_clang_warns_about_is_reported_once_and_the_tu_still_tuned(
         tree, clang, llmcc, env, werror, outcome, flag, warning):
     # GCC options that builds (sharutils' -Wno-format-contains-nul) pass to any compiler: clang
