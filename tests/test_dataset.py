@@ -248,14 +248,16 @@ def test_train_tus_labelled_later_leave_the_registered_broadcast_set_alone(tmp_p
     assert "always-inline sroa" not in registry["lists"]
 
 
-def test_a_corpus_rebuilt_in_part_keeps_the_manifest_and_searches_no_tu_held_elsewhere(
+def test_a_corpus_rebuilt_in_part_merges_into_the_manifest_and_searches_no_tu_held_elsewhere(
         tmp_path):
     from llmcc.train.labels import Labeller
 
     # The committed dataset knows two packages; this machine rebuilt only "sed" (validation),
     # whose records hold t1, a TU that grep's committed rows hold (grep owns it once built).
     out = tmp_path / "dataset"
-    committed = {"packages": {"grep": {"split": "train"}, "sed": {"split": "validation"}}}
+    grep = {"split": "train", "tus": 7, "ir_tokens": 70}
+    committed = {"packages": {"grep": grep, "sed": {"split": "validation", "tus": 0,
+                                                    "ir_tokens": 0}}}
     out.mkdir()
     (out / "corpus.json").write_text(json.dumps(committed))
     labelled.write_package(str(out), "grep", {"t1": {"tu": "t1", "package": "grep",
@@ -265,7 +267,11 @@ def test_a_corpus_rebuilt_in_part_keeps_the_manifest_and_searches_no_tu_held_els
     (sed / "t1.bc").write_bytes(b"")
     (sed / "t1.json").write_text(json.dumps({"language": "c"}))
     labeller = Labeller.corpus(str(tmp_path / "work"), str(out), 1, 1.0, False)
-    assert json.loads((out / "corpus.json").read_text()) == committed
+    manifest = json.loads((out / "corpus.json").read_text())
+    assert manifest["packages"]["grep"] == grep  # not rebuilt: kept as committed
+    assert manifest["packages"]["sed"]["ir_tokens"] == 5  # rebuilt: as its records are now
+    assert manifest["totals"]["train"] == {"packages": 1, "tus": 7, "ir_tokens": 70}
+    assert manifest["totals"]["total"]["ir_tokens"] == 75
     assert labeller.missing == ["grep"]
     assert labeller.owned == {"sed": []}  # t1 stays grep's: not searched as sed's
     labeller.search(4, 1.0, 0, 19)

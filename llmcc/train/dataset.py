@@ -121,15 +121,27 @@ def manifest(records: str, status: Callable[[str], None] = lambda text: None) ->
             "duplicates": len(counts) - len(owned[package]),
             "ir_tokens": sum(counts[tu] for tu in owned[package]),
             "skipped": marker.get("skipped"), "partial": marker.get("partial")}
-    totals = {}
-    for split in (*OWNER_ORDER, "total"):
-        rows = [row for row in packages.values() if split in ("total", row["split"])]
-        totals[split] = {"packages": sum(1 for row in rows if row["tus"]),
-                         "tus": sum(row["tus"] for row in rows),
-                         "ir_tokens": sum(row["ir_tokens"] for row in rows)}
     return {"llmcc": __version__, "clang": tools.version,
             "ir_tokens_are": "words and punctuation of llvm-dis text without comment lines",
-            "owner_order": list(OWNER_ORDER), "packages": packages, "totals": totals}
+            "owner_order": list(OWNER_ORDER), "packages": packages, "totals": totals(packages)}
+
+
+def totals(packages: dict) -> dict:
+    """Packages with TUs, TUs and IR tokens per split and in all."""
+    sums = {}
+    for split in (*OWNER_ORDER, "total"):
+        rows = [row for row in packages.values() if split in ("total", row["split"])]
+        sums[split] = {"packages": sum(1 for row in rows if row["tus"]),
+                       "tus": sum(row["tus"] for row in rows),
+                       "ir_tokens": sum(row["ir_tokens"] for row in rows)}
+    return sums
+
+
+def merged(committed: dict, built: dict) -> dict:
+    """The manifest of a corpus rebuilt in part: the packages built now as they are now, the
+    committed manifest's others as it describes them, totals over both."""
+    packages = dict(sorted({**committed.get("packages", {}), **built["packages"]}.items()))
+    return {**built, "packages": packages, "totals": totals(packages)}
 
 
 def write_manifest(work: str, status: Callable[[str], None] = lambda text: None) -> dict:

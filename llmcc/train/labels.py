@@ -46,6 +46,7 @@ from llmcc.train import labelled
 from llmcc.train.dataset import (
     OWNER_ORDER,
     language_of,
+    merged,
     owned_tus,
     read_marker,
     split_of,
@@ -140,11 +141,11 @@ def test_sample(tus: list[tuple[str, str]], count: int, seed: int) -> set[str]:
     return {tu for _, tu in ranked[:count]}
 
 
-def read_packages(manifest_path: str) -> dict:
-    """The packages a committed corpus manifest describes ({} before the first one)."""
+def read_manifest(manifest_path: str) -> dict:
+    """The committed corpus manifest ({} before the first one)."""
     try:
         with open(manifest_path) as handle:
-            return json.load(handle)["packages"]
+            return json.load(handle)
     except FileNotFoundError:
         return {}
 
@@ -184,13 +185,14 @@ class Labeller:
                        lambda p: read_marker(os.path.join(records, p)).get("ir_tokens", {}),
                        packages)
         corpus_path = os.path.join(directory, "corpus.json")
-        labeller.missing = sorted(set(read_packages(corpus_path)) - set(corpus["packages"]))
-        if labeller.missing:  # a corpus rebuilt in part (to resume one split) describes less
-            labeller.line.finish(f"corpus.json kept: {len(labeller.missing)} of its packages "
-                                 f"are not built in {work}")
-        else:
-            write_atomic(corpus_path, (json.dumps(corpus, indent=1) + "\n").encode())
-            labeller._commit([corpus_path], "dataset: corpus manifest")
+        committed = read_manifest(corpus_path)
+        labeller.missing = sorted(set(committed.get("packages", {})) - set(corpus["packages"]))
+        if labeller.missing:  # a corpus rebuilt in part (to resume a split, or to add packages)
+            labeller.line.finish(f"corpus.json: {len(corpus['packages'])} packages built in "
+                                 f"{work}, {len(labeller.missing)} others kept as committed")
+            corpus = merged(committed, corpus)
+        write_atomic(corpus_path, (json.dumps(corpus, indent=1) + "\n").encode())
+        labeller._commit([corpus_path], "dataset: corpus manifest")
         return labeller
 
     @classmethod
