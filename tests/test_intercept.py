@@ -87,10 +87,11 @@ def test_warnings_match_plain_clang_and_are_printed_once(tree, clang, llmcc, env
     ("-fgcse", b"optimization flag '-fgcse' is not supported"),
     ("-moutline-atomics", b"'x86_64' does not support '-moutline-atomics'; flag ignored"),
     ("-frelaxed-template-template-args", b"'-frelaxed-template-template-args' is deprecated")])
-def test_a_gcc_option_clang_warns_about_is_reported_once_and_the_tu_still_tuned(
+def test_an_option_clang_only_warns_about_is_reported_once_and_the_tu_still_tuned(
         tree, clang, llmcc, env, werror, outcome, flag, warning):
-    # GCC options that builds (sharutils' -Wno-format-contains-nul) pass to any compiler: clang
-    # warns about them at every invocation, code generation included; -Werror makes it an error.
+    # Options clang accepts with a warning (GCC's, such as sharutils' -Wno-format-contains-nul;
+    # another target's; deprecated spellings): clang warns at every invocation, code
+    # generation included; -Werror makes it an error.
     args = ["-Oz", *werror, flag, "-c", "size.c", "-o", "size.o"]
     rc_plain, expected, plain = compile_outputs(clang, args, tree, env, ["size.o"])
     assert expected.count(warning) == 1
