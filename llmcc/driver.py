@@ -76,7 +76,8 @@ def tools_for(ctx: Context) -> Tools:
     if known:
         return Tools(known["clang"], known["opt"], known["version"])
     try:
-        tools = check_tools(ctx.clang, ctx.settings.opt)
+        # the user's step time-out: the first compile on a cold disk loads all of LLVM
+        tools = check_tools(ctx.clang, ctx.settings.opt, ctx.settings.timeout)
     except ToolchainError as err:
         raise UsePlainClang(str(err), warn=True) from None
     ctx.cache_put("tools", key, {"clang": tools.clang, "opt": tools.opt, "version": tools.version})

@@ -28,6 +28,7 @@ from conftest import (
     assert_no_larger,
     collect_objects,
     extract,
+    log_events,
     log_outcomes,
     read_log,
     report_sizes,
@@ -186,7 +187,7 @@ def test_bazel_script_turns_the_cache_off_and_llmcc_compiles_quietly_without_it(
     (tmp_path / "size.c").write_text(SIZE_C)
     compile_args = [llmcc, "-Oz", "-c", "size.c", "-o", "size.o"]
     cached = run(compile_args, tmp_path, env)
-    assert cached.returncode == 0
+    assert cached.returncode == 0 and log_outcomes(env) == ["miss"], log_events(env)
     with_cache = (tmp_path / "size.o").read_bytes()
     # A cache dir that cannot be made, as in Bazel's read-only sandbox.
     unusable = {**env, "LLMCC_CACHE_DIR": "/proc/llmcc-cache"}
