@@ -253,7 +253,8 @@ def test_a_corpus_rebuilt_in_part_merges_into_the_manifest_and_searches_no_tu_he
     from llmcc.train.labels import Labeller
 
     # The committed dataset knows two packages; this machine rebuilt only "sed" (validation),
-    # whose records hold t1, a TU that grep's committed rows hold (grep owns it once built).
+    # whose records hold t2 and t1, a TU that grep's committed rows hold (grep owns it once
+    # built): sed's manifest entry must not count t1 either.
     out = tmp_path / "dataset"
     grep = {"split": "train", "tus": 7, "ir_tokens": 70}
     committed = {"packages": {"grep": grep, "sed": {"split": "validation", "tus": 0,
@@ -263,19 +264,21 @@ def test_a_corpus_rebuilt_in_part_merges_into_the_manifest_and_searches_no_tu_he
     labelled.write_package(str(out), "grep", {"t1": {"tu": "t1", "package": "grep",
                                                      "split": "train"}})
     sed = tmp_path / "work" / "records" / "sed"
-    dataset.write_marker(str(sed), {"ir_tokens": {"t1": 5}})
-    (sed / "t1.bc").write_bytes(b"")
-    (sed / "t1.json").write_text(json.dumps({"language": "c"}))
+    dataset.write_marker(str(sed), {"ir_tokens": {"t1": 5, "t2": 3}})
+    for tu in ("t1", "t2"):
+        (sed / f"{tu}.bc").write_bytes(b"")
+        (sed / f"{tu}.json").write_text(json.dumps({"language": "c"}))
     labeller = Labeller.corpus(str(tmp_path / "work"), str(out), 1, 1.0, False)
     manifest = json.loads((out / "corpus.json").read_text())
     assert manifest["packages"]["grep"] == grep  # not rebuilt: kept as committed
-    assert manifest["packages"]["sed"]["ir_tokens"] == 5  # rebuilt: as its records are now
+    # rebuilt: as its records are now, without grep's TU
+    assert {key: manifest["packages"]["sed"][key] for key in ("tus", "duplicates",
+                                                              "ir_tokens")} == {
+        "tus": 1, "duplicates": 1, "ir_tokens": 3}
     assert manifest["totals"]["train"] == {"packages": 1, "tus": 7, "ir_tokens": 70}
-    assert manifest["totals"]["total"]["ir_tokens"] == 75
+    assert manifest["totals"]["total"] == {"packages": 2, "tus": 8, "ir_tokens": 73}
     assert labeller.missing == ["grep"]
-    assert labeller.owned == {"sed": []}  # t1 stays grep's: not searched as sed's
-    labeller.search(4, 1.0, 0, 19)
-    assert not (out / "sed.jsonl.xz").exists()
+    assert labeller.owned == {"sed": ["t2"]}  # t1 stays grep's: not searched as sed's
 
     # The test sample is drawn from every test package's TUs: not from some of them.
     sample = Labeller(str(out), 1, 1.0, False, {}, {"zstd": ["t2"]}, lambda package: "test",

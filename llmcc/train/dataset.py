@@ -49,12 +49,16 @@ def assign_owners(recorded: dict[str, list[str]]) -> dict[str, list[str]]:
             for package, tus in recorded.items()}
 
 
-def owned_tus(records: str) -> dict[str, list[str]]:
-    """Every recorded package's own TUs (see `assign_owners`), by IR hash."""
+def owned_tus(records: str, held: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Every recorded package's own TUs (see `assign_owners`), by IR hash. `held` (TU ->
+    package, from committed rows) keeps a TU with its package when a corpus is rebuilt in
+    part: there the TU's first owner may not be built, and it would look like another's own."""
     recorded = {os.path.basename(directory): [os.path.basename(path)[:-3] for path in
                                               glob.glob(os.path.join(directory, "*.bc"))]
                 for directory in glob.glob(os.path.join(records, "*")) if os.path.isdir(directory)}
-    return assign_owners(recorded)
+    held = held or {}
+    return {package: [tu for tu in tus if held.get(tu, package) == package]
+            for package, tus in assign_owners(recorded).items()}
 
 
 def count_tokens(ir_text: bytes) -> int:
@@ -102,12 +106,13 @@ def token_counts(package_dir: str, marker: dict, llvm_dis: str,
     return counts
 
 
-def manifest(records: str, status: Callable[[str], None] = lambda text: None) -> dict:
-    """The dataset's description from the finished packages' markers; counts missing tokens,
-    telling `status(text)`."""
+def manifest(records: str, status: Callable[[str], None] = lambda text: None,
+             held: dict[str, str] | None = None) -> dict:
+    """The dataset's description from the finished packages' markers (TUs as `owned_tus`
+    deals them, `held` as it says); counts missing tokens, telling `status(text)`."""
     tools = check_tools(default_clang("", os.environ.get("PATH", ""), frozenset()), "")
     llvm_dis = os.path.join(os.path.dirname(tools.opt), "llvm-dis")
-    owned = owned_tus(records)
+    owned = owned_tus(records, held)
     packages = {}
     for package in sorted(owned):
         marker = read_marker(os.path.join(records, package))
@@ -144,9 +149,10 @@ def merged(committed: dict, built: dict) -> dict:
     return {**built, "packages": packages, "totals": totals(packages)}
 
 
-def write_manifest(work: str, status: Callable[[str], None] = lambda text: None) -> dict:
-    """`<work>/dataset.json`, rewritten from the records; returns it."""
-    data = manifest(os.path.join(work, "records"), status)
+def write_manifest(work: str, status: Callable[[str], None] = lambda text: None,
+                   held: dict[str, str] | None = None) -> dict:
+    """`<work>/dataset.json`, rewritten from the records (`manifest`); returns it."""
+    data = manifest(os.path.join(work, "records"), status, held)
     write_atomic(os.path.join(work, "dataset.json"), (json.dumps(data, indent=1) + "\n").encode())
     return data
 

@@ -170,12 +170,10 @@ class Labeller:
     def corpus(cls, work: str, directory: str, jobs: int, timeout: float, commit: bool,
                splits: tuple[str, ...] = OWNER_ORDER) -> Labeller:
         records = os.path.join(work, "records")
-        corpus = write_manifest(work, StatusLine().show)  # counts IR tokens of new packages
-        # A TU another package's committed rows hold stays theirs: in a corpus rebuilt in
-        # part it may look like this package's own (its first owner is not built).
         held = {row["tu"]: row["package"] for row in labelled.read_all(directory)}
-        owned = {package: [tu for tu in tus if held.get(tu, package) == package]
-                 for package, tus in owned_tus(records).items()}
+        # counts IR tokens of new packages
+        corpus = write_manifest(work, StatusLine().show, held)
+        owned = owned_tus(records, held)
         built = {p for p in owned if read_marker(os.path.join(records, p)) is not None}
         order = {split: i for i, split in enumerate(OWNER_ORDER)}
         packages = sorted((p for p in built if owned[p] and split_of(p) in splits),
