@@ -1,7 +1,7 @@
 """How much the TU summary says about which lists suit a TU, read by a forest of trees instead
 of the model: a yardstick for the model, which reads the same summary as text.
 
-    .venv/bin/python bench/summary_forest.py [--folds 3] [--trees 200] [--leaf 5]
+    .venv/bin/python bench/summary_forest.py [--folds 3] [--trees 200] [--leaf 5] [--after N]
     (needs scikit-learn: pip install .[bench])
 
 Every number of a TU's summary (llmcc.summary: module, call graph, globals, opcode, type,
@@ -16,8 +16,9 @@ text prompt.
 
 Held-out sets, each scored as `llmcc-ctl eval` scores: the train packages dealt into folds as
 bench/model_choice.py deals them, the validation split, and the test TUs among the first
---test-first of the seeded test sample. The test TUs ranked after those are never read: they
-are kept for decisions on candidates (`llmcc-ctl eval --after N`).
+--test-first of the seeded test sample. The test TUs ranked after those are not read unless
+--after N asks for those ranked after N: they are kept for decisions on candidates
+(`llmcc-ctl eval --after N`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def main() -> int:
                         help="fewest training TUs in a leaf")
     parser.add_argument("--test-first", type=int, default=1050,
                         help="test TUs read: the first N of the seeded sample")
+    parser.add_argument("--after", type=int, default=0,
+                        help="also score the test TUs the sample ranks after its first N: a "
+                        "decision set, read once the decision on it is registered")
     args = parser.parse_args()
     every = labelled.read_all(args.dataset)
     indices = labelled.read_lists(args.dataset).get("broadcast", [])
@@ -99,6 +103,10 @@ def main() -> int:
     for split, name in (("validation", "validation"), ("test", f"test, first {args.test_first}")):
         held_out.append((name, [(train, [r for r in rows
                                         if r["split"] == split and r["tu"] not in late])]))
+    if args.after:
+        decision = labelled_after(every, args.after)
+        held_out.append((f"test, after the first {args.after}",
+                         [(train, [r for r in rows if r["tu"] in decision])]))
     print("| % below clang -Oz (geomean), k = " + " / ".join(map(str, KS))
           + " | TUs | popular | forest | best broadcast list per TU |")
     print("|---|---:|---|---|---:|")
