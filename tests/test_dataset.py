@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import run
 
+from llmcc.summary import SUMMARY_VERSION
 from llmcc.train import corpus, dataset, debian, labelled, measure
 
 # A small training package whose release tarball has an autoconf configure (so configure's
@@ -263,6 +264,9 @@ def test_a_corpus_rebuilt_in_part_merges_into_the_manifest_and_searches_no_tu_he
     (out / "corpus.json").write_text(json.dumps(committed))
     labelled.write_package(str(out), "grep", {"t1": {"tu": "t1", "package": "grep",
                                                      "split": "train"}})
+    labelled_t2 = {"tu": "t2", "package": "sed", "split": "validation",
+                   "summary": {"version": SUMMARY_VERSION}}
+    labelled.write_package(str(out), "sed", {"t2": labelled_t2})
     sed = tmp_path / "work" / "records" / "sed"
     dataset.write_marker(str(sed), {"ir_tokens": {"t1": 5, "t2": 3}})
     for tu in ("t1", "t2"):
@@ -279,6 +283,8 @@ def test_a_corpus_rebuilt_in_part_merges_into_the_manifest_and_searches_no_tu_he
     assert manifest["totals"]["total"] == {"packages": 2, "tus": 8, "ir_tokens": 73}
     assert labeller.missing == ["grep"]
     assert labeller.owned == {"sed": ["t2"]}  # t1 stays grep's: not searched as sed's
+    labeller.search(4, 1.0, 0, 19)
+    assert labelled.read_package(str(out), "sed") == {"t2": labelled_t2}
 
     # The test sample is drawn from every test package's TUs: not from some of them.
     sample = Labeller(str(out), 1, 1.0, False, {}, {"zstd": ["t2"]}, lambda package: "test",

@@ -171,8 +171,7 @@ class Labeller:
                splits: tuple[str, ...] = OWNER_ORDER) -> Labeller:
         records = os.path.join(work, "records")
         held = {row["tu"]: row["package"] for row in labelled.read_all(directory)}
-        # counts IR tokens of new packages
-        corpus = write_manifest(work, StatusLine().show, held)
+        corpus = write_manifest(work, StatusLine().show, held)  # counts new packages' IR tokens
         owned = owned_tus(records, held)
         built = {p for p in owned if read_marker(os.path.join(records, p)) is not None}
         order = {split: i for i, split in enumerate(OWNER_ORDER)}
