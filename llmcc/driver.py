@@ -11,14 +11,12 @@ import json
 import os
 import sys
 import time
-from typing import NamedTuple
+from collections import namedtuple
 
 from llmcc import __version__, direct, events
 from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
 from llmcc.cache import CacheError
-from llmcc.config import Settings
 from llmcc.files import link_target, write_atomic, write_through
-from llmcc.invocation import Compile
 from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
 
 MAX_SHOWN = 10  # candidates kept in a decision for `llmcc-ctl explain`, smallest first
@@ -32,19 +30,21 @@ class UsePlainClang(Exception):
         self.reason, self.warn = reason, warn
 
 
-class Context(NamedTuple):
+class Context(namedtuple("Context", [
+        "inv",  # the Compile
+        "args",  # the expanded arguments, as the user gave them
+        "clang",
+        "settings",
+        "environ",
+        "cache",  # a backend from llmcc.cache, or None when unavailable
+        "stderr_tty",
+        "warnings",  # a list the compile appends its warnings to
+        "progress",  # called with (count, result) as the search advisor measures, or None
+        "shared",  # a cache.shared.SharedCache when LLMCC_CACHE_URL names one, or None
+        ], defaults=(None, None))):
     """Everything one compile needs from outside: settings, tools, cache, environment."""
 
-    inv: Compile
-    args: list[str]  # the expanded arguments, as the user gave them
-    clang: str
-    settings: Settings
-    environ: dict[str, str]
-    cache: object | None  # a backend from llmcc.cache, or None when unavailable
-    stderr_tty: bool
-    warnings: list[str]
-    progress: object = None  # called with (count, result) as the search advisor measures
-    shared: object = None  # a cache.shared.SharedCache when LLMCC_CACHE_URL names one
+    __slots__ = ()
 
     def cache_get(self, namespace: str, key: str) -> dict | None:
         if self.cache is None:

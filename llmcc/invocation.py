@@ -7,31 +7,34 @@ llmcc optimises) or `Passthrough` with the reason the real clang should get the 
 from __future__ import annotations
 
 import os.path
-from typing import NamedTuple
+from collections import namedtuple
 
 from llmcc.options import LANGUAGES, OPT_LEVELS, SOURCE_LANGUAGES, Opt, lookup
 
 
-class Passthrough(NamedTuple):
-    """The real clang gets the call unchanged."""
+# (collections, not typing: importing typing costs every passthrough call ~10 ms)
+class Passthrough(namedtuple("Passthrough", ["reason"])):
+    """The real clang gets the call unchanged, for `reason`."""
 
-    reason: str
+    __slots__ = ()
 
 
-class Compile(NamedTuple):
+class Compile(namedtuple("Compile", [
+        "source",
+        "language",
+        "output",  # as clang will name it: the `-o` value or `<stem>.o` in the current directory
+        "level",  # a letter from OPT_LEVELS: "s", "z", "2", ...
+        "pic",  # relocation model, for `opt`
+        "depfile",  # where clang writes the depfile when -MD/-MMD asks for one, else None
+        "frontend_base",  # the user's arguments without `-o <output>` (a tuple)
+        "codegen",  # the user's arguments that still matter once IR exists (a tuple)
+        "dep_target_given",  # -MT/-MQ present, so clang does not derive the target itself
+        "depfile_given",  # -MF present
+        "system_deps",  # the depfile lists system headers too (-MD rather than -MMD)
+        ], defaults=(True,))):
     """One translation unit compiled to one object file, understood completely."""
 
-    source: str
-    language: str
-    output: str  # as clang will name it: the `-o` value or `<stem>.o` in the current directory
-    level: str  # a letter from OPT_LEVELS: "s", "z", "2", ...
-    pic: bool  # relocation model, for `opt`
-    depfile: str | None  # where clang writes the depfile, when -MD/-MMD asks for one
-    frontend_base: tuple[str, ...]  # the user's arguments without `-o <output>`
-    codegen: tuple[str, ...]  # the user's arguments that still matter once IR exists
-    dep_target_given: bool  # -MT/-MQ present, so clang does not derive the target itself
-    depfile_given: bool  # -MF present
-    system_deps: bool = True  # the depfile lists system headers too (-MD rather than -MMD)
+    __slots__ = ()
 
     def frontend_args(self, bitcode: str, depfile: str | None = None) -> list[str]:
         """Arguments that make clang stop before LLVM passes and write `bitcode` instead.

@@ -8,11 +8,10 @@ too hard, so the real clang sees it unchanged.
 
 from __future__ import annotations
 
-from enum import IntFlag
 
-
-class Opt(IntFlag):
-    """What llmcc needs to know about one option."""
+class Opt:
+    """What llmcc needs to know about one option: bits of an int. (Plain ints, not an IntFlag:
+    importing enum costs every passthrough call a few milliseconds.)"""
 
     NONE = 0
     TAKES_ARG = 1  # the value may follow as the next argument: `-o out.o`
@@ -32,7 +31,7 @@ _ARG = Opt.TAKES_ARG | Opt.TAKES_CONCAT_ARG
 _CPP_ARG = _ARG | Opt.AFFECTS_CPP
 
 # Exact spellings. Kept sorted; `tests/test_options.py` checks the table itself.
-OPTIONS: dict[str, Opt] = {
+OPTIONS: dict[str, int] = {
     "-###": Opt.TOO_HARD,
     "--": Opt.TOO_HARD,
     "--analyze": Opt.TOO_HARD,
@@ -138,7 +137,7 @@ OPTIONS: dict[str, Opt] = {
 
 # Prefixes for whole families of options (`-W…`, `-f…`, `-O…`). The longest match wins, so a
 # narrower entry such as `-fsanitize` overrides `-f`. Values glued to the prefix belong to it.
-FAMILIES: dict[str, Opt] = {
+FAMILIES: dict[str, int] = {
     "--coverage": Opt.TOO_HARD,
     "--gcc-toolchain=": Opt.TOO_HARD,
     "--save-temps=": Opt.TOO_HARD,
@@ -228,7 +227,7 @@ OPT_LEVELS = {"-O": "1", "-O0": "0", "-O1": "1", "-O2": "2", "-O3": "3", "-O4": 
               "-Os": "s", "-Oz": "z", "-Ofast": "fast", "-Og": "g"}
 
 
-def lookup(arg: str) -> tuple[Opt, str | None]:
+def lookup(arg: str) -> tuple[int, str | None]:
     """Return the facts for `arg` and the value glued to it, if any.
 
     After the exact spelling, the longest matching prefix wins, whether it is an option that

@@ -9,6 +9,7 @@ every file left behind, byte for byte. Plain clang is run with the argv[0] llmcc
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,30 @@ def test_fallback_reason_is_logged_without_a_warning(tmp_path, llmcc, env):
     events = log_events(env)
     assert [e["outcome"] for e in events] == ["fallback"]
     assert events[0]["reason"].startswith("the frontend exited")
+
+
+# Modules a passthrough call must not import: each costs every call milliseconds (typing alone
+# ~10 ms here, re and enum a few each; subprocess, json and diskcache are for compiles).
+NOT_ON_THE_PASSTHROUGH_PATH = ("typing", "re", "enum", "subprocess", "json", "diskcache",
+                               "platformdirs", "sqlite3")
+
+
+def test_a_passthrough_call_imports_nothing_it_does_not_need(tmp_path, env):
+    """Run llmcc's own entry point as its console script does, and stop it where it would
+    exec the real clang: by then llmcc must have imported none of the heavy modules (an
+    editable install's import hook loads re before llmcc runs: not llmcc's doing)."""
+    _populate(tmp_path)
+    environ = {k: v for k, v in env.items() if k != "LLMCC_LOG"}  # a log imports json
+    code = ("import os, sys\n"
+            "before = set(sys.modules)\n"
+            "def report(*args):\n"
+            f"    print(sorted(m for m in {NOT_ON_THE_PASSTHROUGH_PATH!r}\n"
+            "                 if m in sys.modules and m not in before))\n"
+            "    os._exit(0)\n"
+            "os.execv = report\n"
+            "sys.argv = ['llmcc', '-O0', '-c', 'helper.c']\n"
+            "from llmcc.launch import cc\n"
+            "cc()\n")
+    done = run([sys.executable, "-c", code], cwd=tmp_path, env=environ)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "[]"

@@ -8,8 +8,6 @@ it measures as it searches (`tune`), so it is handed the evaluator itself.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from llmcc.passes import PassList
 
 NAMES = ("popular", "model", "none", "search")
@@ -17,14 +15,6 @@ NAMES = ("popular", "model", "none", "search")
 
 class AdvisorError(Exception):
     """The advisor cannot be used: missing or corrupt data, unknown name."""
-
-
-class Advisor(Protocol):
-    identity: str
-
-    def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
-        """Up to k validated pass lists for the TU in `bitcode_path`, best first."""
-        ...
 
 
 class NoAdvisor:
@@ -60,7 +50,7 @@ def advisor_identity(settings) -> str:
     raise _unknown(name)
 
 
-def load_advisor(settings, clang: str | None = None) -> Advisor:
+def load_advisor(settings, clang: str | None = None):
     """The advisor `settings` name; the model advisor summarises TUs with `clang`'s llvm-dis."""
     name = settings.advisor
     if name == "none":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
 
 from llmcc.cache import CacheError
 
@@ -28,7 +27,7 @@ class DiskCache:
             raise CacheError(f"cannot open the cache in {directory}: {err} "
                              "(`llmcc-ctl clear` starts it afresh)") from None
 
-    def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+    def get(self, namespace: str, key: str) -> dict[str, object] | None:
         try:
             value = self._cache.get(f"{namespace}:{key}")
         except Exception as err:  # noqa: BLE001 - unpickling a damaged entry can raise anything
@@ -37,7 +36,7 @@ class DiskCache:
             return None
         return value
 
-    def put(self, namespace: str, key: str, value: dict[str, Any]) -> None:
+    def put(self, namespace: str, key: str, value: dict[str, object]) -> None:
         try:
             self._cache.set(f"{namespace}:{key}", {**value, "format": FORMAT})
         except (OSError, sqlite3.Error) as err:
