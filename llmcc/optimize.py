@@ -15,7 +15,7 @@ from llmcc.interface import refusal
 from llmcc.invocation import codegen_args, hosted
 from llmcc.objfile import NotAnObject, ObjectInfo, read_object
 from llmcc.passes import PassList, to_pipeline, to_text
-from llmcc.toolchain import StepFailed, Tools, opt_beside, run
+from llmcc.toolchain import StepFailed, TimedOut, Tools, opt_beside, run
 
 BITCODE_MAGIC = b"BC\xc0\xde"
 
@@ -27,7 +27,14 @@ def first_line(stderr: bytes) -> str:
 
 
 class BaselineUnusable(Exception):
-    """Clang's own pipeline on the IR failed or printed diagnostics: let plain clang do it."""
+    """Clang's own pipeline on the IR failed or printed diagnostics: let plain clang do it.
+
+    `timed_out`: it only ran past the time limit, which a less busy machine may not.
+    """
+
+    def __init__(self, reason: str, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
 
 
 @dataclass
@@ -115,7 +122,7 @@ class Evaluator:
             blob, err = self._codegen(self.bitcode, run_pipeline=True)
             info = read_object(blob)
         except (StepFailed, NotAnObject, OSError) as exc:
-            raise BaselineUnusable(str(exc)) from None
+            raise BaselineUnusable(str(exc), isinstance(exc, TimedOut)) from None
         if err:
             raise BaselineUnusable("code generation printed diagnostics")
         self.baseline_info = info

@@ -21,6 +21,11 @@ class StepFailed(Exception):
     """One opt or codegen run crashed, failed, or ran past its time limit."""
 
 
+class TimedOut(StepFailed):
+    """A step ran past its time limit: as much a fact about the machine's load at the time as
+    about the input, so never recorded as the input's."""
+
+
 def _is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
@@ -126,7 +131,7 @@ def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
         done = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=env,
                               check=False)
     except subprocess.TimeoutExpired:
-        raise StepFailed(f"{os.path.basename(cmd[0])} ran past {timeout:g}s") from None
+        raise TimedOut(f"{os.path.basename(cmd[0])} ran past {timeout:g}s") from None
     except OSError as err:
         raise StepFailed(f"cannot run {cmd[0]}: {err}") from None
     if done.returncode == -2:  # SIGINT reached the child first: the user pressed Ctrl-C

@@ -308,3 +308,23 @@ def test_broadcast_skips_labelled_tus_a_rebuilt_corpus_no_longer_records(tmp_pat
                         lambda package: "train", lambda package: {}, ["p"])
     labeller.measure_broadcast([0])
     assert labelled.read_package(str(tmp_path), "p") == {"gone": row}
+
+
+def test_a_tu_whose_baseline_runs_past_the_time_limit_is_left_for_a_later_run(
+        tmp_path, llmcc, llmcc_ctl, env):
+    """A time-out says as much about the machine's load as about the TU: the label run leaves
+    the TU unlabelled and says so, instead of recording an error no later run would retry."""
+    (tmp_path / "t.c").write_text("int f(int x) { return x * 3 + 1; }\n")
+    records, lists = tmp_path / "records", tmp_path / "dataset"
+    assert run([llmcc, "-Oz", "-c", "t.c"], cwd=tmp_path,
+               env={**env, "LLMCC_RECORD": str(records)}).returncode == 0
+    labelled.write_lists(str(lists), {"lists": ["always-inline gvn"], "broadcast": [0]})
+    label = [llmcc_ctl, "label", str(records), "--budget", "2", "--jobs", "1",
+             "--dataset", str(lists), "--timeout"]
+    done = run([*label, "0.001"], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert b"left unlabelled" in done.stdout + done.stderr
+    assert labelled.read_package(str(records / "labels"), "records") == {}
+    assert run([*label, "30"], cwd=tmp_path, env=env).returncode == 0
+    (row,) = labelled.read_package(str(records / "labels"), "records").values()
+    assert row["baseline"] > 0 and "error" not in row

@@ -72,7 +72,8 @@ def search_one(job: tuple) -> dict:
         try:
             baseline = evaluator.baseline()
         except BaselineUnusable as err:
-            return {**row, "error": str(err)}
+            # a time-out is not the TU's fault: left unlabelled, a later run tries it again
+            return {**row, "timed_out" if err.timed_out else "error": str(err)}
         started = time.monotonic()
         best, tried = tune(evaluator, [parse(s) for s in seeds], budget, seconds,
                            random.Random(row["tu"]), jobs=1)
@@ -249,7 +250,12 @@ class Labeller:
             jobs = [(package, self.split(package), self._bitcode(package, tu), budget,
                      seconds, self.timeout, seeds) for tu in wanted if tu not in rows]
 
-            def fold(rows: dict, row: dict, tokens=tokens) -> None:
+            def fold(rows: dict, row: dict, tokens=tokens, package=package) -> None:
+                if "timed_out" in row:
+                    self.line.finish(f"{package}: {row['tu']} left unlabelled, its baseline "
+                                     f"{row['timed_out']} (a rerun, maybe with a longer "
+                                     "--timeout, tries it again)")
+                    return
                 if "ir_tokens" not in row and row["tu"] in tokens:
                     row["ir_tokens"] = tokens[row["tu"]]
                 rows[row["tu"]] = row
