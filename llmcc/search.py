@@ -44,8 +44,10 @@ def mutate(passes: PassList, rng: random.Random) -> PassList:
 
 def tune(evaluator: Evaluator, seeds: list[PassList], budget: int, seconds: float,
          rng: random.Random, jobs: int = 2, explore: float = 0.3,
-         progress: Callable[[int, Result], None] | None = None) -> tuple[Result, list[Result]]:
-    """Search up to `budget` evaluations or `seconds`; returns (best, everything tried).
+         progress: Callable[[int, Result], None] | None = None,
+         clock: Callable[[], float] = time.monotonic) -> tuple[Result, list[Result]]:
+    """Search up to `budget` evaluations or `seconds` (as `clock` counts them); returns (best,
+    everything tried).
 
     The baseline must have been measured. LLVM's -Oz pipeline and the seeds go first; after them
     each round draws a fresh random list with probability `explore`, else mutates one of the
@@ -55,9 +57,9 @@ def tune(evaluator: Evaluator, seeds: list[PassList], budget: int, seconds: floa
     tried: list[Result] = []
     seen: set[PassList] = set()
     queue = [OZ_PIPELINE, *(validate(s) for s in seeds)]
-    deadline = time.monotonic() + seconds
+    deadline = clock() + seconds
     with ThreadPoolExecutor(max_workers=jobs) as workers:
-        while len(tried) < budget and time.monotonic() < deadline and not evaluator.stopped:
+        while len(tried) < budget and clock() < deadline and not evaluator.stopped:
             batch: list[PassList] = []
             while len(batch) < min(jobs * 2, budget - len(tried)) and len(seen) < 10 * budget:
                 if queue:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import time
 
 import pytest
 from conftest import frontend_ir
@@ -69,6 +71,27 @@ def test_search_is_repeatable_for_a_seed(evaluator):
     first = [r.passes for r in tune(evaluator, [], 8, 120, random.Random(5), jobs=1)[1]]
     second = [r.passes for r in tune(evaluator, [], 8, 120, random.Random(5), jobs=1)[1]]
     assert first == second
+
+
+def test_the_time_cap_counts_on_the_clock_it_is_given(evaluator):
+    """Wall time passes while lists are measured; a clock that does not move (a machine busy
+    with other work gives a CPU-time clock little) leaves the search to its budget."""
+    walled = tune(evaluator, [], 6, 0.001, random.Random(2), jobs=1)
+    assert len(walled[1]) == 2  # the first batch (two lists a job) outlasts 1 ms
+    frozen = tune(evaluator, [], 6, 0.001, random.Random(2), jobs=1, clock=lambda: 0.0)
+    assert len(frozen[1]) == 6
+
+
+def test_the_label_runs_search_clock_is_the_cpu_its_tools_use(clang, tmp_path):
+    """`llmcc.train.labels` caps each TU's search by it: waiting does not count, a compile does."""
+    from llmcc.train.labels import cpu_seconds
+
+    before = cpu_seconds()
+    time.sleep(0.3)
+    assert cpu_seconds() == before
+    (tmp_path / "t.c").write_text(SOURCE)
+    subprocess.run([clang, "-Oz", "-c", "t.c"], cwd=tmp_path, check=True)
+    assert cpu_seconds() > before
 
 
 # Passes that cannot help on SOURCE: it has no __builtin_expect, no floating point and no

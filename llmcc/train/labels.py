@@ -62,6 +62,14 @@ def _former_ok(result: Result, evaluator: Evaluator) -> bool:
         read_object(result.object), evaluator.baseline_info) is None
 
 
+def cpu_seconds() -> float:
+    """CPU time used by this process's finished children (the opt and clang runs): a search
+    capped by it stops at the same point whatever else the machine runs, where a wall-clock cap
+    cut searches short beside a training run."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def search_one(job: tuple) -> dict:
     """Worker: search and minimise one TU; the dataset row without its broadcast."""
     package, split, bitcode, budget, seconds, timeout, seeds = job
@@ -76,7 +84,7 @@ def search_one(job: tuple) -> dict:
             return {**row, "timed_out" if err.timed_out else "error": str(err)}
         started = time.monotonic()
         best, tried = tune(evaluator, [parse(s) for s in seeds], budget, seconds,
-                           random.Random(row["tu"]), jobs=1)
+                           random.Random(row["tu"]), jobs=1, clock=cpu_seconds)
         passes = None if best.passes is None else minimise(evaluator, best.passes, best.size)
         former = min([baseline.size, *(r.size for r in tried if _former_ok(r, evaluator))])
     return {**row, "baseline": baseline.size, "search": {
