@@ -51,7 +51,9 @@ def advisor_identity(settings) -> str:
 
 
 def load_advisor(settings, clang: str | None = None):
-    """The advisor `settings` name; the model advisor summarises TUs with `clang`'s llvm-dis."""
+    """The advisor `settings` name: an object with `identity` and `suggest(bitcode_path, k)`,
+    as the module says (no typing.Protocol: a cache hit imports this module, and typing costs
+    milliseconds). The model advisor summarises TUs with `clang`'s llvm-dis."""
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
