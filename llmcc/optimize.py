@@ -44,6 +44,8 @@ class Result:
     `error` says why the list cannot be used. A rejection (the object would change the TU's
     interface) is a fact about the list; a `tool_failure` (opt or code generation crashed, hung,
     failed or wrote something unreadable) says nothing about it and must never be cached.
+    `timed_out`: the failure was only running past the time limit, which a less busy machine
+    may not.
     """
 
     passes: PassList | None
@@ -52,6 +54,7 @@ class Result:
     seconds: float = 0.0
     object: bytes = field(default=b"", repr=False)
     tool_failure: bool = False
+    timed_out: bool = False
 
     def summary(self) -> dict:
         return {"passes": None if self.passes is None else to_text(self.passes),
@@ -152,6 +155,7 @@ class Evaluator:
         except (StepFailed, OSError) as exc:
             self.tool_failure = result.error = str(exc)
             result.tool_failure = True
+            result.timed_out = isinstance(exc, TimedOut)
         finally:
             for path in (optimised, optimised + ".o"):
                 if os.path.exists(path):

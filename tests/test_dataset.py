@@ -328,3 +328,48 @@ def test_a_tu_whose_baseline_runs_past_the_time_limit_is_left_for_a_later_run(
     assert run([*label, "30"], cwd=tmp_path, env=env).returncode == 0
     (row,) = labelled.read_package(str(records / "labels"), "records").values()
     assert row["baseline"] > 0 and "error" not in row
+
+
+def test_a_broadcast_list_that_runs_past_the_time_limit_is_measured_by_a_later_run(
+        tmp_path, llmcc, llmcc_ctl, env, monkeypatch, capsys):
+    """A list measured on a busy machine may time out: it stays unmeasured (a missing size
+    reads as a refusal to every model and evaluation) and the next run measures it; a baseline
+    that times out leaves the whole row as it was, and the run goes on."""
+    from llmcc import optimize
+    from llmcc.train.labels import Labeller
+
+    (tmp_path / "t.c").write_text("int f(int x) { return x * 3 + 1; }\n")
+    records, lists = tmp_path / "records", tmp_path / "dataset"
+    assert run([llmcc, "-Oz", "-c", "t.c"], cwd=tmp_path,
+               env={**env, "LLMCC_RECORD": str(records)}).returncode == 0
+    labelled.write_lists(str(lists), {"lists": ["always-inline gvn"], "broadcast": [0]})
+    done = run([llmcc_ctl, "label", str(records), "--budget", "2", "--jobs", "1",
+                "--dataset", str(lists)], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    labels = str(records / "labels")
+    (before,) = labelled.read_package(labels, "records").values()
+    labelled.write_lists(labels, {"lists": ["always-inline gvn",
+                                            "always-inline mem2reg default<Oz>"],
+                                  "broadcast": [0, 1]})
+    monkeypatch.chdir(tmp_path)  # the Labeller's PATH lookups as the command's
+
+    Labeller.user(str(records), 1, 0.001).measure_broadcast([0, 1])
+    (row,) = labelled.read_package(labels, "records").values()
+    assert row["broadcast"] == before["broadcast"] and "tool_failed" not in row
+    assert "left partly unmeasured" in capsys.readouterr().err
+
+    real_run = optimize.run
+
+    def opt_runs_out_of_time(cmd, timeout):  # a real opt, given no time at all
+        return real_run(cmd, 0.001 if "opt" in os.path.basename(cmd[0]) else timeout)
+
+    monkeypatch.setattr(optimize, "run", opt_runs_out_of_time)
+    Labeller.user(str(records), 1, 30).measure_broadcast([0, 1])
+    (row,) = labelled.read_package(labels, "records").values()
+    assert "1" not in row["broadcast"] and "tool_failed" not in row
+    assert "ran past --timeout" in capsys.readouterr().err
+
+    monkeypatch.setattr(optimize, "run", real_run)
+    Labeller.user(str(records), 1, 30).measure_broadcast([0, 1])
+    (row,) = labelled.read_package(labels, "records").values()
+    assert row["broadcast"]["1"] > 0 and row["broadcast"]["0"] == before["broadcast"]["0"]

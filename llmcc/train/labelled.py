@@ -13,7 +13,8 @@ A row is one labelled TU:
     broadcast: {list index: size, or null when the symbol rule refused it},
     broadcast_seconds: the time measuring them took (one core, all runs together),
     new_rule_only: [list indices accepted now but refused by the former rule],
-    tool_failed: [list indices whose tools failed] (only when some did),
+    tool_failed: [list indices whose opt or code generation failed] (only when some did; a
+        list that only ran past the time limit is left unmeasured, for a later run),
     summary: the model's input (llmcc.summary), when computed.
 `size_former` is the smallest object among the search's candidates that the former rule
 (`interface.former_refusal`) also accepts: what the search was worth before the rule changed.

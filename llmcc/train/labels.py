@@ -101,16 +101,26 @@ def summary_one(job: tuple) -> dict:
 
 
 def broadcast_one(job: tuple) -> dict:
-    """Worker: the given (index, list) pairs on one TU."""
+    """Worker: the given (index, list) pairs on one TU. A list whose opt or code generation
+    only ran past the time limit is left unmeasured (`timed_out`), as is every list when the
+    baseline did (`baseline_failed`): a later run measures them, where a size recorded as
+    missing would read as a refusal forever."""
     _package, bitcode, lists, timeout = job
     out: dict = {"tu": os.path.basename(bitcode)[:-3], "broadcast": {}, "new_rule_only": [],
-                 "tool_failed": []}
+                 "tool_failed": [], "timed_out": []}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
         evaluator = recorded_evaluator(bitcode, workdir, timeout)
-        evaluator.baseline()
+        try:
+            evaluator.baseline()
+        except BaselineUnusable as err:
+            lists = []
+            out["baseline_failed"] = str(err)
         for index, text in lists:
             result = evaluator.candidate(parse(text))
+            if result.timed_out:
+                out["timed_out"].append(index)
+                continue
             out["broadcast"][str(index)] = result.size
             if result.size is not None and not _former_ok(result, evaluator):
                 out["new_rule_only"].append(index)
@@ -330,8 +340,13 @@ class Labeller:
                 self.line.finish(f"{package}: {unrecorded} labelled TUs are not in this corpus's "
                                  "records: left without broadcast sizes")
 
-            def fold(rows: dict, update: dict) -> None:
+            def fold(rows: dict, update: dict, package=package) -> None:
                 rows[update["tu"]] = merge(rows[update["tu"]], update)
+                if "baseline_failed" in update or update["timed_out"]:
+                    why = update.get("baseline_failed") or (
+                        f"lists {update['timed_out']} ran past --timeout")
+                    self.line.finish(f"{package}: {update['tu']} left partly unmeasured, {why} "
+                                     "(a rerun measures the rest)")
 
             self._run(package, broadcast_one, jobs, fold)
 
