@@ -21,9 +21,8 @@ import tempfile
 import time
 
 from llmcc.advisor.model_runtime import ModelRuntime
-from llmcc.summary import to_prompt
 from llmcc.train import fit, labelled
-from llmcc.train.evaluate import KS, MIN_GAINS, model_orders, orders_of, score, usable
+from llmcc.train.evaluate import KS, MIN_GAINS, model_orders, model_ranker, orders_of, score, usable
 from llmcc.train.headroom import as_pool_rows
 from llmcc.train.measure import geomean_saving, greedy
 
@@ -65,7 +64,7 @@ def main() -> int:
             held += pool
             order = greedy(as_pool_rows(inside, indices, False), len(indices), max(KS))
             popular += [order] * len(pool)
-            prompts = [to_prompt(r["summary"]) for r in outside]
+            summaries = [r["summary"] for r in outside]
             for name, extra in variants.items():
                 model = os.path.join(work, "model.gguf")
                 started = time.monotonic()
@@ -73,10 +72,11 @@ def main() -> int:
                          prog="bench/model_choice.py")
                 seconds[name] += time.monotonic() - started
                 with ModelRuntime(model) as runtime:
-                    for k, chosen in model_orders(prompts, texts, runtime.rank).items():
+                    rank = model_ranker(runtime)
+                    for k, chosen in model_orders(summaries, texts, rank).items():
                         orders[name][k] += chosen
                     for gain in MIN_GAINS:
-                        stopping[name][gain] += orders_of(prompts, texts, runtime.rank, 3, gain)
+                        stopping[name][gain] += orders_of(summaries, texts, rank, 3, gain)
     print(f"{len(held)} train TUs in {args.folds} folds of packages, each ranked by models "
           "trained on the other folds (% below clang -Oz, geometric mean):")
     print("| lists | " + " | ".join(f"k = {k}" for k in KS) + " | training, all folds |")

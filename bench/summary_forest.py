@@ -1,18 +1,17 @@
 """How much the TU summary says about which lists suit a TU, read by a forest of trees instead
-of the model: a yardstick for the model, which reads the same summary as text.
+of the model: the forest advisor, scored where the model is scored.
 
     .venv/bin/python bench/summary_forest.py [--folds 3] [--trees 200] [--leaf 5] [--after N]
-    (needs scikit-learn: pip install .[bench])
+    (needs scikit-learn: pip install .[train])
 
 Every number of a TU's summary (llmcc.summary: module, call graph, globals, opcode, type,
 intrinsic and library-call counts, the three largest functions) becomes a feature, log(1 + n),
 and an extremely randomised forest learns from the training TUs each broadcast list's log size
-ratio to clang -Oz (llmcc.train.forest, the forest that teaches the model). A held-out TU's k
-lists are then chosen greedily, as the popular lists are on all training TUs, on the training
-TUs that share its leaves, each weighted as the forest weighs it (1 / leaf size, summed over
-the trees). So the forest does what the model's answer tables do
-(llmcc.advisor.model_runtime.answers), with neighbours found from numbers rather than from a
-text prompt.
+ratio to clang -Oz (llmcc.train.forest). A held-out TU's k lists are then chosen greedily, as
+the popular lists are on all training TUs, on the training TUs that share its leaves, each
+weighted as the forest weighs it (1 / leaf size, summed over the trees): the forest advisor
+(llmcc.advisor.forest), each fold's forest written and read as `llmcc-ctl train --forest`
+writes the shipped one and a compile reads it.
 
 Held-out sets, each scored as `llmcc-ctl eval` scores: the train packages dealt into folds as
 bench/model_choice.py deals them, the validation split, and the test TUs among the first
@@ -26,51 +25,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 from model_choice import folds_of
 
+from llmcc.advisor.forest import Forest
 from llmcc.train import forest, labelled
 from llmcc.train.evaluate import KS, labelled_after, score, usable
 from llmcc.train.headroom import as_pool_rows
 from llmcc.train.measure import geomean_saving, greedy
 
 
-def log_ratios(pool: list[dict]) -> np.ndarray:
-    """llmcc.train.forest.log_ratios of pool rows (llmcc.train.headroom.as_pool_rows)."""
-    return forest.log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
-
-
-def weighted_greedy(ratios: np.ndarray, weights: np.ndarray, k: int) -> list[int]:
-    """The k lists that together save the most on the weighted TUs, chosen one by one as
-    llmcc.train.measure.greedy chooses (a list that adds nothing ends the choice)."""
-    kept = np.zeros(len(ratios))
-    chosen: list[int] = []
-    for _ in range(k):
-        totals = weights @ np.minimum(kept[:, None], ratios)
-        totals[chosen] = np.inf
-        best = int(np.argmin(totals))
-        if totals[best] >= weights @ kept:
-            break
-        chosen.append(best)
-        kept = np.minimum(kept, ratios[:, best])
-    return chosen
-
-
 def forest_orders(train_rows: list[dict], held_rows: list[dict], indices: list[int],
-                  trees: int, leaf: int) -> dict[int, list[list[int]]]:
-    """For each k, each held-out TU's k lists as the forest trained on `train_rows` chooses."""
-    names = forest.feature_names([r["summary"] for r in train_rows])
-    inside = forest.feature_matrix([r["summary"] for r in train_rows], names)
-    ratios = log_ratios(as_pool_rows(train_rows, indices, False))
-    grown = forest.grow(inside, ratios, trees=trees, leaf=leaf)
-    train_leaves = grown.apply(inside)
-    orders: dict[int, list[list[int]]] = {k: [] for k in KS}
-    for leaves in grown.apply(forest.feature_matrix([r["summary"] for r in held_rows], names)):
-        together = train_leaves == leaves
-        weights = (together / together.sum(axis=0)).sum(axis=1)
-        for k in KS:
-            orders[k].append(weighted_greedy(ratios, weights, k))
-    return orders
+                  texts: list[str], trees: int, leaf: int) -> dict[int, list[list[int]]]:
+    """For each k, each held-out TU's k lists as the forest advisor chooses them, its file
+    grown on `train_rows` as `llmcc-ctl train --forest` grows one (greedy choices are
+    incremental: a TU's k lists are the first k of its max(KS))."""
+    pool = as_pool_rows(train_rows, indices, False)
+    ratios = forest.log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
+    grown = Forest.from_bytes(forest.shipped([r["summary"] for r in train_rows], ratios, texts,
+                                             trees=trees, leaf=leaf), "")
+    chosen = [grown.choose(r["summary"], max(KS)) for r in held_rows]
+    return {k: [order[:k] for order in chosen] for k in KS}
 
 
 def scores(pool: list[dict], orders: dict[int, list[list[int]]]) -> list[float]:
@@ -91,7 +65,9 @@ def main() -> int:
                         "decision set, read once the decision on it is registered")
     args = parser.parse_args()
     every = labelled.read_all(args.dataset)
-    indices = labelled.read_lists(args.dataset).get("broadcast", [])
+    registry = labelled.read_lists(args.dataset)
+    indices = registry.get("broadcast", [])
+    texts = [registry["lists"][i] for i in indices]
     rows = usable(every)
     train = [r for r in rows if r["split"] == "train"]
     if not train or not indices:
@@ -118,7 +94,7 @@ def main() -> int:
             part = as_pool_rows(outside, indices, False)
             pool += part
             order = greedy(as_pool_rows(inside, indices, False), len(indices), max(KS))
-            chosen = forest_orders(inside, outside, indices, args.trees, args.leaf)
+            chosen = forest_orders(inside, outside, indices, texts, args.trees, args.leaf)
             for k in KS:
                 popular[k] += [order[:k]] * len(part)
                 by_forest[k] += chosen[k]

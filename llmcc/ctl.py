@@ -298,20 +298,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from llmcc.advisor.forest import FOREST_FILE
     from llmcc.advisor.model import model_path
     from llmcc.train import evaluate, labelled
 
     return evaluate.main(args.model or model_path(_settings()),
                          args.dataset or labelled.DATASET_DIR, args.split, args.directory,
-                         args.threads, args.after)
+                         args.threads, args.after,
+                         FOREST_FILE if args.forest is True else args.forest)
 
 
 def cmd_train(fit_args: list[str]) -> int:
+    """The llama (llmcc.train.fit), or with --forest the forest advisor's trees
+    (llmcc.train.forest)."""
+    growing = "--forest" in fit_args
     try:
-        from llmcc.train import fit
+        if growing:
+            from llmcc.train import forest as trainer
+        else:
+            from llmcc.train import fit as trainer
     except ImportError as err:
-        sys.exit(f"llmcc-ctl train: {err.name} is missing: pip install '.[train]' (torch on CPU)")
-    return fit.main(fit_args, prog="llmcc-ctl train")
+        sys.exit(f"llmcc-ctl train: {err.name} is missing: pip install '.[train]' (torch on CPU, "
+                 "scikit-learn)")
+    if growing:
+        fit_args = [arg for arg in fit_args if arg != "--forest"]
+        return trainer.main(fit_args, prog="llmcc-ctl train --forest")
+    return trainer.main(fit_args, prog="llmcc-ctl train")
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -364,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("directory", nargs="?", help="TUs recorded with LLMCC_RECORD=DIR "
                           "and labelled by `llmcc-ctl label DIR` (default: the dataset)")
     evaluate.add_argument("--model", help="GGUF file (default: the configured model)")
+    evaluate.add_argument("--forest", nargs="?", const=True, metavar="FILE",
+                          help="the forest advisor instead (default: the forest llmcc ships)")
     evaluate.add_argument("--split", default="test", choices=("test", "validation"))
     evaluate.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     evaluate.add_argument("--after", type=int, default=0, metavar="N",
@@ -374,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.set_defaults(func=cmd_eval)
     # listed for --help; its options are fit's own, handed over before parsing (below)
     sub.add_parser("train", help="train the model on the dataset (--out FILE, --add DIR, ...; "
+                   "--forest: the forest advisor's trees; "
                    "needs pip install '.[train]')")
     label = sub.add_parser("label", help="search and measure TUs recorded with LLMCC_RECORD")
     label.add_argument("directory")

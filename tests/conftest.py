@@ -310,14 +310,15 @@ def xdg(monkeypatch) -> str:
 
 # --- the advisor a real project is built with ----------------------------------------------------
 
-@pytest.fixture(params=["popular", "model"])
+@pytest.fixture(params=["popular", "model", "forest"])
 def advisor(request, env: dict[str, str]) -> str:
-    """Builds a real project twice: with the default advisor (the popular lists) and with the
-    shipped model, asked through the per-user server in a runtime directory of the test's own.
-    Either chooses among vetted lists, but not the same ones: each choice must keep the code
-    correct."""
+    """Builds a real project with each advisor that chooses for itself: the popular lists, the
+    shipped model (asked through the per-user server in a runtime directory of the test's own)
+    and the shipped forest. Each chooses among vetted lists, but not the same ones: each choice
+    must keep the code correct."""
+    env["LLMCC_ADVISOR"] = request.param
     if request.param == "model":
-        env.update(LLMCC_ADVISOR="model", XDG_RUNTIME_DIR=request.getfixturevalue("xdg"))
+        env["XDG_RUNTIME_DIR"] = request.getfixturevalue("xdg")
     return request.param
 
 

@@ -1,5 +1,7 @@
-"""The forest teacher (llmcc.train.forest, `llmcc-ctl train --teacher forest`): what it reads of
-a summary, that a TU is taught only what other packages show, and that it is reproducible."""
+"""The forest (llmcc.train.forest): what it reads of a summary; as the model's teacher (`llmcc-ctl
+train --teacher forest`), that a TU is taught only what other packages show and that it is
+reproducible; as the forest advisor (llmcc.advisor.forest), that the file it ships walks to the
+same leaves as the trees scikit-learn grew and that a broken file is refused."""
 
 from __future__ import annotations
 
@@ -11,6 +13,15 @@ import numpy as np
 import pytest
 
 from llmcc import summary
+from llmcc.advisor import AdvisorError
+from llmcc.advisor.forest import (
+    LARGEST,
+    RATIO_SCALE,
+    Forest,
+    features,
+    inputs,
+    weighted_greedy,
+)
 from llmcc.train import forest
 from llmcc.train.fit import examples_from_rows, forest_sizes
 
@@ -52,6 +63,7 @@ def _rows(seed: int = 0, packages: int = 6, per_package: int = 20) -> list[dict]
 
 
 REGISTRY = {"broadcast": list(range(LISTS)), "lists": ["a", "b", "c"]}
+TEXTS = ["always-inline default<Oz>", "always-inline mem2reg default<Oz>", "always-inline sroa<modify-cfg>"]
 
 
 def _ratios(rows: list[dict]) -> np.ndarray:
@@ -62,12 +74,12 @@ def _ratios(rows: list[dict]) -> np.ndarray:
 def test_features_are_the_summarys_numbers_and_its_largest_functions():
     small = {"module": {"functions": 4, "note": "text is no feature"}, "opcodes": {"add": 7},
              "functions": [{"instructions": 5}, {"instructions": 90}]}
-    named = forest.features(small)
+    named = features(small)
     assert named["module.functions"] == 4 and named["opcodes.add"] == 7
     assert "module.note" not in named
-    assert [named[f"largest.{i}"] for i in range(forest.LARGEST)] == [90, 5, 0]
+    assert [named[f"largest.{i}"] for i in range(LARGEST)] == [90, 5, 0]
     matrix = forest.feature_matrix([small, {}], ["opcodes.add", "opcodes.sub"])
-    assert matrix.tolist() == [[math.log1p(7), 0.0], [0.0, 0.0]]
+    assert matrix.tolist() == [[np.float32(math.log1p(7)), 0.0], [0.0, 0.0]]
 
 
 def test_log_ratios_keep_only_savings():
@@ -123,3 +135,81 @@ def test_the_forest_teacher_is_reproducible_and_keeps_refusals():
         assert sum(weights) == pytest.approx(1, abs=1e-5)
         if "2" not in row["broadcast"]:
             assert weights[2] == 0
+
+
+def _shipped(tmp_path, rows: list[dict], trees: int = 20) -> tuple[Forest, object, list]:
+    """A forest grown on `rows` as `llmcc-ctl train --forest` grows one, written to a file and
+    read back as a compile reads it; also the scikit-learn forest and the feature names."""
+    summaries = [r["summary"] for r in rows]
+    names = forest.feature_names(summaries)
+    grown_on = forest.feature_matrix(summaries, names)
+    ratios = _ratios(rows)
+    grown = forest.grow(grown_on, ratios, trees=trees)
+    path = tmp_path / "forest.bin"
+    path.write_bytes(forest.forest_file(forest.to_arrays(grown, grown_on, ratios), names,
+                                        TEXTS, {"command": "test"}))
+    return Forest.load(str(path), "forest:test"), grown, names
+
+
+def test_the_shipped_forest_finds_the_neighbours_and_lists_the_grown_trees_find(tmp_path):
+    rows = _rows()
+    shipped, grown, names = _shipped(tmp_path, rows)
+    grown_on = forest.feature_matrix([r["summary"] for r in rows], names)
+    train_leaves = grown.apply(grown_on)
+    ratios = np.clip(np.rint(_ratios(rows) * RATIO_SCALE), -32768, 0)  # as shipped
+    rng = random.Random(7)
+    for held in [_summary(rng) for _ in range(40)]:
+        leaves = grown.apply(forest.feature_matrix([held], names))[0]
+        together = train_leaves == leaves
+        expected = (together / together.sum(axis=0)).sum(axis=1)
+        weights = shipped.neighbours(inputs(held, shipped.index))  # as a compile computes
+        assert sorted(weights) == np.flatnonzero(expected).tolist()
+        assert [weights[tu] for tu in sorted(weights)] == pytest.approx(
+            expected[expected > 0].tolist())
+        # the greedy choice, by the numbers: each list the one that adds the most, until none
+        # adds anything
+        kept, chosen = np.zeros(len(rows)), []
+        for _ in range(LISTS):
+            totals = expected @ np.minimum(ratios - kept[:, None], 0)
+            totals[chosen] = np.inf
+            best = int(np.argmin(totals))
+            if totals[best] >= 0:
+                break
+            chosen.append(best)
+            kept = np.minimum(kept, ratios[:, best])
+        assert shipped.choose(held, LISTS) == chosen
+    many_adds = dict(_summary(random.Random(1)), opcodes={"add": 290, "select": 3})
+    few_adds = dict(many_adds, opcodes={"add": 3, "select": 3})
+    assert shipped.choose(many_adds, 1) == [0] and shipped.choose(few_adds, 1) == [1]
+
+
+def test_a_list_expected_to_add_less_than_min_gain_ends_the_choice():
+    three = [(1.0, {0: -500}),   # TU 0: list 0 saves 5%
+             (1.0, {1: -20}),    # TU 1: list 1 saves 0.2%
+             (1.0, {2: -10})]    # TU 2: list 2 saves 0.1%: over the three, 0.033%
+    assert weighted_greedy(three, 3, 3) == [0, 1, 2]
+    assert weighted_greedy(three, 3, 2) == [0, 1]
+    assert weighted_greedy(three, 3, 3, min_gain=0.0005) == [0, 1]
+    assert weighted_greedy(three, 3, 3, min_gain=0.05) == []
+    assert weighted_greedy([(1.0, {0: -500, 1: -500})], 3, 3) == [0]  # beside 0, 1 adds nothing
+    assert weighted_greedy([(1.0, {})], 3, 3) == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "foreign", "trailing", "bad list"])
+def test_a_broken_forest_file_is_refused_with_a_reason(tmp_path, damage):
+    rows = _rows(packages=2)
+    _shipped(tmp_path, rows, trees=3)
+    path = tmp_path / "forest.bin"
+    blob = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(blob[:len(blob) // 2])
+    elif damage == "foreign":
+        path.write_bytes(b"GGUF" + blob[4:])
+    elif damage == "trailing":
+        path.write_bytes(blob + b"\0")
+    else:
+        path.write_bytes(blob.replace(b"always-inline sroa<modify-cfg>", b"always-inline sroX<modify-cfg>"))
+    with pytest.raises(AdvisorError, match=str(path)):
+        Forest.load(str(path), "forest:test")

@@ -137,8 +137,9 @@ def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
     best = {to_prompt(r["summary"]): parse(lists[r["broadcast"].index(min(r["broadcast"]))])
             for r in ({**r, "broadcast": list(r["broadcast"].values())} for r in rows.values())}
     # the stand-in model answers each TU's best list, or nothing when asked for a gain of 1%
-    oracle = evaluate.evaluate(str(tmp_path), "test",
-                               lambda prompt, k, gain: [best[prompt]][:k] if gain < 0.01 else [])
+    oracle = evaluate.evaluate(
+        str(tmp_path), "test",
+        lambda summary, k, gain: [best[to_prompt(summary)]][:k] if gain < 0.01 else [])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in oracle.splitlines()}
     # popular (chosen on train) is list 0, which saves nothing on c and d; the model's own
     # first answer is each TU's best: 20% and 10%, geomean 1 - sqrt(0.8 * 0.9)
@@ -153,11 +154,11 @@ def test_evaluate_scores_each_tus_own_answers_against_fixed_lists(tmp_path):
     # --after 1: only the test TU the seeded sample ranks second, whose best is 20% or 10%
     later = max("cd", key=lambda tu: sample_rank("c", tu))
     fresh = evaluate.evaluate(str(tmp_path), "test",
-                              lambda prompt, k, gain: [best[prompt]][:k], after=1)
+                              lambda summary, k, gain: [best[to_prompt(summary)]][:k], after=1)
     assert "| on the test split (1 TUs) |" in fresh
     assert f"| {20 if later == 'c' else 10:.2f}% | 1/1 |" in fresh
     unknown = evaluate.evaluate(str(tmp_path), "test",
-                                lambda prompt, k, gain: [parse("always-inline tailcallelim")][:k])
+                                lambda summary, k, gain: [parse("always-inline tailcallelim")][:k])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in unknown.splitlines()}
     assert "| 0.00% | 0/2 |" in lines["model top-1"]
     assert "| 2 |" in lines["model answers (top-3) without a measured size"]

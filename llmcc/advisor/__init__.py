@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from llmcc.passes import PassList
 
-NAMES = ("popular", "model", "none", "search")
+NAMES = ("popular", "model", "forest", "none", "search")
 
 
 class AdvisorError(Exception):
@@ -39,6 +39,10 @@ def advisor_identity(settings) -> str:
         from llmcc.advisor.model import identity
 
         return identity(settings)
+    if name == "forest":
+        from llmcc.advisor.forest import identity
+
+        return identity(settings)
     if name in ("popular", "search"):
         from llmcc.advisor import popular
 
@@ -53,11 +57,11 @@ def advisor_identity(settings) -> str:
 def load_advisor(settings, clang: str | None = None):
     """The advisor `settings` name: an object with `identity` and `suggest(bitcode_path, k)`,
     as the module says (no typing.Protocol: a cache hit imports this module, and typing costs
-    milliseconds). The model advisor summarises TUs with `clang`'s llvm-dis."""
+    milliseconds). The model and forest advisors summarise TUs with `clang`'s llvm-dis."""
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
-    if name in ("popular", "model", "search"):
+    if name in ("popular", "model", "forest", "search"):
         from llmcc.advisor import popular
 
         seeds = popular.PopularAdvisor.load()
@@ -67,6 +71,10 @@ def load_advisor(settings, clang: str | None = None):
             from llmcc.advisor.model import ModelAdvisor
 
             return ModelAdvisor(settings, clang, seeds)
+        if name == "forest":
+            from llmcc.advisor.forest import ForestAdvisor
+
+            return ForestAdvisor(settings, clang, seeds)
         from llmcc.advisor.search import SearchAdvisor
 
         return SearchAdvisor(settings, seeds)

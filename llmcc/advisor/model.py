@@ -65,7 +65,7 @@ def file_digest(path: str, memo_dir: str | None) -> str:
     return digest.hexdigest()
 
 
-def _memo_dir(settings) -> str | None:
+def digest_memo_dir(settings) -> str | None:
     if not settings.cache:
         return None
     from llmcc.config import cache_dir
@@ -77,7 +77,7 @@ def identity(settings, digest: str | None = None) -> str:
     """`model:<digest>` (of the model file, computed unless given); with the llm-compiler prompt
     also the model asked when a TU does not fit that model's context (llmcc's own), as both
     decide."""
-    memo = _memo_dir(settings)
+    memo = digest_memo_dir(settings)
     own = "model:" + (digest or file_digest(model_path(settings), memo))
     if settings.prompt != "llm-compiler":
         return own
@@ -95,7 +95,7 @@ class ModelAdvisor:
     def __init__(self, settings, clang: str | None, fallback) -> None:
         self.settings, self.clang, self.fallback = settings, clang, fallback
         self.path = model_path(settings)
-        self.digest = file_digest(self.path, _memo_dir(settings))
+        self.digest = file_digest(self.path, digest_memo_dir(settings))
         self.identity = identity(settings, self.digest)
         self.warnings: list[str] = []
         self.failure: str | None = None

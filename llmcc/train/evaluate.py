@@ -30,8 +30,9 @@ from llmcc.train.measure import geomean_saving, greedy
 
 KS = (1, 2, 3, 5, 10)
 MIN_GAINS = (0.001, 0.003, 0.01)  # expected savings below which no list is tried (log ratios)
-# (prompt, k, min_gain) -> the model's lists (llmcc.advisor.model_runtime.answers)
-Ranker = Callable[[str, int, float], list[PassList]]
+# (a TU's summary, k, min_gain) -> the advisor's lists (llmcc.advisor.model_runtime.answers,
+# llmcc.advisor.forest.Forest.choose)
+Ranker = Callable[[dict, int, float], list[PassList]]
 Order = Sequence[int | None]                   # a TU's choices: positions in the broadcast set
 
 
@@ -52,30 +53,37 @@ def score(pool: list[dict], orders: Sequence[Order], k: int) -> tuple[float, int
     return geomean_saving(rows, list(range(k))), improved
 
 
-def model_orders(prompts: list[str], texts: list[str],
+def model_orders(summaries: list[dict], texts: list[str],
                  rank: Ranker) -> dict[int, list[list[int | None]]]:
     """For each k, each TU's k model answers as positions in the broadcast set: asked once per
     k, as a compile asks (the lists chosen for k need not be the first of those for a larger
     k, see llmcc.advisor.model_runtime.answers)."""
-    return {k: orders_of(prompts, texts, rank, k, 0.0) for k in KS}
+    return {k: orders_of(summaries, texts, rank, k, 0.0) for k in KS}
 
 
-def orders_of(prompts: list[str], texts: list[str], rank: Ranker, k: int,
+def model_ranker(runtime) -> Ranker:
+    """The Ranker of a llama (llmcc.advisor.model_runtime.ModelRuntime): it reads the summary
+    as the prompt a compile renders."""
+    return lambda summary, k, min_gain: runtime.rank(to_prompt(summary), k, min_gain)
+
+
+def orders_of(summaries: list[dict], texts: list[str], rank: Ranker, k: int,
               min_gain: float) -> list[list[int | None]]:
     """Each TU's model answers for k and min_gain, as positions in the broadcast set."""
     position = {parse(text): i for i, text in enumerate(texts)}
-    return [[position.get(passes) for passes in rank(prompt, k, min_gain)] for prompt in prompts]
+    return [[position.get(passes) for passes in rank(summary, k, min_gain)]
+            for summary in summaries]
 
 
-def adaptive_table(held: list[dict], prompts: list[str], texts: list[str], rank: Ranker,
-                   always: list[Order], k: int = 3) -> str:
+def adaptive_table(held: list[dict], summaries: list[dict], texts: list[str], rank: Ranker,
+                   always: list[Order], k: int = 3, name: str = "model") -> str:
     """The model at up to k lists, trying none whose expected saving is below a threshold:
     what each threshold keeps of the saving, and how many lists (each an opt and a code
     generation in a cold compile) it costs per TU. `always`: the orders without a threshold."""
-    lines = [(f"| model, up to {k} lists, none expected to save less than | % below -Oz | "
+    lines = [(f"| {name}, up to {k} lists, none expected to save less than | % below -Oz | "
               "TUs improved | lists tried per TU |"), "|---|---:|---:|---:|"]
     for min_gain in (0.0, *MIN_GAINS):
-        orders = orders_of(prompts, texts, rank, k, min_gain) if min_gain else always
+        orders = orders_of(summaries, texts, rank, k, min_gain) if min_gain else always
         saving, improved = score(held, orders, k)
         tried = sum(map(len, orders)) / len(orders)
         lines.append(f"| {100 * min_gain:.1f}% | {saving:.2f}% | {improved}/{len(held)} | "
@@ -84,7 +92,7 @@ def adaptive_table(held: list[dict], prompts: list[str], texts: list[str], rank:
 
 
 def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], popular: Order,
-          split: str) -> str:
+          split: str, name: str = "model") -> str:
     """The evaluation table of held-out pool rows (with `search`), lists chosen on `train`
     (`popular`: the top max(KS), greedily)."""
     n = len(held[0]["sizes"])
@@ -101,33 +109,33 @@ def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], p
     model_at = {}
     for k in KS:
         add(f"popular top-{k}", held, [popular] * len(held), k)
-        model_at[k] = add(f"model top-{k}", held, orders[k], k)
+        model_at[k] = add(f"{name} top-{k}", held, orders[k], k)
     oracle = add(f"best of the {n} broadcast lists per TU (oracle)", held,
                  [range(n)] * len(held), n)
     searched = [{"baseline": r["baseline"], "sizes": [r["search"]]} for r in held]
     add("per-TU search (oracle)", searched, [[0]] * len(held), 1)
     for k in (3, 5):
         share = 100 * model_at[k] / oracle if oracle > 0 else 0.0
-        lines.append(f"| model top-{k}: share of the broadcast oracle | {share:.0f}% | |")
+        lines.append(f"| {name} top-{k}: share of the broadcast oracle | {share:.0f}% | |")
     unmeasured = sum(1 for order in orders[3] for i in order if i is None)
-    lines.append(f"| model answers (top-3) without a measured size | {unmeasured} | |")
+    lines.append(f"| {name} answers (top-3) without a measured size | {unmeasured} | |")
     return "\n".join(lines)
 
 
 def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order,
-                names: list[str], key: str, k: int = 3) -> str:
+                names: list[str], key: str, k: int = 3, name: str = "model") -> str:
     """Popular against model at k, per package or language (`names[i]` of held row i)."""
     groups = defaultdict(list)
-    for i, name in enumerate(names):
-        groups[name].append(i)
-    lines = [f"| {key} | TUs | popular top-{k} | model top-{k} | best broadcast list |",
+    for i, group in enumerate(names):
+        groups[group].append(i)
+    lines = [f"| {key} | TUs | popular top-{k} | {name} top-{k} | best broadcast list |",
              "|---|---:|---:|---:|---:|"]
-    for name, members in sorted(groups.items()):
+    for group, members in sorted(groups.items()):
         pool = [held[i] for i in members]
         values = [score(pool, [popular] * len(pool), k)[0],
                   score(pool, [orders[k][i] for i in members], k)[0],
                   geomean_saving(pool, list(range(len(pool[0]["sizes"]))))]
-        lines.append(f"| {name} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
+        lines.append(f"| {group} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
                      + " |")
     return "\n".join(lines)
 
@@ -160,7 +168,7 @@ def labelled_after(rows: list[dict], first: int) -> set[str]:
 
 def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None,
              count: Callable[[str], int] | None = None, context: int = 0,
-             after: int = 0) -> str:
+             after: int = 0, name: str = "model") -> str:
     """Every table for `split` of the dataset in `directory` (of the test split, with `after`,
     only the TUs `labelled_after` those), or for all the rows of `held_directory` (a user's
     records labelled by `llmcc-ctl label`) when given; with `count`, whether their prompts
@@ -179,33 +187,47 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
     if not held_rows or not train or not indices:
         raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
     held = as_pool_rows(held_rows, indices, False)
-    prompts = [to_prompt(r["summary"]) for r in held_rows]
+    summaries = [r["summary"] for r in held_rows]
     texts = [registry["lists"][i] for i in indices]
-    orders = model_orders(prompts, texts, rank)
+    orders = model_orders(summaries, texts, rank)
     # greedy ranks incrementally: its top k are the first k of its top max(KS)
     popular = greedy(train, len(indices), max(KS))
-    fits = [] if count is None else [fits_line(prompts, count, context)]
+    fits = [] if count is None else [fits_line([to_prompt(s) for s in summaries], count,
+                                               context)]
     return "\n\n".join([
         *fits,
-        table(train, held, orders, popular, split),
-        adaptive_table(held, prompts, texts, rank, orders[3]),
-        group_table(held, orders, popular, [r["language"] for r in held_rows], "language"),
-        group_table(held, orders, popular, [r["package"] for r in held_rows], "package")])
+        table(train, held, orders, popular, split, name),
+        adaptive_table(held, summaries, texts, rank, orders[3], name=name),
+        *(group_table(held, orders, popular, [r[key] for r in held_rows], key, name=name)
+          for key in ("language", "package"))])
 
 
 def main(model: str, directory: str, split: str, held_directory: str | None,
-         threads: int, after: int = 0) -> int:
-    """`llmcc-ctl eval`: the tables for `model`, ranking each TU as a compile would."""
+         threads: int, after: int = 0, forest: str | None = None) -> int:
+    """`llmcc-ctl eval`: the tables for `model` (or with `forest`, that forest file), ranking
+    each TU as a compile would."""
+    from llmcc.advisor import AdvisorError
     from llmcc.advisor.model_runtime import ModelError, ModelRuntime, prompt_text
 
     try:
+        if forest is not None:
+            from llmcc.advisor.forest import Forest
+
+            grown = Forest.load(forest, "")
+
+            def choose(summary: dict, k: int, min_gain: float) -> list[PassList]:
+                return [grown.lists[i] for i in grown.choose(summary, k, min_gain)]
+
+            print(evaluate(directory, split, choose, held_directory, after=after,
+                           name="forest"))
+            return 0
         with ModelRuntime(model, threads) as runtime:
             def count(prompt: str) -> int:
                 return len(runtime.tokenize(prompt_text(prompt), special=True))
 
-            print(evaluate(directory, split, runtime.rank, held_directory, count,
+            print(evaluate(directory, split, model_ranker(runtime), held_directory, count,
                            runtime.n_ctx, after))
-    except (ModelError, ValueError) as err:
+    except (ModelError, AdvisorError, ValueError) as err:
         print(f"llmcc-ctl eval: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,207 @@
+"""The `forest` advisor: trees over the numbers of the TU summary find the training TUs a TU
+resembles, and its k lists are those that together saved the most on them.
+
+Every number of a TU's summary (llmcc.summary) is a feature, log(1 + n). The forest, grown by
+`llmcc-ctl train --forest` (llmcc.train.forest, scikit-learn's extremely randomised trees
+learning each broadcast list's log size ratio to clang -Oz), is shipped as plain arrays in
+`forest.bin`; this module walks it with the standard library alone, so a compile imports
+neither scikit-learn nor numpy and needs no server. A TU's neighbours are the training TUs that
+share its leaves, each weighted 1 / leaf size summed over the trees (the forest's own notion of
+similarity), and its lists are chosen greedily on them, as the popular lists are chosen on all
+training TUs: the first saves the most, each next one the most beside those, and a list that
+adds nothing ends the choice, so a TU like those nothing helped tries fewer lists.
+
+The file: MAGIC, a little-endian u32 header length, a JSON header (feature names, the lists,
+the summary version, array lengths, how it was made), then the arrays in ARRAYS order. Nodes are
+numbered in preorder, so a split's left child is the next node; `right` holds the right child,
+or for a leaf its number in `bounds`, which delimit each leaf's training TUs in `members`. What
+each training TU keeps with each list that shrinks it (most lists do not) is its log size ratio
+in units of 1 / RATIO_SCALE: `saving_list` and `saving_ratio` from `saving_start[tu]`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from array import array
+
+from llmcc.advisor import AdvisorError
+from llmcc.passes import PassList, PassListError, parse
+
+FOREST_FILE = os.path.join(os.path.dirname(__file__), "forest.bin")
+MAGIC = b"llmcc-forest 1\n"
+RATIO_SCALE = 10000
+# name, typecode (little-endian on disk), header key holding its length
+ARRAYS = (("roots", "i", "trees"), ("feature", "i", "nodes"), ("threshold", "f", "nodes"),
+          ("right", "i", "nodes"), ("bounds", "i", "leaves_plus_one"),
+          ("members", "H", "members"), ("saving_start", "i", "tus_plus_one"),
+          ("saving_list", "H", "savings"), ("saving_ratio", "h", "savings"))
+
+SECTIONS = ("calls", "globals", "module", "rest", "size_buckets", "opcodes", "types",
+            "intrinsics", "library_calls")
+LARGEST = 3  # the largest functions' instruction counts, one feature each
+
+
+def features(summary: dict) -> dict[str, float]:
+    """The summary's numbers by name: every count of its sections and the largest functions'
+    instruction counts."""
+    named = {f"{section}.{key}": value for section in SECTIONS
+             for key, value in (summary.get(section) or {}).items()
+             if isinstance(value, (int, float))}
+    largest = sorted((f["instructions"] for f in summary.get("functions", [])), reverse=True)
+    named.update((f"largest.{i}", largest[i] if i < len(largest) else 0)
+                 for i in range(LARGEST))
+    return named
+
+
+def inputs(summary: dict, index: dict[str, int]) -> list[float]:
+    """log(1 + n) of each feature (`index`: name -> position; 0 where the TU lacks it),
+    rounded to float32 as the trees were grown on."""
+    vector = array("f", bytes(4 * len(index)))
+    for name, value in features(summary).items():
+        if name in index:
+            vector[index[name]] = math.log1p(max(0.0, value))
+    return vector.tolist()
+
+
+def weighted_greedy(tus: list[tuple[float, dict[int, int]]], width: int, k: int,
+                    min_gain: float = 0.0) -> list[int]:
+    """The at most k lists (of `width`) that together save the most on the weighted TUs (each
+    its weight and {list: log size ratio} of the lists that shrink it); a list expected to add
+    less than `min_gain` (a log size ratio; 0: nothing) ends the choice."""
+    stop = -min_gain * RATIO_SCALE * sum(weight for weight, _ in tus)
+    # each TU: its weight, what the lists chosen so far keep of it (its floor), and the lists
+    # that would keep more: only those can add anything
+    left = [(weight, 0, savings) for weight, savings in tus]
+    chosen: list[int] = []
+    for _ in range(min(k, width)):
+        totals = [0.0] * width
+        for weight, floor, below in left:
+            for j, value in below.items():
+                totals[j] += weight * (value - floor)
+        best = min((j for j in range(width) if j not in chosen), key=totals.__getitem__)
+        if totals[best] >= stop:
+            break
+        chosen.append(best)
+        kept = []
+        for weight, floor, below in left:
+            floor = min(floor, below.get(best, 0))
+            kept.append((weight, floor, {j: v for j, v in below.items() if v < floor}))
+        left = kept
+    return chosen
+
+
+class Forest:
+    """A forest file read into arrays: `neighbours` and `choose` are pure functions of them."""
+
+    def __init__(self, header: dict, arrays: dict[str, array], identity: str) -> None:
+        self.header, self.identity = header, identity
+        self.index = {name: i for i, name in enumerate(header["features"])}
+        self.texts: list[str] = header["lists"]
+        for name, values in arrays.items():
+            setattr(self, name, values)
+
+    @classmethod
+    def load(cls, path: str, identity: str) -> Forest:
+        try:
+            with open(path, "rb") as handle:
+                blob = handle.read()
+        except OSError as err:
+            raise AdvisorError(f"forest file {path}: {err.strerror}") from None
+        try:
+            return cls.from_bytes(blob, identity)
+        except (ValueError, KeyError, TypeError, PassListError) as err:
+            raise AdvisorError(f"forest file {path} is corrupt: {err}") from None
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, identity: str) -> Forest:
+        """The forest a file holds; ValueError (or KeyError, TypeError, PassListError) if it
+        holds none."""
+        import json
+
+        if not blob.startswith(MAGIC):
+            raise ValueError("not an llmcc forest file")
+        at = len(MAGIC) + 4
+        size = int.from_bytes(blob[len(MAGIC):at], "little")
+        header = json.loads(blob[at:at + size])
+        at += size
+        arrays, view = {}, memoryview(blob)  # slices of a view copy nothing
+        for name, code, length in ARRAYS:
+            values = array(code)
+            end = at + header[length] * values.itemsize
+            if end > len(blob):
+                raise ValueError("truncated")
+            values.frombytes(view[at:end])
+            if sys.byteorder == "big":
+                values.byteswap()
+            arrays[name], at = values, end
+        if at != len(blob):
+            raise ValueError("trailing bytes")
+        forest = cls(header, arrays, identity)
+        forest.lists = [parse(text) for text in forest.texts]
+        return forest
+
+    def neighbours(self, x: list[float]) -> dict[int, float]:
+        """Training TU -> weight: 1 / size of each leaf it shares with `x`, summed."""
+        feature, threshold, right, bounds, members = (self.feature, self.threshold,
+                                                      self.right, self.bounds, self.members)
+        weights: dict[int, float] = {}
+        for node in self.roots:
+            while (f := feature[node]) >= 0:
+                node = node + 1 if x[f] <= threshold[node] else right[node]
+            start, end = bounds[right[node]], bounds[right[node] + 1]
+            share = 1.0 / (end - start)
+            for tu in members[start:end]:
+                weights[tu] = weights.get(tu, 0.0) + share
+        return weights
+
+    def choose(self, summary: dict, k: int, min_gain: float = 0.0) -> list[int]:
+        """The positions in `lists` of the TU's at most k lists (weighted_greedy)."""
+        start, lists, ratios = self.saving_start, self.saving_list, self.saving_ratio
+        tus = [(weight, dict(zip(lists[start[tu]:start[tu + 1]],
+                                 ratios[start[tu]:start[tu + 1]], strict=True)))
+               for tu, weight in self.neighbours(inputs(summary, self.index)).items()]
+        return weighted_greedy(tus, len(self.texts), k, min_gain)
+
+
+def forest_path(settings) -> str:
+    return settings.forest or FOREST_FILE
+
+
+def identity(settings) -> str:
+    from llmcc.advisor.model import digest_memo_dir, file_digest
+
+    return "forest:" + file_digest(forest_path(settings), digest_memo_dir(settings))
+
+
+class ForestAdvisor:
+    """What went wrong reaches the driver as `failure`: the popular lists are tried and the
+    decision is not cached."""
+
+    def __init__(self, settings, clang: str | None, fallback) -> None:
+        self.settings, self.clang, self.fallback = settings, clang, fallback
+        self.identity = identity(settings)
+        self.path = forest_path(settings)
+        self.forest = Forest.load(self.path, self.identity)
+        self.failure: str | None = None
+
+    def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
+        from llmcc.summary import SUMMARY_VERSION, disassemble, llvm_dis_beside, summarize_ir
+        from llmcc.toolchain import StepFailed
+
+        if not k:
+            return []
+        if self.forest.header.get("summary_version") != SUMMARY_VERSION:
+            return self._popular(k, f"{self.path} was grown on summary version "
+                                    f"{self.forest.header.get('summary_version')}, llmcc "
+                                    f"renders version {SUMMARY_VERSION}")
+        try:
+            ir = disassemble(bitcode_path, llvm_dis_beside(self.clang), self.settings.timeout)
+        except StepFailed as err:
+            return self._popular(k, f"the TU could not be read for the forest: {err}")
+        return [self.forest.lists[i] for i in self.forest.choose(summarize_ir(ir), k)]
+
+    def _popular(self, k: int, reason: str) -> list[PassList]:
+        self.failure = f"{reason}; tried the popular lists instead"
+        return self.fallback.suggest("", k)
