@@ -434,8 +434,9 @@ def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
         return path
 
     def llmcc_env(cache_dir: Path, k: int, event_log: Path | None) -> dict[str, str]:
-        extra = {"LLMCC_ADVISOR": args.advisor, "LLMCC_CANDIDATES": str(k),
-                 "LLMCC_CACHE_DIR": str(cache_dir)}
+        extra = {"LLMCC_CANDIDATES": str(k), "LLMCC_CACHE_DIR": str(cache_dir)}
+        if args.advisor:
+            extra["LLMCC_ADVISOR"] = args.advisor
         if event_log is not None:
             extra["LLMCC_LOG"] = str(event_log)
         return clean_environment(extra)
@@ -880,14 +881,14 @@ def plot(path: Path, rows: list[Row], title: str) -> str | None:
 
 # --- main ------------------------------------------------------------------------------------
 
-def _identity(llmcc: Llmcc, advisor: str) -> str:
-    env = clean_environment({"LLMCC_ADVISOR": advisor})
+def _identity(llmcc: Llmcc, advisor: str | None) -> str:
+    env = clean_environment({"LLMCC_ADVISOR": advisor} if advisor else {})
     done = subprocess.run([*llmcc.ctl, "id"], capture_output=True, text=True, env=env,
                           check=False)
     return done.stdout.strip() or f"(llmcc-ctl id failed: {done.stderr.strip()[-300:]})"
 
 
-def _advisor_lists(llmcc: Llmcc, advisor: str) -> int | None:
+def _advisor_lists(llmcc: Llmcc, advisor: str | None) -> int | None:
     if advisor != "popular":
         return None
     try:
@@ -927,7 +928,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="timed cold builds per k, each from an empty cache; the fastest "
                              "counts (default 2, --quick 1)")
     parser.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
-    parser.add_argument("--advisor", default="popular", help="LLMCC_ADVISOR (default popular)")
+    parser.add_argument("--advisor", help="LLMCC_ADVISOR (default: llmcc's own default)")
     parser.add_argument("--clang", default="clang-19", help="the plain compiler (clang-19)")
     parser.add_argument("--no-pin", action="store_true",
                         help="use the installed llmcc as is, instead of a frozen copy of it")

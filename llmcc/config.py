@@ -92,7 +92,7 @@ SETTINGS = (
     Setting("disable", "0", _boolean, "pass every call straight to the real clang"),
     Setting("clang", "", str, "the real clang (default: clang-19 on PATH, then /usr/lib/llvm-19/bin)"),
     Setting("opt", "", str, "the opt to run pass lists with (default: beside the real clang)"),
-    Setting("advisor", "popular", str,
+    Setting("advisor", "forest", str,
             "where candidate pass lists come from: popular, model, forest, none, search"),
     Setting("model", "", str, "the model advisor's GGUF file (default: the one llmcc ships)"),
     Setting("forest", "", str, "the forest advisor's file (default: the one llmcc ships)"),

@@ -14,7 +14,7 @@ from llmcc.config import ConfigError, load, resolve
 def test_defaults_apply_when_nothing_is_set():
     settings = resolve({}, "cfg.toml", {})
     assert settings.disable is False
-    assert settings.advisor == "popular"
+    assert settings.advisor == "forest"
     assert settings.candidates == 3
     assert settings.levels == frozenset("sz")
     assert settings.cache_size == 5 << 30

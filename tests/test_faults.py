@@ -116,6 +116,7 @@ def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy,
                                                              env, damage, warning):
     data = package_copy / "advisor" / "popular.json"
     good = data.read_bytes()
+    env["LLMCC_ADVISOR"] = "popular"
     first = _build(llmcc, ARGS, tree, env)
     assert first[0] == 0 and log_outcomes(env) == ["miss"]
     plain = _build(clang, ARGS, tree, env)

@@ -411,6 +411,7 @@ def test_a_list_refused_by_the_symbol_rule_is_a_decision_and_cached(tree, packag
     """A list whose object would need a new symbol is a fact about that list: cached."""
     (package_copy / "advisor" / "popular.json").write_text(
         json.dumps({"lists": [{"passes": "lower-expect"}]}))
+    env["LLMCC_ADVISOR"] = "popular"  # the list above, whatever the default advisor
     (tree / "assert.c").write_text(BUILD_ASSERT_C)
     args = ["-Oz", "-c", "assert.c"]
     for _ in range(2):
