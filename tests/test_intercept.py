@@ -541,7 +541,7 @@ def test_id_names_what_decides_the_output(clang, llmcc_ctl, env):
     line = done.stdout.decode().strip()
     version = run([clang, "--version"], cwd=None).stdout.decode().splitlines()[0]
     assert line.startswith("llmcc ")
-    assert " advisor=popular:" in line and " candidates=3 levels=sz disable=0 " in line
+    assert " advisor=forest:" in line and " candidates=3 levels=sz disable=0 " in line
     assert line.endswith(version)
     env["LLMCC_CANDIDATES"] = "1"
     assert _ctl(llmcc_ctl, env, "id").stdout.decode().strip() != line
