@@ -70,6 +70,7 @@ def test_the_forest_advisor_tries_the_lists_its_file_chooses_and_keys_on_the_fil
     ("truncated", "is corrupt: truncated"),
     ("foreign", "not an llmcc forest file"),
     ("old-summary", "summary version"),
+    ("no-tree", "leads back to node"),
 ])
 def test_a_bad_forest_file_warns_once_and_compiles_as_plain_clang(
         tree, env, llmcc, plain, tmp_path, monkeypatch, kind, warning):  # noqa: F811
@@ -81,12 +82,24 @@ def test_a_bad_forest_file_warns_once_and_compiles_as_plain_clang(
     elif kind == "old-summary":
         monkeypatch.setattr(forest, "SUMMARY_VERSION", SUMMARY_VERSION + 1)
         grown(path)
+    elif kind == "no-tree":  # every array of the right length, every split leading to the root
+        rows = _rows()
+        real = forest.to_arrays
+
+        def damaged(*args) -> dict:
+            arrays = real(*args)
+            nodes = len(arrays["right"])
+            return {**arrays, "right": [0] * nodes, "threshold": [-1e30] * nodes}
+
+        monkeypatch.setattr(forest, "to_arrays", damaged)
+        path.write_bytes(forest.shipped([r["summary"] for r in rows], _ratios(rows), TEXTS,
+                                        trees=3))
     env = with_forest(env, path)
     for _ in range(2):
         tuned = _build(llmcc, ARGS, tree, env)
         _assert_like_plain(plain, tuned, tree, warning)
         assert str(path) in _ours(tuned[1])[0]
-    if kind == "old-summary":  # the popular lists instead, and nothing cached
+    if kind in ("old-summary", "no-tree"):  # the popular lists instead, and nothing cached
         assert "did not cache this TU's decision" in _ours(tuned[1])[0]
         assert log_outcomes(env) == [events.MISS, events.MISS]
     else:  # the forest cannot even be read: plain clang compiles it

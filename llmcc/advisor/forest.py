@@ -149,7 +149,12 @@ class Forest:
         weights: dict[int, float] = {}
         for node in self.roots:
             while (f := feature[node]) >= 0:
-                node = node + 1 if x[f] <= threshold[node] else right[node]
+                if x[f] <= threshold[node]:
+                    node += 1
+                elif right[node] > node:  # preorder: a tree only ever leads forward
+                    node = right[node]
+                else:
+                    raise ValueError(f"node {node} leads back to node {right[node]}")
             start, end = bounds[right[node]], bounds[right[node] + 1]
             share = 1.0 / (end - start)
             for tu in members[start:end]:
@@ -200,7 +205,12 @@ class ForestAdvisor:
             ir = disassemble(bitcode_path, llvm_dis_beside(self.clang), self.settings.timeout)
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the forest: {err}")
-        return [self.forest.lists[i] for i in self.forest.choose(summarize_ir(ir), k)]
+        try:
+            chosen = self.forest.choose(summarize_ir(ir), k)
+        except (IndexError, ValueError, ZeroDivisionError) as err:
+            # arrays of the right lengths whose contents are not a forest (a damaged file)
+            return self._popular(k, f"{self.path} is corrupt: {err}")
+        return [self.forest.lists[i] for i in chosen]
 
     def _popular(self, k: int, reason: str) -> list[PassList]:
         self.failure = f"{reason}; tried the popular lists instead"
