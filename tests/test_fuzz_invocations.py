@@ -168,12 +168,12 @@ def invocations(draw) -> dict:
                              draw(st.sampled_from([" ", "\n", " \t\n  "]))))
         args = [*args[:start], "@" + name, *args[end:]]
     return {"cxx": source.endswith(".cc"), "args": args, "rsp": rsp,
-            "advisor": draw(st.sampled_from(["popular", "popular", "none"])),
+            "advisor": draw(st.sampled_from(["forest", "popular", "none"])),
             "twice": draw(st.booleans())}
 
 
 def _call(args: list[str], rsp: tuple[str, str] | None = None,
-          advisor: str = "popular") -> dict:
+          advisor: str = "forest") -> dict:
     """A call written by hand (an `@example`): not counted among the generated ones."""
     return {"cxx": False, "args": args, "rsp": rsp, "advisor": advisor, "twice": True,
             "written": True}
