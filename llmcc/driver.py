@@ -167,7 +167,7 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
     advisor = None
     if only is None:
         try:
-            advisor = load_advisor(ctx.settings, tools.clang)
+            advisor = load_advisor(ctx.settings, tools.opt)
         except AdvisorError as err:
             raise UsePlainClang(str(err), warn=True) from None
     if advisor is not None and hasattr(advisor, "tune"):

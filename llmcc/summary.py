@@ -694,9 +694,9 @@ def summarize_ir(text: str) -> dict:
     return _sorted_keys(_summarise(_parse(text)))
 
 
-def llvm_dis_beside(clang: str) -> str:
-    """llvm-dis of clang's own LLVM installation, where opt is."""
-    return os.path.join(os.path.dirname(opt_beside(clang)), "llvm-dis")
+def llvm_dis_beside(tool: str) -> str:
+    """llvm-dis of the LLVM installation `tool` (clang or opt, through symlinks) comes from."""
+    return os.path.join(os.path.dirname(opt_beside(tool)), "llvm-dis")
 
 
 def disassemble(path: str, llvm_dis: str, timeout: float = 120.0) -> str:

@@ -290,7 +290,10 @@ def _what_llmcc_did(outcomes: list[str]) -> str:
     return "+".join(outcomes) or "no log (error before classifying)"
 
 
-@settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
+# derandomize: one fixed sequence of calls, so that a run's verdict does not depend on its seed
+# (a random run once drew 1 intercepted call in 60, under MIN_INTERCEPTED); more calls are
+# explored with a larger LLMCC_FUZZ_EXAMPLES
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                  HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])

@@ -54,10 +54,11 @@ def advisor_identity(settings) -> str:
     raise _unknown(name)
 
 
-def load_advisor(settings, clang: str | None = None):
+def load_advisor(settings, opt: str | None = None):
     """The advisor `settings` name: an object with `identity` and `suggest(bitcode_path, k)`,
     as the module says (no typing.Protocol: a cache hit imports this module, and typing costs
-    milliseconds). The model and forest advisors summarise TUs with `clang`'s llvm-dis."""
+    milliseconds). The model and forest advisors summarise TUs with the llvm-dis beside `opt`
+    (the opt compiles use, checked to be clang's own LLVM release)."""
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
@@ -70,11 +71,11 @@ def load_advisor(settings, clang: str | None = None):
         if name == "model":
             from llmcc.advisor.model import ModelAdvisor
 
-            return ModelAdvisor(settings, clang, seeds)
+            return ModelAdvisor(settings, opt, seeds)
         if name == "forest":
             from llmcc.advisor.forest import ForestAdvisor
 
-            return ForestAdvisor(settings, clang, seeds)
+            return ForestAdvisor(settings, opt, seeds)
         from llmcc.advisor.search import SearchAdvisor
 
         return SearchAdvisor(settings, seeds)

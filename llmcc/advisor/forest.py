@@ -184,8 +184,8 @@ class ForestAdvisor:
     """What went wrong reaches the driver as `failure`: the popular lists are tried and the
     decision is not cached."""
 
-    def __init__(self, settings, clang: str | None, fallback) -> None:
-        self.settings, self.clang, self.fallback = settings, clang, fallback
+    def __init__(self, settings, opt: str | None, fallback) -> None:
+        self.settings, self.opt, self.fallback = settings, opt, fallback
         self.identity = identity(settings)
         self.path = forest_path(settings)
         self.forest = Forest.load(self.path, self.identity)
@@ -202,7 +202,7 @@ class ForestAdvisor:
                                     f"{self.forest.header.get('summary_version')}, llmcc "
                                     f"renders version {SUMMARY_VERSION}")
         try:
-            ir = disassemble(bitcode_path, llvm_dis_beside(self.clang), self.settings.timeout)
+            ir = disassemble(bitcode_path, llvm_dis_beside(self.opt), self.settings.timeout)
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the forest: {err}")
         try:
