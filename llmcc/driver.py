@@ -162,12 +162,13 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
     """
     from llmcc.optimize import choose
     from llmcc.passes import to_text
+    from llmcc.summary import find_llvm_dis
 
     k = ctx.settings.candidates
     advisor = None
     if only is None:
         try:
-            advisor = load_advisor(ctx.settings, tools.opt)
+            advisor = load_advisor(ctx.settings, find_llvm_dis(tools.opt, tools.clang))
         except AdvisorError as err:
             raise UsePlainClang(str(err), warn=True) from None
     if advisor is not None and hasattr(advisor, "tune"):

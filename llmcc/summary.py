@@ -699,6 +699,13 @@ def llvm_dis_beside(tool: str) -> str:
     return os.path.join(os.path.dirname(opt_beside(tool)), "llvm-dis")
 
 
+def find_llvm_dis(*tools: str) -> str:
+    """The first llvm-dis beside one of `tools` (the opt in use, then clang: either may be a
+    wrapper script with no LLVM beside it); else the first place looked, which an error names."""
+    places = [llvm_dis_beside(tool) for tool in tools]
+    return next((p for p in places if os.access(p, os.X_OK)), places[0])
+
+
 def disassemble(path: str, llvm_dis: str, timeout: float = 120.0) -> str:
     """The text IR of a bitcode file; StepFailed if llvm-dis cannot read it."""
     code, out, err = run([llvm_dis, "-o", "-", path], timeout)

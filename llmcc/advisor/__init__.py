@@ -54,11 +54,10 @@ def advisor_identity(settings) -> str:
     raise _unknown(name)
 
 
-def load_advisor(settings, opt: str | None = None):
+def load_advisor(settings, llvm_dis: str | None = None):
     """The advisor `settings` name: an object with `identity` and `suggest(bitcode_path, k)`,
     as the module says (no typing.Protocol: a cache hit imports this module, and typing costs
-    milliseconds). The model and forest advisors summarise TUs with the llvm-dis beside `opt`
-    (the opt compiles use, checked to be clang's own LLVM release)."""
+    milliseconds). The model and forest advisors summarise TUs with `llvm_dis`."""
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
@@ -71,11 +70,11 @@ def load_advisor(settings, opt: str | None = None):
         if name == "model":
             from llmcc.advisor.model import ModelAdvisor
 
-            return ModelAdvisor(settings, opt, seeds)
+            return ModelAdvisor(settings, llvm_dis, seeds)
         if name == "forest":
             from llmcc.advisor.forest import ForestAdvisor
 
-            return ForestAdvisor(settings, opt, seeds)
+            return ForestAdvisor(settings, llvm_dis, seeds)
         from llmcc.advisor.search import SearchAdvisor
 
         return SearchAdvisor(settings, seeds)

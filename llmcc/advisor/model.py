@@ -92,8 +92,8 @@ class ModelAdvisor:
     """Asks the model. What went wrong reaches the driver as at most one line: a warning when
     another way of asking worked, else `failure` (then the decision is not cached)."""
 
-    def __init__(self, settings, opt: str | None, fallback) -> None:
-        self.settings, self.opt, self.fallback = settings, opt, fallback
+    def __init__(self, settings, llvm_dis: str | None, fallback) -> None:
+        self.settings, self.llvm_dis, self.fallback = settings, llvm_dis, fallback
         self.path = model_path(settings)
         self.digest = file_digest(self.path, digest_memo_dir(settings))
         self.identity = identity(settings, self.digest)
@@ -101,13 +101,13 @@ class ModelAdvisor:
         self.failure: str | None = None
 
     def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
-        from llmcc.summary import disassemble, llvm_dis_beside
+        from llmcc.summary import disassemble
         from llmcc.toolchain import StepFailed
 
         if not k:
             return []
         try:
-            ir = disassemble(bitcode_path, llvm_dis_beside(self.opt), self.settings.timeout)
+            ir = disassemble(bitcode_path, self.llvm_dis, self.settings.timeout)
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the model: {err}")
         if self.settings.prompt == "llm-compiler":
@@ -161,7 +161,7 @@ class ModelAdvisor:
         settings = Settings({**self.settings.values, "model": "", "prompt": "llmcc"},
                             self.settings.origins)
         try:
-            own = ModelAdvisor(settings, self.opt, self.fallback)
+            own = ModelAdvisor(settings, self.llvm_dis, self.fallback)
         except AdvisorError as err:
             return self._popular(k, f"the TU does not fit {self.path}'s context, and "
                                     f"llmcc's own model cannot be used: {err}")
