@@ -25,7 +25,7 @@ from llmcc.advisor.forest import FOREST_FILE, Forest
 from llmcc.train import labelled
 
 LOAD = ("import sys, time; start = time.perf_counter(); "
-        "from llmcc.advisor.forest import Forest; Forest.load(sys.argv[1], ''); "
+        "from llmcc.advisor.forest import Forest; Forest.load(sys.argv[1]); "
         "print((time.perf_counter() - start) * 1000)")
 
 
@@ -43,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = [r for r in labelled.read_all() if "summary" in r]
     random.Random(0).shuffle(rows)
-    forest = Forest.load(args.forest, "")
+    forest = Forest.load(args.forest)
     times, tried = [], []
     for row in rows[:args.tus]:
         start = time.perf_counter()

@@ -42,7 +42,7 @@ def forest_orders(train_rows: list[dict], held_rows: list[dict], indices: list[i
     pool = as_pool_rows(train_rows, indices, False)
     ratios = forest.log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
     grown = Forest.from_bytes(forest.shipped([r["summary"] for r in train_rows], ratios, texts,
-                                             trees=trees, leaf=leaf), "")
+                                             trees=trees, leaf=leaf))
     chosen = [grown.choose(r["summary"], max(KS)) for r in held_rows]
     return {k: [order[:k] for order in chosen] for k in KS}
 

@@ -148,7 +148,7 @@ def _shipped(tmp_path, rows: list[dict], trees: int = 20) -> tuple[Forest, objec
     path = tmp_path / "forest.bin"
     path.write_bytes(forest.forest_file(forest.to_arrays(grown, grown_on, ratios), names,
                                         TEXTS, {"command": "test"}))
-    return Forest.load(str(path), "forest:test"), grown, names
+    return Forest.load(str(path)), grown, names
 
 
 def test_the_shipped_forest_finds_the_neighbours_and_lists_the_grown_trees_find(tmp_path):
@@ -212,4 +212,4 @@ def test_a_broken_forest_file_is_refused_with_a_reason(tmp_path, damage):
     else:
         path.write_bytes(blob.replace(b"always-inline sroa<modify-cfg>", b"always-inline sroX<modify-cfg>"))
     with pytest.raises(AdvisorError, match=str(path)):
-        Forest.load(str(path), "forest:test")
+        Forest.load(str(path))

@@ -44,7 +44,7 @@ def test_the_forest_advisor_tries_the_lists_its_file_chooses_and_keys_on_the_fil
         tree, env, llmcc, llmcc_ctl, plain, summaries, tmp_path):  # noqa: F811
     path = grown(tmp_path / "forest.bin")
     env = with_forest(env, path)
-    expected = [TEXTS[i] for i in Forest.load(str(path), "").choose(summaries[0], K)]
+    expected = [TEXTS[i] for i in Forest.load(str(path)).choose(summaries[0], K)]
     assert expected  # the test forest expects some list to shrink size.c
     tuned = _build(llmcc, ARGS, tree, env)
     _assert_like_plain(plain, tuned, tree, None)
@@ -108,7 +108,7 @@ def test_a_bad_forest_file_warns_once_and_compiles_as_plain_clang(
 
 
 def test_the_shipped_forest_chooses_among_the_datasets_broadcast_lists():
-    shipped = Forest.load(FOREST_FILE, "")
+    shipped = Forest.load(FOREST_FILE)
     registry = labelled.read_lists()
     assert shipped.texts == [registry["lists"][i] for i in registry["broadcast"]]
     assert shipped.header["summary_version"] == SUMMARY_VERSION

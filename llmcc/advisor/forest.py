@@ -95,27 +95,27 @@ def weighted_greedy(tus: list[tuple[float, dict[int, int]]], width: int, k: int,
 class Forest:
     """A forest file read into arrays: `neighbours` and `choose` are pure functions of them."""
 
-    def __init__(self, header: dict, arrays: dict[str, array], identity: str) -> None:
-        self.header, self.identity = header, identity
+    def __init__(self, header: dict, arrays: dict[str, array]) -> None:
+        self.header = header
         self.index = {name: i for i, name in enumerate(header["features"])}
         self.texts: list[str] = header["lists"]
         for name, values in arrays.items():
             setattr(self, name, values)
 
     @classmethod
-    def load(cls, path: str, identity: str) -> Forest:
+    def load(cls, path: str) -> Forest:
         try:
             with open(path, "rb") as handle:
                 blob = handle.read()
         except OSError as err:
             raise AdvisorError(f"forest file {path}: {err.strerror}") from None
         try:
-            return cls.from_bytes(blob, identity)
+            return cls.from_bytes(blob)
         except (ValueError, KeyError, TypeError, PassListError) as err:
             raise AdvisorError(f"forest file {path} is corrupt: {err}") from None
 
     @classmethod
-    def from_bytes(cls, blob: bytes, identity: str) -> Forest:
+    def from_bytes(cls, blob: bytes) -> Forest:
         """The forest a file holds; ValueError (or KeyError, TypeError, PassListError) if it
         holds none."""
         import json
@@ -138,7 +138,7 @@ class Forest:
             arrays[name], at = values, end
         if at != len(blob):
             raise ValueError("trailing bytes")
-        forest = cls(header, arrays, identity)
+        forest = cls(header, arrays)
         forest.lists = [parse(text) for text in forest.texts]
         return forest
 
@@ -188,7 +188,7 @@ class ForestAdvisor:
         self.settings, self.llvm_dis, self.fallback = settings, llvm_dis, fallback
         self.identity = identity(settings)
         self.path = forest_path(settings)
-        self.forest = Forest.load(self.path, self.identity)
+        self.forest = Forest.load(self.path)
         self.failure: str | None = None
 
     def suggest(self, bitcode_path: str, k: int) -> list[PassList]:

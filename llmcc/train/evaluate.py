@@ -213,7 +213,7 @@ def main(model: str, directory: str, split: str, held_directory: str | None,
         if forest is not None:
             from llmcc.advisor.forest import Forest
 
-            grown = Forest.load(forest, "")
+            grown = Forest.load(forest)
 
             def choose(summary: dict, k: int, min_gain: float) -> list[PassList]:
                 return [grown.lists[i] for i in grown.choose(summary, k, min_gain)]
