@@ -177,7 +177,8 @@ def forest_path(settings) -> str:
 def identity(settings) -> str:
     from llmcc.advisor.model import digest_memo_dir, file_digest
 
-    return "forest:" + file_digest(forest_path(settings), digest_memo_dir(settings))
+    return "forest:" + file_digest(forest_path(settings), digest_memo_dir(settings),
+                                 "forest file")
 
 
 class ForestAdvisor:

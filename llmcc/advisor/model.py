@@ -32,12 +32,13 @@ def model_path(settings) -> str:
     return settings.model or DEFAULT_MODEL
 
 
-def file_digest(path: str, memo_dir: str | None) -> str:
-    """blake2b of the file, remembered in `memo_dir` by the file's identity when possible."""
+def file_digest(path: str, memo_dir: str | None, what: str = "model file") -> str:
+    """blake2b of the file, remembered in `memo_dir` by the file's identity when possible;
+    `what` names the file in errors."""
     try:
         stat = os.stat(path)
     except OSError as err:
-        raise AdvisorError(f"model file {path}: {err.strerror}") from None
+        raise AdvisorError(f"{what} {path}: {err.strerror}") from None
     memo = None
     if memo_dir:
         memo = os.path.join(memo_dir, f"{stat.st_dev}-{stat.st_ino}-{stat.st_size}-"
@@ -55,7 +56,7 @@ def file_digest(path: str, memo_dir: str | None) -> str:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     except OSError as err:
-        raise AdvisorError(f"model file {path}: {err.strerror}") from None
+        raise AdvisorError(f"{what} {path}: {err.strerror}") from None
     if memo:
         try:
             os.makedirs(memo_dir, exist_ok=True)
