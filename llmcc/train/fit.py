@@ -265,13 +265,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fit")
 
     registry = labelled.read_lists(args.dataset)
     candidates = candidates_of(registry)
-    rows = labelled.read_all(args.dataset)
-    for directory in args.add:  # a user's TUs, labelled by `llmcc-ctl label DIR`
-        labels = os.path.join(directory, "labels")
-        if candidates_of(labelled.read_lists(labels)) != candidates:
-            parser.error(f"{labels} was not measured with this dataset's broadcast lists: "
-                         f"run `llmcc-ctl label {directory}` again")
-        rows += labelled.read_all(labels)
+    try:  # and a user's TUs, labelled by `llmcc-ctl label DIR`
+        rows = labelled.read_with_added(args.dataset, registry, args.add)
+    except labelled.NotComparable as err:
+        parser.error(str(err))
     taught = forest_sizes(rows, registry, args.split, args.seed) \
         if args.teacher == "forest" else None
     examples = examples_from_rows(rows, registry, args.split, args.temperature,

@@ -185,10 +185,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fores
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trees", type=int, default=TREES)
     parser.add_argument("--leaf", type=int, default=LEAF, help="fewest training TUs in a leaf")
+    parser.add_argument("--add", action="append", default=[], metavar="DIR",
+                        help="also grow on a directory of records labelled by llmcc-ctl label")
     args = parser.parse_args(argv)
     registry = labelled.read_lists(args.dataset)
     indices = registry.get("broadcast", [])
-    train = [r for r in usable(labelled.read_all(args.dataset)) if r["split"] == "train"]
+    try:  # and a user's TUs, labelled by `llmcc-ctl label DIR`
+        rows = labelled.read_with_added(args.dataset, registry, args.add)
+    except labelled.NotComparable as err:
+        parser.error(str(err))
+    train = [r for r in usable(rows) if r["split"] == "train"]
     if not train or not indices:
         parser.error(f"no train TUs with broadcast sizes in {args.dataset}")
     pool = as_pool_rows(train, indices, False)

@@ -100,3 +100,24 @@ def register(registry: dict, texts: list[str]) -> list[int]:
             index[text] = len(registry["lists"])
             registry["lists"].append(text)
     return [index[text] for text in texts]
+
+
+class NotComparable(ValueError):
+    """A user's labels were measured with other broadcast lists than the dataset's."""
+
+
+def read_with_added(directory: str, registry: dict, added: list[str]) -> list[dict]:
+    """The dataset's rows (`registry` its lists) and those `llmcc-ctl label DIR` wrote in each
+    DIR of `added` (DIR/labels), to train on together. Rows name lists by index, so each DIR's
+    broadcast set must be the dataset's, index for index."""
+    def broadcast(of: dict) -> list[tuple[int, str]]:
+        return [(i, of["lists"][i]) for i in of["broadcast"]]
+
+    rows = read_all(directory)
+    for user_dir in added:
+        labels = os.path.join(user_dir, "labels")
+        if not registry["broadcast"] or broadcast(read_lists(labels)) != broadcast(registry):
+            raise NotComparable(f"{labels} was not measured with this dataset's broadcast "
+                                f"lists: run `llmcc-ctl label {user_dir}` again")
+        rows += read_all(labels)
+    return rows
