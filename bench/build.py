@@ -742,6 +742,36 @@ def checks_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+STAGES = ("startup", "frontend", "baseline", "advisor", "candidates")
+
+
+def stages_table(results: list[ProjectResult], ks: list[int]) -> str:
+    """Where the cold builds' time went, from the stages of llmcc's events (the last cold build
+    of each k), in units of plain clang's CPU for the same projects. `rest` is the rest of
+    llmcc's compile step: direct-mode keys, cache reads and writes, the output's write."""
+    lines = [("| k | " + " | ".join(STAGES) + " | rest | sum | cold/plain CPU |"),
+             "|---:|" + "---:|" * (len(STAGES) + 3)]
+    for k in ks:
+        builds = [(r.get("plain"), r.get("cold", k)) for r in results if not r.error]
+        builds = [(p, c) for p, c in builds if c is not None and not c.error and c.events]
+        plain_cpu = sum(p.cpu for p, _ in builds)
+        if not plain_cpu:
+            continue
+        totals = dict.fromkeys((*STAGES, "rest"), 0.0)
+        for _, cold in builds:
+            for event in cold.events:
+                stages = event.get("stages", {})
+                for stage in STAGES:
+                    totals[stage] += stages.get(stage, 0.0)
+                totals["rest"] += stages.get("total", 0.0) - sum(
+                    stages.get(stage, 0.0) for stage in STAGES if stage != "startup")
+        cold_cpu = sum(c.cpu for _, c in builds)
+        cells = [_fmt(totals[name] / plain_cpu) for name in (*STAGES, "rest")]
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {_fmt(sum(totals.values()) / plain_cpu)}"
+                     f" | {_fmt(cold_cpu / plain_cpu)} |")
+    return "\n".join(lines)
+
+
 def write_csv(path: Path, results: list[ProjectResult], advisor_id: str) -> None:
     fields = ["project", "package", "setting", "k", "ok", "error", "wall_s", "walls_s", "cpu_s",
               "wall_vs_plain", "objects", "text_data", "plain_text_data", "saved_pct",
@@ -1041,6 +1071,14 @@ def main(argv: list[str] | None = None) -> int:
         "(not intercepted), i.e. (llmcc build - plain build) / calls under make -j."), "",
         table, "",
         "## Passthrough and configure", "", details_table(results), "",
+        "## Where a cold build's time goes", "",
+        ("Seconds of each stage of llmcc's compiles (the event log's `stages`: wall-clock "
+         "time, mostly spent waiting on clang and opt; `startup` is the CPU Python and llmcc "
+         "took before the compile began) summed over the last cold build of every project, "
+         "divided by plain clang's build CPU seconds. `sum` should come near the cold/plain "
+         "CPU ratio; the difference is make, the shell, and the CPU of the tools themselves "
+         "beyond their wall time."), "",
+        stages_table(results, args.ks), "",
         "## Checks", "", checks_table(rows), "",
         "## Notes", "", *(notes or ["- none"]), "",
     ])

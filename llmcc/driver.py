@@ -151,10 +151,18 @@ def measure_baseline(ctx: Context, tools: Tools, bitcode_path: str, workdir: str
         raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
 
 
+def _timed(stages: dict[str, float], stage: str, started: float) -> None:
+    """Add the time since `started` to `stages[stage]`: where a compile's time went (the event
+    log's `stages`, which bench/build.py adds up)."""
+    stages[stage] = stages.get(stage, 0.0) + time.time() - started
+
+
 def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, ir_key: str,
-           only: tuple | None = None) -> tuple[dict, dict]:
+           only: tuple | None = None, stages: dict[str, float] | None = None
+           ) -> tuple[dict, dict]:
     """The baseline against the advisor's candidates (or the lists in `only`, each a validated
-    pass list); returns (decision, event fields).
+    pass list); returns (decision, event fields). Adds the advisor's and the candidates' time
+    to `stages`.
 
     A tool failure stops the candidates (see optimize.Evaluator) and is reported in the event
     as `tool_failure`: the decision is then still the smallest verified object, but not a fact
@@ -165,22 +173,29 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
     from llmcc.summary import find_llvm_dis
 
     k = ctx.settings.candidates
+    stages = {} if stages is None else stages
     advisor = None
+    started = time.time()
     if only is None:
         try:
             advisor = load_advisor(ctx.settings, find_llvm_dis(tools.opt, tools.clang))
         except AdvisorError as err:
             raise UsePlainClang(str(err), warn=True) from None
     if advisor is not None and hasattr(advisor, "tune"):
+        _timed(stages, "advisor", started)
+        started = time.time()
         results = advisor.tune(evaluator, seed=ir_key, progress=ctx.progress)
     else:
         results = []
         lists = only if only is not None else advisor.suggest(bitcode_path, k) if k else []
         ctx.warnings.extend(getattr(advisor, "warnings", ()))
+        _timed(stages, "advisor", started)
+        started = time.time()
         for passes in lists:
             results.append(evaluator.candidate(passes))
             if evaluator.stopped:
                 break
+    _timed(stages, "candidates", started)
     best = choose(baseline, results)
     shown = sorted(results, key=lambda r: (r.size is None, r.size or 0))[:MAX_SHOWN]
     tried = [r.summary() for r in [baseline, *shown]]
@@ -196,7 +211,7 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
 
 
 def _from_shared_cache(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str,
-                       ir_key: str) -> tuple[dict | None, dict]:
+                       ir_key: str, stages: dict[str, float]) -> tuple[dict | None, dict]:
     """A decision another machine made, measured here before use: (decision, event fields) if
     its list gives here exactly what it promised, else (None, {}) and the TU is decided as if
     nothing had been shared. A hostile or stale entry costs one candidate, never bytes."""
@@ -209,7 +224,8 @@ def _from_shared_cache(ctx: Context, tools: Tools, evaluator, baseline, bitcode_
         only = () if shared["passes"] is None else (parse(shared["passes"]),)
     except PassListError:
         return None, {}
-    decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, only=only)
+    decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, only=only,
+                             stages=stages)
     promised = (shared["baseline_size"], shared["size"], shared["passes"])
     if "tool_failure" in extra or promised != (decision["baseline_size"], decision["size"],
                                                decision["passes"]):
@@ -218,9 +234,10 @@ def _from_shared_cache(ctx: Context, tools: Tools, evaluator, baseline, bitcode_
 
 
 def _decide_and_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: str,
-                      ir_key: str) -> tuple[dict, dict]:
+                      ir_key: str, stages: dict[str, float]) -> tuple[dict, dict]:
     """A decision from the shared cache, or `decide`'s (shared in turn), guarded by the tools'
-    breaker; cached only when no tool failed."""
+    breaker; cached only when no tool failed. Fills the baseline's, advisor's and candidates'
+    `stages`."""
     from llmcc import breaker
 
     key = breaker.tools_key(tools.clang, tools.opt)
@@ -230,10 +247,14 @@ def _decide_and_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: st
         raise UsePlainClang(f"opt or code generation failed in {state['failures']} compiles in "
                             f"a row; not calling them again until {until} or until they change",
                             warn=True)
+    started = time.time()
     evaluator, baseline = measure_baseline(ctx, tools, bitcode_path, workdir)
-    decision, extra = _from_shared_cache(ctx, tools, evaluator, baseline, bitcode_path, ir_key)
+    _timed(stages, "baseline", started)
+    decision, extra = _from_shared_cache(ctx, tools, evaluator, baseline, bitcode_path, ir_key,
+                                         stages)
     if decision is None:
-        decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key)
+        decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key,
+                                 stages=stages)
         if _cacheable(extra) and ctx.shared is not None:
             ctx.shared.put(ir_key, decision, advisor_identity(ctx.settings))
     failure = extra.get("tool_failure")
@@ -258,6 +279,7 @@ def _cacheable(extra: dict) -> bool:
 def compile_tu(ctx: Context) -> dict:
     """Compile one TU; returns the log event. Raises UsePlainClang to hand over to clang."""
     started = time.time()
+    before = os.times()  # `startup`: the CPU starting Python and llmcc took, before the compile
     inv, settings = ctx.inv, ctx.settings
     try:
         advisor_id = advisor_identity(settings)
@@ -267,7 +289,7 @@ def compile_tu(ctx: Context) -> dict:
     identity = [__version__, tools.version, advisor_id, str(settings.candidates)]
     frontend_extra = _diagnostic_flags(ctx)
     event: dict = {"source": inv.source, "output": inv.output, "advisor": advisor_id}
-    stages: dict[str, float] = {}
+    stages: dict[str, float] = {"startup": before.user + before.system}
 
     call_key = None
     # Direct mode needs every header the frontend reads (CC_PRINT_HEADERS), and asking for that
@@ -319,7 +341,8 @@ def compile_tu(ctx: Context) -> dict:
         if decision is None:
             search_started = time.time()
             try:
-                decision, extra = _decide_and_cache(ctx, tools, bitcode_path, workdir, ir_key)
+                decision, extra = _decide_and_cache(ctx, tools, bitcode_path, workdir, ir_key,
+                                                    stages)
             except StepFailed as exc:
                 raise UsePlainClang(str(exc), warn=True) from None
             stages["search"] = time.time() - search_started

@@ -229,6 +229,16 @@ def test_second_compile_is_a_direct_hit_with_the_same_bytes_depfile_and_warning(
     assert first[2]["out/size.d"] is not None
 
 
+def test_a_miss_logs_where_its_time_went(tree, llmcc, env):
+    compile_outputs(llmcc, ["-Oz", "-c", "size.c"], tree, env, ["size.o"])
+    [event] = log_events(env)
+    stages = event["stages"]
+    steps = ("frontend", "baseline", "advisor", "candidates")
+    assert event["outcome"] == "miss" and event["evaluated"] >= 1
+    assert all(stages[name] > 0 for name in ("startup", *steps))
+    assert sum(stages[name] for name in steps) <= stages["total"]
+
+
 @pytest.mark.parametrize("flags", [["-MMD"], ["-MD", "-MMD"]])
 def test_user_header_depfile_stays_free_of_system_headers_when_cached(tree, clang, llmcc, env,
                                                                        flags):
