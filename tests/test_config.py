@@ -102,11 +102,21 @@ def test_missing_config_file_means_defaults(tmp_path):
     assert set(settings.origins.values()) == {"default"}
 
 
-def test_malformed_config_file_is_a_config_error_naming_the_file(tmp_path):
+@pytest.mark.parametrize("content", [b"candidates = = 3\n", b'advisor = "\xff"\n'],
+                         ids=["not TOML", "not UTF-8"])
+def test_malformed_config_file_is_a_config_error_naming_the_file(tmp_path, content):
     path = tmp_path / "config.toml"
-    path.write_text("candidates = = 3\n")
+    path.write_bytes(content)
     with pytest.raises(ConfigError, match=str(path)):
         load({"LLMCC_CONFIG": str(path)})
+
+
+def test_an_empty_config_file_sets_nothing(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("")
+    empty, absent = (load({"LLMCC_CONFIG": str(p)}) for p in (path, tmp_path / "absent.toml"))
+    assert (empty.values, empty.origins) == (absent.values, absent.origins)
+    assert set(empty.origins.values()) == {"default"}
 
 
 def test_bad_value_in_a_loaded_file_names_that_file(tmp_path):

@@ -241,15 +241,21 @@ def test_fallback_reason_is_logged_without_a_warning(tmp_path, llmcc, env):
 # Modules a passthrough call must not import: each costs every call milliseconds (typing alone
 # ~10 ms here, re and enum a few each; subprocess, json and diskcache are for compiles).
 NOT_ON_THE_PASSTHROUGH_PATH = ("typing", "re", "enum", "subprocess", "json", "diskcache",
-                               "platformdirs", "sqlite3")
+                               "platformdirs", "sqlite3", "tomllib")
 
 
-def test_a_passthrough_call_imports_nothing_it_does_not_need(tmp_path, env):
+@pytest.mark.parametrize("config", ["absent", "empty", "/dev/null"])
+def test_a_passthrough_call_imports_nothing_it_does_not_need(tmp_path, env, config):
     """Run llmcc's own entry point as its console script does, and stop it where it would
     exec the real clang: by then llmcc must have imported none of the heavy modules (an
-    editable install's import hook loads re before llmcc runs: not llmcc's doing)."""
+    editable install's import hook loads re before llmcc runs: not llmcc's doing). A config
+    file with nothing in it (as bench/build.py passes, /dev/null) is not parsed."""
     _populate(tmp_path)
     environ = {k: v for k, v in env.items() if k != "LLMCC_LOG"}  # a log imports json
+    if config == "empty":
+        Path(environ["LLMCC_CONFIG"]).write_text("")
+    elif config == "/dev/null":
+        environ["LLMCC_CONFIG"] = config
     code = ("import os, sys\n"
             "before = set(sys.modules)\n"
             "def report(*args):\n"
