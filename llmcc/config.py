@@ -6,6 +6,7 @@ the settings, so this module imports little.
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
 from collections.abc import Callable
@@ -179,6 +180,40 @@ def config_path(environ: dict[str, str]) -> str:
                                                        "config.toml")
 
 
+def _parsed(path: str, text: bytes, environ: dict[str, str]) -> dict[str, object]:
+    """The TOML in `text`, a config file's bytes. Importing tomllib costs about 20 ms a call
+    here (it brings re, typing, string), more than the rest of a passthrough call, so what it
+    made of the last content read is kept in the cache directory (LLMCC_CACHE_DIR, else the
+    user cache dir: the file itself may not name another; marshal: built in, nothing to import)
+    and used while the file holds exactly those bytes. A memo that cannot be read or written
+    only means parsing again."""
+    directory = environ.get("LLMCC_CACHE_DIR", "").strip() or _user_dir("cache", environ)
+    memo = os.path.join(directory, "config.marshal")
+    try:
+        with open(memo, "rb") as handle:
+            known = marshal.load(handle)
+        if type(known) is tuple and len(known) == 2 and known[0] == text \
+                and type(known[1]) is dict:
+            return known[1]
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    import tomllib
+
+    try:
+        values = tomllib.loads(text.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+    try:
+        from llmcc.files import write_atomic
+
+        data = marshal.dumps((text, values))  # ValueError: a TOML date, which no setting takes
+        os.makedirs(os.path.dirname(memo), exist_ok=True)
+        write_atomic(memo, data)
+    except (OSError, ValueError):
+        pass
+    return values
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
     environ = dict(os.environ) if environ is None else environ
     path = config_path(environ)
@@ -186,13 +221,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     try:
         with open(path, "rb") as handle:
             text = handle.read()
-        if text:  # tomllib costs ~20 ms a call here (it imports re, typing, string)
-            import tomllib
-
-            try:
-                file_values = tomllib.loads(text.decode())
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-                raise ConfigError(f"{path}: {err}") from None
+        if text:  # an empty file (/dev/null) sets nothing: no need to parse it
+            file_values = _parsed(path, text, environ)
     except FileNotFoundError:
         pass
     except OSError as err:

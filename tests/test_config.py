@@ -111,6 +111,27 @@ def test_malformed_config_file_is_a_config_error_naming_the_file(tmp_path, conte
         load({"LLMCC_CONFIG": str(path)})
 
 
+def test_a_config_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    import tomllib
+
+    path, cache = tmp_path / "config.toml", tmp_path / "cache"
+    environ = {"LLMCC_CONFIG": str(path), "LLMCC_CACHE_DIR": str(cache)}
+    path.write_text('candidates = 2\nlevels = "sz"\n')
+    first = load(environ)
+    assert first.candidates == 2 and (cache / "config.marshal").exists()
+    parse = tomllib.loads
+    monkeypatch.setattr(tomllib, "loads", None)  # the same bytes are not parsed again
+    assert load(environ).values == first.values
+    monkeypatch.setattr(tomllib, "loads", parse)
+    path.write_text("candidates = 4\n")  # other bytes are
+    assert load(environ).candidates == 4
+    (cache / "config.marshal").write_bytes(b"\xff junk")
+    assert load(environ).candidates == 4  # a damaged memo only means parsing again
+    path.write_text("candidates = = 4\n")
+    with pytest.raises(ConfigError, match=str(path)):  # and never hides an error
+        load(environ)
+
+
 def test_an_empty_config_file_sets_nothing(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text("")

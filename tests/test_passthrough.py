@@ -244,18 +244,21 @@ NOT_ON_THE_PASSTHROUGH_PATH = ("typing", "re", "enum", "subprocess", "json", "di
                                "platformdirs", "sqlite3", "tomllib")
 
 
-@pytest.mark.parametrize("config", ["absent", "empty", "/dev/null"])
+@pytest.mark.parametrize("config", ["absent", "empty", "/dev/null", "settings"])
 def test_a_passthrough_call_imports_nothing_it_does_not_need(tmp_path, env, config):
     """Run llmcc's own entry point as its console script does, and stop it where it would
     exec the real clang: by then llmcc must have imported none of the heavy modules (an
     editable install's import hook loads re before llmcc runs: not llmcc's doing). A config
-    file with nothing in it (as bench/build.py passes, /dev/null) is not parsed."""
+    file with nothing in it (as bench/build.py passes, /dev/null) is not parsed, one with
+    settings only when its bytes change (the first call here)."""
     _populate(tmp_path)
     environ = {k: v for k, v in env.items() if k != "LLMCC_LOG"}  # a log imports json
     if config == "empty":
         Path(environ["LLMCC_CONFIG"]).write_text("")
     elif config == "/dev/null":
         environ["LLMCC_CONFIG"] = config
+    elif config == "settings":
+        Path(environ["LLMCC_CONFIG"]).write_text('candidates = 2\nlevels = "sz"\n')
     code = ("import os, sys\n"
             "before = set(sys.modules)\n"
             "def report(*args):\n"
@@ -266,6 +269,9 @@ def test_a_passthrough_call_imports_nothing_it_does_not_need(tmp_path, env, conf
             "sys.argv = ['llmcc', '-O0', '-c', 'helper.c']\n"
             "from llmcc.launch import cc\n"
             "cc()\n")
+    if config == "settings":
+        first = run([sys.executable, "-c", code], cwd=tmp_path, env=environ)
+        assert "tomllib" in first.stdout.decode()
     done = run([sys.executable, "-c", code], cwd=tmp_path, env=environ)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().strip() == "[]"
