@@ -17,7 +17,7 @@ from llmcc import __version__, direct, events
 from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
 from llmcc.cache import CacheError
 from llmcc.files import link_target, write_atomic, write_through
-from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
+from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, find_llvm_dis, run
 
 MAX_SHOWN = 10  # candidates kept in a decision for `llmcc-ctl explain`, smallest first
 
@@ -170,7 +170,6 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
     """
     from llmcc.optimize import choose
     from llmcc.passes import to_text
-    from llmcc.summary import find_llvm_dis
 
     k = ctx.settings.candidates
     stages = {} if stages is None else stages

@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from llmcc.toolchain import StepFailed, opt_beside, run
+from llmcc.toolchain import StepFailed, run
 
 SUMMARY_VERSION = 1
 PROMPT_TOKEN_BUDGET = 1500
@@ -692,18 +692,6 @@ def _sorted_keys(value: object) -> object:
 def summarize_ir(text: str) -> dict:
     """The summary of one TU from its textual IR (`llvm-dis` output); JSON-ready, keys sorted."""
     return _sorted_keys(_summarise(_parse(text)))
-
-
-def llvm_dis_beside(tool: str) -> str:
-    """llvm-dis of the LLVM installation `tool` (clang or opt, through symlinks) comes from."""
-    return os.path.join(os.path.dirname(opt_beside(tool)), "llvm-dis")
-
-
-def find_llvm_dis(*tools: str) -> str:
-    """The first llvm-dis beside one of `tools` (the opt in use, then clang: either may be a
-    wrapper script with no LLVM beside it); else the first place looked, which an error names."""
-    places = [llvm_dis_beside(tool) for tool in tools]
-    return next((p for p in places if os.access(p, os.X_OK)), places[0])
 
 
 def disassemble(path: str, llvm_dis: str, timeout: float = 120.0) -> str:

@@ -105,6 +105,18 @@ def opt_beside(clang: str) -> str:
     return os.path.join(os.path.dirname(os.path.realpath(clang)), "opt")
 
 
+def llvm_dis_beside(tool: str) -> str:
+    """llvm-dis of the LLVM installation `tool` (clang or opt, through symlinks) comes from."""
+    return os.path.join(os.path.dirname(opt_beside(tool)), "llvm-dis")
+
+
+def find_llvm_dis(*tools: str) -> str:
+    """The first llvm-dis beside one of `tools` (the opt in use, then clang: either may be a
+    wrapper script with no LLVM beside it); else the first place looked, which an error names."""
+    places = [llvm_dis_beside(tool) for tool in tools]
+    return next((p for p in places if os.access(p, os.X_OK)), places[0])
+
+
 def check_tools(clang: str, opt_setting: str, timeout: float = 10.0) -> Tools:
     """Confirm clang is clang and opt is the same LLVM release; say clearly what is wrong."""
     clang_text = _version_text(clang, timeout)

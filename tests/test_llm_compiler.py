@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SIZE_C, SIZE_H, frontend_ir, log_events, object_size, processes_under, run
 
-from llmcc import events, summary
+from llmcc import events, summary, toolchain
 from llmcc.advisor import llm_compiler
 from llmcc.advisor.model_runtime import ModelRuntime
 from llmcc.passes import VOCABULARY, parse, to_text
@@ -145,7 +145,7 @@ def text_models(train_extra, clang: str, tmp_path_factory) -> TextModels:
         (directory / name).write_text(SOURCES[name])
         frontend_ir(clang, directory / name, directory / (name + ".bc"))
         prompts[name] = llm_compiler.prompt(summary.disassemble(
-            str(directory / (name + ".bc")), summary.llvm_dis_beside(clang)))
+            str(directory / (name + ".bc")), toolchain.llvm_dis_beside(clang)))
     answers = [PASSES_ANSWER, PROSE_ANSWER]
     # twice each: BPE merges pairs seen at least twice
     tokenizer = PassTokenizer.train([*prompts.values(), *answers] * 2, 2000, [])
@@ -176,7 +176,7 @@ def own_model(train_extra, clang: str, tmp_path_factory) -> str:
     (directory / "big.c").write_text(_big_tu())
     frontend_ir(clang, directory / "big.c", directory / "big.bc")
     prompt = summary.to_prompt(summary.summarize_bitcode(str(directory / "big.bc"),
-                                                         summary.llvm_dis_beside(clang)))
+                                                         toolchain.llvm_dis_beside(clang)))
     candidates = [parse(text) for text in OWN_LISTS]
     tokenizer = PassTokenizer.train([prompt] * 2, 400, candidates)
     model = Llama(Config(vocab_size=tokenizer.vocab_size, context=2048, dim=32, layers=1,

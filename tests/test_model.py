@@ -24,7 +24,7 @@ pytest.importorskip("gguf", reason=REASON)
 
 from conftest import SIZE_C, SIZE_H, frontend_ir
 
-from llmcc import summary
+from llmcc import summary, toolchain
 from llmcc.advisor.model_runtime import (
     COVERAGE_SCALE,
     KEY_CANDIDATES,
@@ -120,7 +120,7 @@ def summaries(clang: str, tmp_path_factory) -> list[dict]:
         (directory / name).write_text(source)
         frontend_ir(clang, directory / name, directory / (name + ".bc"))
         found.append(summary.summarize_bitcode(str(directory / (name + ".bc")),
-                                               summary.llvm_dis_beside(clang)))
+                                               toolchain.llvm_dis_beside(clang)))
     return found
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SIZE_C, SIZE_H
 
-from llmcc import summary
+from llmcc import summary, toolchain
 from llmcc.train.dataset import count_tokens
 
 # Four functions (one static, one self-recursive, one with a two-deep loop nest), two library
@@ -57,7 +57,7 @@ def _write(directory: Path, name: str, text: str) -> Path:
 
 @pytest.fixture(scope="module")
 def llvm_dis(clang: str) -> str:
-    return summary.llvm_dis_beside(clang)
+    return toolchain.llvm_dis_beside(clang)
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from llmcc.optimize import BaselineUnusable, Evaluator, Result
 from llmcc.passes import OZ_PIPELINE, parse, to_text
 from llmcc.progress import StatusLine, bar
 from llmcc.search import minimise, tune
-from llmcc.summary import SUMMARY_VERSION, llvm_dis_beside, summarize_bitcode
-from llmcc.toolchain import default_clang
+from llmcc.summary import SUMMARY_VERSION, summarize_bitcode
+from llmcc.toolchain import default_clang, llvm_dis_beside
 from llmcc.train import labelled
 from llmcc.train.dataset import (
     OWNER_ORDER,
