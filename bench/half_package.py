@@ -41,7 +41,8 @@ def main() -> int:
                         help="the forest advisor instead, compared with SHIPPED (default: "
                         "the forest llmcc ships)")
     parser.add_argument("--dataset", default=labelled.DATASET_DIR)
-    parser.add_argument("--work", help="where the halves and mine.gguf (mine.bin) go (default: temporary)")
+    parser.add_argument("--work", help="where the halves and mine.gguf (mine.bin) go "
+                        "(default: temporary)")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args, fit = parser.parse_args(argv[:split]), argv[split + 1:]

@@ -2,10 +2,10 @@
 of lists would start from (a tried list costs about 0.9 of a plain compile, README "Benchmark").
 
     LLMCC_RECORD=DIR LLMCC_CANDIDATES=0 make ...     # record a project's TUs
-    .venv/bin/python bench/list_cost.py DIR [--lists FILE] [--jobs 2] [--out rows.jsonl]
+    .venv/bin/python bench/list_cost.py DIR [--dataset DIR] [--jobs N] [--out rows.jsonl]
 
 For every recorded TU it times clang's own pipeline with code generation (the baseline, what a
-plain compile costs after its frontend), then each list of the dataset's broadcast set: opt with
+plain compile costs after its frontend, as llmcc.optimize.Evaluator measures it), then each list of the dataset's broadcast set: opt with
 the list, then code generation, each run as a compile runs them (llmcc.optimize's commands), and
 the object's size. Printed per list, over the TUs: the median of (opt + code generation) /
 baseline, the same for opt alone, and the geometric-mean size of the list's objects against the
@@ -53,10 +53,8 @@ def measure(job: tuple[list[str], str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="llmcc-list-cost-") as work:
         evaluator = recorded_evaluator(bitcode, work, TIMEOUT)
         tools, obj = evaluator.tools, os.path.join(work, "out.o")
-        base = timed([tools.clang, *codegen_args(evaluator.codegen, bitcode, obj, True)])
-        with open(obj, "rb") as handle:
-            baseline = read_object(handle.read())
-        row = {"tu": os.path.basename(bitcode), "baseline_seconds": base,
+        baseline = evaluator.baseline()
+        row = {"tu": os.path.basename(bitcode), "baseline_seconds": baseline.seconds,
                "baseline_size": baseline.size, "lists": {}}
         optimised = os.path.join(work, "optimised.bc")
         for text in texts:
@@ -66,7 +64,8 @@ def measure(job: tuple[list[str], str]) -> dict:
                                                             False)])
                 with open(obj, "rb") as handle:
                     info = read_object(handle.read())
-                refused = refusal(info, baseline, evaluator.hosted, evaluator.declared)
+                refused = refusal(info, evaluator.baseline_info, evaluator.hosted,
+                                  evaluator.declared)
                 row["lists"][text] = [opt, codegen, None if refused else info.size]
             except RuntimeError:
                 row["lists"][text] = None

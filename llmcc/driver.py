@@ -158,8 +158,7 @@ def _timed(stages: dict[str, float], stage: str, started: float) -> None:
 
 
 def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, ir_key: str,
-           only: tuple | None = None, stages: dict[str, float] | None = None
-           ) -> tuple[dict, dict]:
+           stages: dict[str, float], only: tuple | None = None) -> tuple[dict, dict]:
     """The baseline against the advisor's candidates (or the lists in `only`, each a validated
     pass list); returns (decision, event fields). Adds the advisor's and the candidates' time
     to `stages`.
@@ -172,7 +171,6 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
     from llmcc.passes import to_text
 
     k = ctx.settings.candidates
-    stages = {} if stages is None else stages
     advisor = None
     started = time.time()
     if only is None:
@@ -223,8 +221,8 @@ def _from_shared_cache(ctx: Context, tools: Tools, evaluator, baseline, bitcode_
         only = () if shared["passes"] is None else (parse(shared["passes"]),)
     except PassListError:
         return None, {}
-    decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, only=only,
-                             stages=stages)
+    decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, stages,
+                             only=only)
     promised = (shared["baseline_size"], shared["size"], shared["passes"])
     if "tool_failure" in extra or promised != (decision["baseline_size"], decision["size"],
                                                decision["passes"]):
@@ -252,8 +250,7 @@ def _decide_and_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: st
     decision, extra = _from_shared_cache(ctx, tools, evaluator, baseline, bitcode_path, ir_key,
                                          stages)
     if decision is None:
-        decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key,
-                                 stages=stages)
+        decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, stages)
         if _cacheable(extra) and ctx.shared is not None:
             ctx.shared.put(ir_key, decision, advisor_identity(ctx.settings))
     failure = extra.get("tool_failure")
