@@ -116,3 +116,31 @@ def test_the_shipped_forest_chooses_among_the_datasets_broadcast_lists():
     chosen = shipped.choose(row["summary"], K)
     assert len(chosen) <= K and len(set(chosen)) == len(chosen)
     assert all(0 <= i < len(shipped.texts) for i in chosen)
+
+
+
+@pytest.mark.parametrize("forest_answers", [True, False], ids=["forest", "old-summary-forest"])
+def test_a_damaged_popular_file_concerns_only_a_tu_the_forest_cannot_answer(
+        tree, env, llmcc, plain, summaries, package_copy, tmp_path, monkeypatch,  # noqa: F811
+        forest_answers):
+    """The popular lists are the forest's fall-back, read when it falls back, not before."""
+    if not forest_answers:
+        monkeypatch.setattr(forest, "SUMMARY_VERSION", SUMMARY_VERSION + 1)
+    path = grown(tmp_path / "forest.bin")
+    popular = package_copy / "advisor" / "popular.json"
+    popular.write_bytes(b"\x00not json")
+    env = with_forest(env, path)
+    tuned = _build(llmcc, ARGS, tree, env)
+    [event] = log_events(env)
+    if forest_answers:  # as if nothing were damaged: its lists tried, the decision cached
+        _assert_like_plain(plain, tuned, tree, None)
+        assert event["outcome"] == events.MISS and "advisor_failure" not in event
+        assert event["evaluated"] == len(Forest.load(str(path)).choose(summaries[0], K))
+        _build(llmcc, ARGS, tree, env)
+        assert log_outcomes(env) == [events.MISS, events.DIRECT_HIT]
+    else:  # nothing to try: plain clang's object, one warning naming both files, not cached
+        _assert_like_plain(plain, tuned, tree, "summary version")
+        assert tuned[2] == plain[2]
+        assert str(popular) in _ours(tuned[1])[0] and "is corrupt" in _ours(tuned[1])[0]
+        assert "did not cache this TU's decision" in _ours(tuned[1])[0]
+        assert event["outcome"] == events.MISS and event["evaluated"] == 0

@@ -54,6 +54,25 @@ def advisor_identity(settings) -> str:
     raise _unknown(name)
 
 
+class PopularInstead:
+    """The popular lists a model or forest falls back to, read only when one does: a damaged
+    popular data file concerns no TU the model or forest answered."""
+
+    def __init__(self) -> None:
+        self._lists = None
+
+    def instead(self, k: int, reason: str) -> tuple[list[PassList], str]:
+        """(the first k popular lists, the advisor's failure): the reason, and what was tried."""
+        from llmcc.advisor.popular import PopularAdvisor
+
+        try:
+            if self._lists is None:
+                self._lists = PopularAdvisor.load().lists
+        except AdvisorError as err:
+            return [], f"{reason}; the popular lists could not be tried either: {err}"
+        return list(self._lists[:k]), f"{reason}; tried the popular lists instead"
+
+
 def load_advisor(settings, llvm_dis: str | None = None):
     """The advisor `settings` name: an object with `identity` and `suggest(bitcode_path, k)`,
     as the module says (no typing.Protocol: a cache hit imports this module, and typing costs
@@ -61,20 +80,20 @@ def load_advisor(settings, llvm_dis: str | None = None):
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
-    if name in ("popular", "model", "forest", "search"):
+    if name == "model":
+        from llmcc.advisor.model import ModelAdvisor
+
+        return ModelAdvisor(settings, llvm_dis, PopularInstead())
+    if name == "forest":
+        from llmcc.advisor.forest import ForestAdvisor
+
+        return ForestAdvisor(settings, llvm_dis, PopularInstead())
+    if name in ("popular", "search"):
         from llmcc.advisor import popular
 
         seeds = popular.PopularAdvisor.load()
         if name == "popular":
             return seeds
-        if name == "model":
-            from llmcc.advisor.model import ModelAdvisor
-
-            return ModelAdvisor(settings, llvm_dis, seeds)
-        if name == "forest":
-            from llmcc.advisor.forest import ForestAdvisor
-
-            return ForestAdvisor(settings, llvm_dis, seeds)
         from llmcc.advisor.search import SearchAdvisor
 
         return SearchAdvisor(settings, seeds)

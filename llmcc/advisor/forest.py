@@ -214,5 +214,5 @@ class ForestAdvisor:
         return [self.forest.lists[i] for i in chosen]
 
     def _popular(self, k: int, reason: str) -> list[PassList]:
-        self.failure = f"{reason}; tried the popular lists instead"
-        return self.fallback.suggest("", k)
+        lists, self.failure = self.fallback.instead(k, reason)
+        return lists

@@ -211,5 +211,5 @@ class ModelAdvisor:
         return [], problems
 
     def _popular(self, k: int, reason: str) -> list[PassList]:
-        self.failure = f"{reason}; tried the popular lists instead"
-        return self.fallback.suggest("", k)
+        lists, self.failure = self.fallback.instead(k, reason)
+        return lists
