@@ -84,10 +84,14 @@ def weighted_greedy(tus: list[tuple[float, dict[int, int]]], width: int, k: int,
         if totals[best] >= stop:
             break
         chosen.append(best)
+        if len(chosen) == k:
+            break
         kept = []
         for weight, floor, below in left:
-            floor = min(floor, below.get(best, 0))
-            kept.append((weight, floor, {j: v for j, v in below.items() if v < floor}))
+            if below.get(best, 0) < floor:  # only a TU the new list shrinks has a new floor
+                floor = below[best]
+                below = {j: v for j, v in below.items() if v < floor}
+            kept.append((weight, floor, below))
         left = kept
     return chosen
 
