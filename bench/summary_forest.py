@@ -2,6 +2,7 @@
 of the model: the forest advisor, scored where the model is scored.
 
     .venv/bin/python bench/summary_forest.py [--folds 3] [--trees 200] [--leaf 5] [--after N]
+        [--language c++]
     (needs scikit-learn: pip install .[train])
 
 Every number of a TU's summary (llmcc.summary: module, call graph, globals, opcode, type,
@@ -17,7 +18,8 @@ Held-out sets, each scored as `llmcc-ctl eval` scores: the train packages dealt 
 bench/model_choice.py deals them, the validation split, and the test TUs among the first
 --test-first of the seeded test sample. The test TUs ranked after those are not read unless
 --after N asks for those ranked after N: they are kept for decisions on candidates
-(`llmcc-ctl eval --after N`).
+(`llmcc-ctl eval --after N`). `--language` scores the held-out TUs of one language only (every
+forest and list still learns from all the training TUs).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> int:
     parser.add_argument("--after", type=int, default=0,
                         help="also score the test TUs the sample ranks after its first N: a "
                         "decision set, read once the decision on it is registered")
+    parser.add_argument("--language", choices=("c", "c++"),
+                        help="score only the held-out TUs of this language")
     args = parser.parse_args()
     every = labelled.read_all(args.dataset)
     registry = labelled.read_lists(args.dataset)
@@ -91,6 +95,7 @@ def main() -> int:
         popular: dict[int, list[list[int]]] = {k: [] for k in KS}
         by_forest: dict[int, list[list[int]]] = {k: [] for k in KS}
         for inside, outside in parts:
+            outside = [r for r in outside if args.language in (None, r["language"])]
             part = as_pool_rows(outside, indices, False)
             pool += part
             order = greedy(as_pool_rows(inside, indices, False), len(indices), max(KS))
@@ -98,6 +103,9 @@ def main() -> int:
             for k in KS:
                 popular[k] += [order[:k]] * len(part)
                 by_forest[k] += chosen[k]
+        if not pool:  # e.g. no C++ package is in validation
+            print(f"| {name} | 0 | | | |")
+            continue
         oracle = geomean_saving(pool, list(range(len(indices))))
         print(f"| {name} | {len(pool)} | "
               + " / ".join(f"{v:.2f}" for v in scores(pool, popular)) + " | "
