@@ -297,13 +297,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded(directory: str) -> bool:
+    return any(name.endswith(".bc") for name in os.listdir(directory))
+
+
+def _replay_and_label(args: argparse.Namespace, dataset: str) -> str:
+    """The records of a project's compiles (llmcc.train.replay), labelled: where they are."""
+    import hashlib
+
+    from llmcc.config import cache_dir
+    from llmcc.train import replay
+    from llmcc.train.labels import label_records
+
+    source = os.path.abspath(args.directory)
+    records = args.records or os.path.join(
+        cache_dir(_settings()), "eval", hashlib.sha256(source.encode()).hexdigest()[:12],
+        os.path.basename(source))
+    try:
+        compiles = replay.find(source)
+    except (OSError, ValueError) as err:
+        sys.exit(f"llmcc-ctl eval: {err}")
+    counts = replay.replay(compiles, records, dict(os.environ))
+    print(f"{source}: {counts['compiles']} compiles replayed through llmcc, {counts['failed']} "
+          f"failed; {counts['recorded']} TUs recorded in {records}", file=sys.stderr)
+    if not counts["recorded"]:
+        sys.exit(f"llmcc-ctl eval: no TU of {source} was recorded (a compile that fails, or "
+                 "that is not one C or C++ file compiled to an object, records none)")
+    label_records(records, args.jobs, args.budget, args.seconds, args.timeout, dataset)
+    return records
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from llmcc.advisor.forest import FOREST_FILE
     from llmcc.advisor.model import model_path
     from llmcc.train import evaluate, labelled
 
-    return evaluate.main(args.model or model_path(_settings()),
-                         args.dataset or labelled.DATASET_DIR, args.split, args.directory,
+    dataset = args.dataset or labelled.DATASET_DIR
+    held = args.directory
+    if held is not None and not _recorded(held):
+        held = _replay_and_label(args, dataset)
+    return evaluate.main(args.model or model_path(_settings()), dataset, args.split, held,
                          args.threads, args.after,
                          FOREST_FILE if args.forest is True else args.forest)
 
@@ -330,12 +363,19 @@ def cmd_label(args: argparse.Namespace) -> int:
     from llmcc.train import labelled
     from llmcc.train.labels import label_records
 
-    if not any(name.endswith(".bc") for name in os.listdir(args.directory)):
+    if not _recorded(args.directory):
         sys.exit(f"llmcc-ctl label: no recorded TU in {args.directory} (build with "
                  f"LLMCC_RECORD={args.directory} first)")
     print(label_records(args.directory, args.jobs, args.budget, args.seconds, args.timeout,
                         args.dataset or labelled.DATASET_DIR))
     return 0
+
+
+def _labelling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", type=int, default=120, help="search evaluations per TU")
+    parser.add_argument("--seconds", type=float, default=120.0, help="search time cap per TU")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=float, default=30.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=cmd_serve)
     evaluate = sub.add_parser("eval", help="the model against fixed lists on held-out TUs")
     evaluate.add_argument("directory", nargs="?", help="TUs recorded with LLMCC_RECORD=DIR "
-                          "and labelled by `llmcc-ctl label DIR` (default: the dataset)")
+                          "and labelled by `llmcc-ctl label DIR`, or a project: its "
+                          "compile_commands.json, else its C/C++ sources, are compiled through "
+                          "llmcc, recorded and labelled first (default: the dataset)")
     evaluate.add_argument("--model", help="GGUF file (default: the configured model)")
     evaluate.add_argument("--forest", nargs="?", const=True, metavar="FILE",
                           help="the forest advisor instead (default: the forest llmcc ships)")
@@ -385,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
                           "those labelled later, which no choice made on the first N saw")
     evaluate.add_argument("--dataset",
                           help="train split and broadcast lists (default: llmcc's dataset)")
+    evaluate.add_argument("--records", metavar="DIR", help="where a project's TUs are recorded "
+                          "and labelled (default: under the cache directory)")
+    _labelling_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
     # listed for --help; its options are fit's own, handed over before parsing (below)
     sub.add_parser("train", help="train the model on the dataset (--out FILE, --add DIR, ...; "
@@ -392,10 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                    "needs pip install '.[train]')")
     label = sub.add_parser("label", help="search and measure TUs recorded with LLMCC_RECORD")
     label.add_argument("directory")
-    label.add_argument("--budget", type=int, default=120, help="search evaluations per TU")
-    label.add_argument("--seconds", type=float, default=120.0, help="search time cap per TU")
-    label.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    label.add_argument("--timeout", type=float, default=30.0)
+    _labelling_options(label)
     label.add_argument("--dataset",
                        help="whose broadcast lists to measure (default: llmcc's dataset)")
     label.set_defaults(func=cmd_label)

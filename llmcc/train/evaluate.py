@@ -170,8 +170,8 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
              count: Callable[[str], int] | None = None, context: int = 0,
              after: int = 0, name: str = "model") -> str:
     """Every table for `split` of the dataset in `directory` (of the test split, with `after`,
-    only the TUs `labelled_after` those), or for all the rows of `held_directory` (a user's
-    records labelled by `llmcc-ctl label`) when given; with `count`, whether their prompts
+    only the TUs `labelled_after` those), or for the TUs recorded in `held_directory` (a
+    user's records labelled by `llmcc-ctl label`) when given; with `count`, whether their prompts
     fit `context`."""
     registry = labelled.read_lists(directory)
     indices = registry.get("broadcast", [])
@@ -183,7 +183,8 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
         held_rows = [r for r in rows if r["split"] == split and (late is None or r["tu"] in late)]
     else:
         split = os.path.basename(os.path.abspath(held_directory))
-        held_rows = usable(labelled.read_all(os.path.join(held_directory, "labels")))
+        held_rows = [r for r in usable(labelled.read_all(os.path.join(held_directory, "labels")))
+                     if os.path.exists(os.path.join(held_directory, r["tu"] + ".bc"))]
     if not held_rows or not train or not indices:
         raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
     held = as_pool_rows(held_rows, indices, False)
