@@ -132,12 +132,14 @@ class Forest:
         at += size
         arrays, view = {}, memoryview(blob)  # slices of a view copy nothing
         for name, code, length in ARRAYS:
-            values = array(code)
-            end = at + header[length] * values.itemsize
+            end = at + header[length] * array(code).itemsize
             if end > len(blob):
                 raise ValueError("truncated")
-            values.frombytes(view[at:end])
-            if sys.byteorder == "big":
+            if sys.byteorder == "little":  # the file's order: read in place
+                values = view[at:end].cast(code)
+            else:
+                values = array(code)
+                values.frombytes(view[at:end])
                 values.byteswap()
             arrays[name], at = values, end
         if at != len(blob):
