@@ -44,10 +44,12 @@ def test_a_replayed_compile_writes_only_to_the_scratch_directory_and_is_size_opt
                             "-O0"], scratch)[-1] == "-Oz"  # the last -O wins, so -Oz goes last
 
 
-def test_a_compile_is_cxx_by_its_compiler_or_its_file():
+def test_a_compile_is_cxx_by_its_compiler_or_its_file_behind_any_launcher():
     assert replay.Compile("/", ["g++", "-c", "x.c"], "x.c").cxx
     assert replay.Compile("/", ["cc", "-c", "x.cpp"], "x.cpp").cxx
     assert not replay.Compile("/", ["/usr/bin/clang-19", "-c", "x.c"], "x.c").cxx
+    behind = replay.Compile("/", ["/usr/bin/ccache", "llmcc", "clang++", "-c", "x.c"], "x.c")
+    assert behind.arguments == ["clang++", "-c", "x.c"] and behind.cxx
 
 
 @pytest.mark.parametrize("text", ['{"directory": "/"}', '[{"file": "x.c"}]', '[3]',
@@ -99,7 +101,8 @@ def test_eval_of_a_project_replays_its_database_labels_and_scores_its_tus(tmp_pa
          "command": "/usr/bin/cc -O2 -I../src/inc -MD -MF a.d -o a.o -c ../src/a.c"},
         {"directory": build, "file": "../src/b.cpp",
          "arguments": ["g++", "-Os", "-o", "b.o", "-c", "../src/b.cpp"]},
-        {"directory": build, "file": "../src/broken.c", "command": "cc -c ../src/broken.c"}]
+        {"directory": build, "file": "../src/broken.c", "command": "cc -c ../src/broken.c"},
+        {"directory": str(project / "gone"), "file": "x.c", "command": "cc -c x.c"}]
     (project / replay.DATABASE).write_text(json.dumps(entries))
     dataset, grown, records = tmp_path / "dataset", tmp_path / "forest.bin", tmp_path / "mine"
     _dataset(dataset)
@@ -112,7 +115,7 @@ def test_eval_of_a_project_replays_its_database_labels_and_scores_its_tus(tmp_pa
 
     done = run(command, tmp_path, env)
     assert done.returncode == 0, done.stderr.decode()
-    assert (f"{project}: 3 compiles replayed through llmcc, 1 failed; 2 TUs recorded in "
+    assert (f"{project}: 4 compiles replayed through llmcc, 2 failed; 2 TUs recorded in "
             f"{records}") in done.stderr.decode()
     table = done.stdout.decode()
     assert "| on the mine split (2 TUs) |" in table and "| forest top-3 |" in table

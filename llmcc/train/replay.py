@@ -22,6 +22,8 @@ import tempfile
 DATABASE = "compile_commands.json"
 CXX_SUFFIXES = (".cc", ".cp", ".cpp", ".cxx", ".c++", ".C", ".CPP")
 SOURCE_SUFFIXES = (".c", *CXX_SUFFIXES)
+# compiler launchers a database may name before the compiler (llmcc itself among them)
+LAUNCHERS = ("ccache", "sccache", "distcc", "icecc", "llmcc", "llmcc++")
 # options naming a file the compile writes (or a dependency file's target), the name apart or
 # joined: the replay writes none of the project's files
 OUTPUT_OPTIONS = ("-o", "-MF", "-MT", "-MQ")
@@ -32,6 +34,8 @@ class Compile:
     """One compile: its directory, its arguments (the compiler first) and its language."""
 
     def __init__(self, directory: str, arguments: list[str], file: str) -> None:
+        while len(arguments) > 1 and os.path.basename(arguments[0]) in LAUNCHERS:
+            arguments = arguments[1:]
         self.directory, self.arguments, self.file = directory, arguments, file
         compiler = os.path.basename(arguments[0]) if arguments else ""
         self.cxx = "++" in compiler or file.endswith(CXX_SUFFIXES)
@@ -108,8 +112,11 @@ def replay(compiles: list[Compile], records: str, environ: dict[str, str]) -> di
         env.pop("LLMCC_LOG", None)
         for compile_ in compiles:
             cmd = [_command(compile_.cxx), *replayed(compile_.arguments, scratch)]
-            done = subprocess.run(cmd, cwd=compile_.directory, env=env, check=False,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            failed += done.returncode != 0
+            try:
+                done = subprocess.run(cmd, cwd=compile_.directory, env=env, check=False,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                failed += done.returncode != 0
+            except OSError:  # its directory is gone
+                failed += 1
     recorded = sum(name.endswith(".bc") for name in os.listdir(records))
     return {"compiles": len(compiles), "failed": failed, "recorded": recorded}
