@@ -297,11 +297,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recorded(directory: str) -> bool:
+def _recorded(directory: str, command: str) -> bool:
+    """Whether `directory` holds TUs LLMCC_RECORD kept; exits if it is no directory."""
+    if not os.path.isdir(directory):
+        sys.exit(f"llmcc-ctl {command}: {directory} is not a directory")
     return any(name.endswith(".bc") for name in os.listdir(directory))
 
 
-def _replay_and_label(args: argparse.Namespace, dataset: str) -> str:
+def _replay_and_label(args: argparse.Namespace, settings: config.Settings, dataset: str) -> str:
     """The records of a project's compiles (llmcc.train.replay), labelled: where they are."""
     import hashlib
 
@@ -311,7 +314,7 @@ def _replay_and_label(args: argparse.Namespace, dataset: str) -> str:
 
     source = os.path.abspath(args.directory)
     records = args.records or os.path.join(
-        cache_dir(_settings()), "eval", hashlib.sha256(source.encode()).hexdigest()[:12],
+        cache_dir(settings), "eval", hashlib.sha256(source.encode()).hexdigest()[:12],
         os.path.basename(source))
     try:
         compiles = replay.find(source)
@@ -332,11 +335,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from llmcc.advisor.model import model_path
     from llmcc.train import evaluate, labelled
 
-    dataset = args.dataset or labelled.DATASET_DIR
+    settings, dataset = _settings(), args.dataset or labelled.DATASET_DIR
     held = args.directory
-    if held is not None and not _recorded(held):
-        held = _replay_and_label(args, dataset)
-    return evaluate.main(args.model or model_path(_settings()), dataset, args.split, held,
+    if held is not None and not _recorded(held, "eval"):
+        held = _replay_and_label(args, settings, dataset)
+    return evaluate.main(args.model or model_path(settings), dataset, args.split, held,
                          args.threads, args.after,
                          FOREST_FILE if args.forest is True else args.forest)
 
@@ -363,7 +366,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     from llmcc.train import labelled
     from llmcc.train.labels import label_records
 
-    if not _recorded(args.directory):
+    if not _recorded(args.directory, "label"):
         sys.exit(f"llmcc-ctl label: no recorded TU in {args.directory} (build with "
                  f"LLMCC_RECORD={args.directory} first)")
     print(label_records(args.directory, args.jobs, args.budget, args.seconds, args.timeout,

@@ -52,7 +52,7 @@ def test_a_compile_is_cxx_by_its_compiler_or_its_file_behind_any_launcher():
     assert behind.arguments == ["clang++", "-c", "x.c"] and behind.cxx
 
 
-@pytest.mark.parametrize("text", ['{"directory": "/"}', '[{"file": "x.c"}]', '[3]',
+@pytest.mark.parametrize("text", ["[{not json", '{"directory": "/"}', '[{"file": "x.c"}]', '[3]',
                                   '[{"directory": "/", "file": "x.c", "command": "cc \'"}]'])
 def test_a_file_that_is_no_compilation_database_is_a_clear_error(tmp_path, text):
     path = tmp_path / replay.DATABASE
@@ -131,6 +131,14 @@ def test_eval_of_a_project_replays_its_database_labels_and_scores_its_tus(tmp_pa
     assert done.returncode == 0, done.stderr.decode()
     assert "| on the mine split (1 TUs) |" in done.stdout.decode()
     assert len(labelled.read_package(str(records / "labels"), "mine")) == 2
+
+
+def test_eval_or_label_of_what_is_no_directory_says_so(tmp_path, env, llmcc_ctl):
+    for command in ("eval", "label"):
+        done = run([llmcc_ctl, command, str(tmp_path / "missing")], tmp_path, env)
+        assert done.returncode != 0
+        assert done.stderr.decode().strip() == (f"llmcc-ctl {command}: {tmp_path / 'missing'} "
+                                                "is not a directory")
 
 
 def test_eval_of_a_project_without_a_recordable_tu_says_so(tmp_path, env, llmcc_ctl):

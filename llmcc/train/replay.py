@@ -31,12 +31,13 @@ DROPPED_FLAGS = ("-MD", "-MMD", "-MP")
 
 
 class Compile:
-    """One compile: its directory, its arguments (the compiler first) and its language."""
+    """One compile: its directory, its arguments (the compiler first) and its language (by the
+    compiler's name or the file's suffix)."""
 
     def __init__(self, directory: str, arguments: list[str], file: str) -> None:
         while len(arguments) > 1 and os.path.basename(arguments[0]) in LAUNCHERS:
             arguments = arguments[1:]
-        self.directory, self.arguments, self.file = directory, arguments, file
+        self.directory, self.arguments = directory, arguments
         compiler = os.path.basename(arguments[0]) if arguments else ""
         self.cxx = "++" in compiler or file.endswith(CXX_SUFFIXES)
 
@@ -44,8 +45,9 @@ class Compile:
 def from_database(path: str) -> list[Compile]:
     """The compiles a compilation database lists; ValueError if it is not one."""
     with open(path, encoding="utf-8") as handle:
-        entries = json.load(handle)
+        text = handle.read()
     try:
+        entries = json.loads(text)
         if not isinstance(entries, list):
             raise TypeError("not a JSON list")
         return [Compile(entry["directory"],
