@@ -304,6 +304,14 @@ def _recorded(directory: str, command: str) -> bool:
     return any(name.endswith(".bc") for name in os.listdir(directory))
 
 
+def _labelled(directory: str) -> bool:
+    """Whether `directory` holds labels as `llmcc-ctl label` writes them (records or not:
+    bench/half_package.py writes a dataset package's labels alone)."""
+    from llmcc.train import labelled
+
+    return os.path.exists(os.path.join(directory, "labels", labelled.LISTS_FILE))
+
+
 def _replay_and_label(args: argparse.Namespace, settings: config.Settings, dataset: str) -> str:
     """The records of a project's compiles (llmcc.train.replay), labelled: where they are."""
     import hashlib
@@ -337,7 +345,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings, dataset = _settings(), args.dataset or labelled.DATASET_DIR
     held = args.directory
-    if held is not None and not _recorded(held, "eval"):
+    if held is not None and not _recorded(held, "eval") and not _labelled(held):
         held = _replay_and_label(args, settings, dataset)
     return evaluate.main(args.model or model_path(settings), dataset, args.split, held,
                          args.threads, args.after,

@@ -148,3 +148,24 @@ def test_eval_of_a_project_without_a_recordable_tu_says_so(tmp_path, env, llmcc_
                 str(tmp_path / "r")], tmp_path, env)
     assert done.returncode != 0
     assert b"no TU of" in done.stderr and b"was recorded" in done.stderr
+
+
+def test_eval_of_labels_without_records_scores_every_labelled_tu(tmp_path, env, llmcc_ctl):
+    """bench/half_package.py hands eval a dataset package's labels alone (the dataset keeps
+    no IR): they are scored as they are, not taken for a project to replay."""
+    dataset, grown, half = tmp_path / "dataset", tmp_path / "forest.bin", tmp_path / "half"
+    _dataset(dataset)
+    rows = _rows()
+    grown.write_bytes(forest.shipped([r["summary"] for r in rows], _ratios(rows), TEXTS,
+                                     trees=4))
+    held = {row["tu"]: {**row, "package": "half", "language": "c",
+                        "search": {"size": row["baseline"], "size_former": row["baseline"]}}
+            for row in _rows(seed=1, packages=1, per_package=7)}
+    labelled.write_package(str(half / "labels"), "half", held)
+    labelled.write_lists(str(half / "labels"), {"lists": TEXTS, "broadcast": [0, 1, 2]})
+
+    done = run([llmcc_ctl, "eval", str(half), "--forest", str(grown), "--dataset",
+                str(dataset)], tmp_path, env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "| on the half split (7 TUs) |" in done.stdout.decode()
+    assert b"replayed" not in done.stderr

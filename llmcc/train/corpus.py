@@ -57,9 +57,10 @@ ALLOWLIST = (
     "tree", "units", "wavpack",
     "pugixml", "tinyxml2", "libyuv",
     # Added 2026-12-05 for more C++ train TUs (427 against 3,330 C ones): C++ packages split_of
-    # puts in train. muparser (wants OpenMP), astyle, re2c and libzen (their tarballs are gone),
-    # tinyxml and woff2 (their builds ignore CXXFLAGS) and soundtouch (its build forces -Ofast)
-    # give no TUs, as the corpus manifest says.
+    # puts in train. muparser (wants OpenMP), tinyxml and woff2 (their builds ignore CXXFLAGS),
+    # soundtouch (its build forces -Ofast), and astyle, re2c, libzen, game-music-emu, aspell,
+    # libsass, uncrustify and libraw (their tarballs are gone from the mirror) give no TUs, as
+    # the corpus manifest says.
     "libjsoncpp", "tinyxml", "muparser", "astyle", "woff2", "graphite2", "hunspell", "re2c",
     "clasp", "libsass", "libmodplug", "soundtouch", "game-music-emu", "libzen", "aspell",
     "gnuchess", "libde265", "libraw", "google-perftools", "uncrustify", "exiv2", "libopenmpt",
