@@ -1,13 +1,13 @@
 """C++ code no advisor saw: Debian C++ projects outside the training allowlist, scored by
 `llmcc-ctl eval` as a user would score their own project.
 
-    .venv/bin/python bench/unseen_cxx.py [--projects box2d,double-conversion,meshoptimizer] [--work DIR]
-                                         [-- EVAL ARGS, e.g. --forest FILE --seconds 40]
+    .venv/bin/python bench/unseen_cxx.py [--projects box2d,double-conversion,meshoptimizer]
+        [--work DIR] [-- EVAL ARGS, e.g. --forest FILE --seconds 40]
 
 Each project's upstream tree (fetched and unpacked as bench/build.py does) is configured with
 CMake as a size-optimised release (MinSizeRel, its flags made `-Oz -DNDEBUG`), writing a
-compilation database (no build: eval replays every compile). The
-databases are merged into one, in `WORK/projects/compile_commands.json`, and
+compilation database (no build: eval replays every compile). The databases are merged into
+one, in `WORK/projects/compile_commands.json`, and
 `llmcc-ctl eval WORK/projects --records WORK/records EVAL ARGS` replays, records, labels and
 scores them: one table for all their TUs. The records and their labels are kept, so scoring
 another advisor (`-- --forest other.bin`) replays the compiles but labels nothing again.

@@ -81,6 +81,12 @@ def _dataset(path) -> None:
     labelled.write_package(str(path), "synthetic", {row["tu"]: row for row in rows})
 
 
+def _grow(path) -> None:
+    """A small forest file grown on the synthetic train rows."""
+    rows = _rows()
+    path.write_bytes(forest.shipped([r["summary"] for r in rows], _ratios(rows), TEXTS, trees=4))
+
+
 def _snapshot(root) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -106,9 +112,7 @@ def test_eval_of_a_project_replays_its_database_labels_and_scores_its_tus(tmp_pa
     (project / replay.DATABASE).write_text(json.dumps(entries))
     dataset, grown, records = tmp_path / "dataset", tmp_path / "forest.bin", tmp_path / "mine"
     _dataset(dataset)
-    rows = _rows()
-    grown.write_bytes(forest.shipped([r["summary"] for r in rows], _ratios(rows), TEXTS,
-                                     trees=4))
+    _grow(grown)
     before = _snapshot(project)
     command = [llmcc_ctl, "eval", str(project), "--forest", str(grown), "--dataset",
                str(dataset), "--records", str(records), "--budget", "4", "--jobs", "1"]
@@ -155,9 +159,7 @@ def test_eval_of_labels_without_records_scores_every_labelled_tu(tmp_path, env, 
     no IR): they are scored as they are, not taken for a project to replay."""
     dataset, grown, half = tmp_path / "dataset", tmp_path / "forest.bin", tmp_path / "half"
     _dataset(dataset)
-    rows = _rows()
-    grown.write_bytes(forest.shipped([r["summary"] for r in rows], _ratios(rows), TEXTS,
-                                     trees=4))
+    _grow(grown)
     held = {row["tu"]: {**row, "package": "half", "language": "c",
                         "search": {"size": row["baseline"], "size_former": row["baseline"]}}
             for row in _rows(seed=1, packages=1, per_package=7)}
