@@ -50,6 +50,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 100:
+        raise ValueError("must be a percentage from 0 up to (not including) 100")
+    return value
+
+
 def _server_url(text: str) -> str:
     """A model server's address: llama.cpp-compatible servers speak plain HTTP."""
     text = str(text).strip().rstrip("/")
@@ -106,6 +113,8 @@ SETTINGS = (
             "how the model is asked: llmcc (a summary of the TU; llmcc's own models) or "
             "llm-compiler (the TU's IR in Meta's LLM Compiler prompt)"),
     Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
+    Setting("min_gain", "0.1", _percent,
+            "% of a TU's size: the forest or model tries no list it expects to save less"),
     Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
     Setting("cache", "1", _boolean,
             "use the decision cache; 0: compile without one, quietly (a read-only sandbox)"),

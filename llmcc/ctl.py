@@ -131,7 +131,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         advisor = load_advisor(settings)
         print(f"ok   advisor {settings.advisor} ({advisor.identity}), "
-              f"{settings.candidates} candidates per TU")
+              f"{settings.candidates} candidates per TU, none expected to save under "
+              f"{settings.min_gain:g}%")
     except AdvisorError as err:
         print(f"FAIL advisor: {err}")
         problems += 1
@@ -217,7 +218,8 @@ def identity_line(settings: config.Settings) -> str:
         clang = f"broken ({err})"
     levels = "".join(sorted(settings.levels))
     return (f"llmcc {__version__} advisor={advisor} candidates={settings.candidates} "
-            f"levels={levels} disable={int(settings.disable)} {clang}")
+            f"min_gain={settings.min_gain:g} levels={levels} disable={int(settings.disable)} "
+            f"{clang}")
 
 
 def cmd_id(args: argparse.Namespace) -> int:

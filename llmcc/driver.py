@@ -282,7 +282,8 @@ def compile_tu(ctx: Context) -> dict:
     except AdvisorError as err:
         raise UsePlainClang(str(err), warn=True) from None
     tools = tools_for(ctx)
-    identity = [__version__, tools.version, advisor_id, str(settings.candidates)]
+    identity = [__version__, tools.version, advisor_id, str(settings.candidates),
+                str(settings.min_gain)]
     frontend_extra = _diagnostic_flags(ctx)
     event: dict = {"source": inv.source, "output": inv.output, "advisor": advisor_id}
     stages: dict[str, float] = {"startup": before.user + before.system}

@@ -62,7 +62,8 @@ def test_empty_levels_turn_llmcc_off_for_every_level():
 
 @pytest.mark.parametrize("name, raw", [("candidates", "many"), ("candidates", "-1"),
                                        ("levels", "sx"), ("disable", "maybe"),
-                                       ("cache_size", "lots"), ("timeout", "soon")])
+                                       ("cache_size", "lots"), ("timeout", "soon"),
+                                       ("min_gain", "100"), ("min_gain", "-0.5")])
 def test_bad_value_in_the_environment_names_the_variable(name, raw):
     variable = "LLMCC_" + name.upper()
     with pytest.raises(ConfigError) as caught:

@@ -44,7 +44,8 @@ def test_the_forest_advisor_tries_the_lists_its_file_chooses_and_keys_on_the_fil
         tree, env, llmcc, llmcc_ctl, plain, summaries, tmp_path):  # noqa: F811
     path = grown(tmp_path / "forest.bin")
     env = with_forest(env, path)
-    expected = [TEXTS[i] for i in Forest.load(str(path)).choose(summaries[0], K)]
+    # as a compile chooses them: none expected to save under the default min_gain, 0.1%
+    expected = [TEXTS[i] for i in Forest.load(str(path)).choose(summaries[0], K, 0.001)]
     assert expected  # the test forest expects some list to shrink size.c
     tuned = _build(llmcc, ARGS, tree, env)
     _assert_like_plain(plain, tuned, tree, None)
@@ -63,6 +64,23 @@ def test_the_forest_advisor_tries_the_lists_its_file_chooses_and_keys_on_the_fil
     assert digest(path) != first
     _build(llmcc, ARGS, tree, env)
     assert log_outcomes(env) == [events.MISS, events.DIRECT_HIT, events.MISS]
+
+
+def test_min_gain_leaves_out_the_lists_expected_to_save_less_and_is_part_of_every_key(
+        tree, env, llmcc, llmcc_ctl, plain, summaries, tmp_path):  # noqa: F811
+    path = grown(tmp_path / "forest.bin")
+    everything = Forest.load(str(path)).choose(summaries[0], K, 0.0)
+    assert everything
+    env = {**with_forest(env, path), "LLMCC_MIN_GAIN": "99"}  # no list saves that much
+    _assert_like_plain(plain, _build(llmcc, ARGS, tree, env), tree, None)
+    assert " min_gain=99 " in run_ok([llmcc_ctl, "id"], None, env).decode()
+    env["LLMCC_MIN_GAIN"] = "0"
+    _build(llmcc, ARGS, tree, env)
+    assert " min_gain=0 " in run_ok([llmcc_ctl, "id"], None, env).decode()
+    nothing, every = log_events(env)
+    assert nothing["outcome"] == every["outcome"] == events.MISS  # a new key, not a hit
+    assert nothing["evaluated"] == 0 and nothing["size"] == nothing["baseline_size"]
+    assert every["evaluated"] == len(everything)
 
 
 @pytest.mark.parametrize("kind, warning", [

@@ -123,6 +123,29 @@ def test_object_is_never_larger_and_defines_the_same_symbols(tree, clang, llmcc,
     assert event["baseline_size"] == plain_info.size and event["size"] == tuned_info.size
 
 
+def test_macros_through_wp_are_intercepted_and_take_effect(tree, clang, llmcc, env):
+    """Distributions' hardening flags (-Wp,-D_FORTIFY_SOURCE=2, -Wp,-D_GLIBCXX_ASSERTIONS)
+    define macros through -Wp: the frontend sees them exactly as clang's does."""
+    (tree / "macros.c").write_text(
+        "#include <string.h>\n"
+        "#ifdef WITH_EXTRA\nint extra(int x) { return x * 3; }\n#endif\n"
+        "#ifndef NDEBUG\nint debug_only(void) { return 1; }\n#endif\n"
+        "void copy(const char *from, unsigned long n, void (*use)(char *)) {\n"
+        "    char to[8]; memcpy(to, from, n); use(to); }\n")
+    args = ["-Oz", "-DNDEBUG", "-Wp,-D_FORTIFY_SOURCE=2", "-Wp,-DWITH_EXTRA,-UNDEBUG", "-c",
+            "macros.c", "-o", "macros.o"]
+    rc, expected, plain = compile_outputs(clang, args, tree, env, ["macros.o"])
+    assert rc == 0
+    rc, actual, tuned = compile_outputs(llmcc, args, tree, env, ["macros.o"])
+    assert rc == 0 and actual == expected
+    assert log_outcomes(env) == ["miss"]
+    plain_info, tuned_info = read_object(plain["macros.o"]), read_object(tuned["macros.o"])
+    assert {"extra", "debug_only", "copy"} <= tuned_info.defined == plain_info.defined
+    assert "__memcpy_chk" in plain_info.undefined  # _FORTIFY_SOURCE took effect
+    assert tuned_info.undefined <= plain_info.undefined
+    assert tuned_info.size <= plain_info.size
+
+
 def test_cxx_through_llmcxx_is_intercepted_and_never_larger(tree, clangxx, llmccxx, env):
     args = ["-Oz", "-Wall", "-c", "shapes.cc"]
     rc, expected, plain = compile_outputs(clangxx, args, tree, env, ["shapes.o"])
@@ -551,7 +574,7 @@ def test_id_names_what_decides_the_output(clang, llmcc_ctl, env):
     line = done.stdout.decode().strip()
     version = run([clang, "--version"], cwd=None).stdout.decode().splitlines()[0]
     assert line.startswith("llmcc ")
-    assert " advisor=forest:" in line and " candidates=3 levels=sz disable=0 " in line
+    assert " advisor=forest:" in line and " candidates=3 min_gain=0.1 levels=sz disable=0 " in line
     assert line.endswith(version)
     env["LLMCC_CANDIDATES"] = "1"
     assert _ctl(llmcc_ctl, env, "id").stdout.decode().strip() != line

@@ -213,7 +213,7 @@ class ForestAdvisor:
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the forest: {err}")
         try:
-            chosen = self.forest.choose(summarize_ir(ir), k)
+            chosen = self.forest.choose(summarize_ir(ir), k, self.settings.min_gain / 100)
         except (IndexError, ValueError, ZeroDivisionError) as err:
             # arrays of the right lengths whose contents are not a forest (a damaged file)
             return self._popular(k, f"{self.path} is corrupt: {err}")

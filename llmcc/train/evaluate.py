@@ -166,6 +166,19 @@ def labelled_after(rows: list[dict], first: int) -> set[str]:
     return {r["tu"] for r in ranked[first:]}
 
 
+def split_rows(every: list[dict], split: str, after: int = 0) -> list[dict]:
+    """The usable rows of `split` among `every` (of the test split, with `after`, only those
+    `labelled_after` the first `after`)."""
+    late = labelled_after(every, after) if after else None
+    return [r for r in usable(every) if r["split"] == split and (late is None or r["tu"] in late)]
+
+
+def forest_ranker(grown) -> Ranker:
+    """The Ranker of a forest (llmcc.advisor.forest.Forest), choosing as a compile does."""
+    return lambda summary, k, min_gain: [grown.lists[i]
+                                         for i in grown.choose(summary, k, min_gain)]
+
+
 def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | None = None,
              count: Callable[[str], int] | None = None, context: int = 0,
              after: int = 0, name: str = "model") -> str:
@@ -179,8 +192,7 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
     rows = usable(every)
     train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
     if held_directory is None:
-        late = labelled_after(every, after) if after else None
-        held_rows = [r for r in rows if r["split"] == split and (late is None or r["tu"] in late)]
+        held_rows = split_rows(every, split, after)
     else:
         split = os.path.basename(os.path.abspath(held_directory))
         # the TUs recorded there (a replay removes those its project no longer compiles), or
@@ -217,13 +229,8 @@ def main(model: str, directory: str, split: str, held_directory: str | None,
         if forest is not None:
             from llmcc.advisor.forest import Forest
 
-            grown = Forest.load(forest)
-
-            def choose(summary: dict, k: int, min_gain: float) -> list[PassList]:
-                return [grown.lists[i] for i in grown.choose(summary, k, min_gain)]
-
-            print(evaluate(directory, split, choose, held_directory, after=after,
-                           name="forest"))
+            print(evaluate(directory, split, forest_ranker(Forest.load(forest)), held_directory,
+                           after=after, name="forest"))
             return 0
         with ModelRuntime(model, threads) as runtime:
             def count(prompt: str) -> int:

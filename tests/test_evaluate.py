@@ -1,0 +1,43 @@
+"""What `llmcc-ctl eval` and bench/min_gain.py score: the rows of a split, and the lists a
+forest chooses as a compile chooses them."""
+
+from __future__ import annotations
+
+from test_forest import TEXTS, _ratios, _rows
+
+from llmcc.advisor.forest import Forest
+from llmcc.passes import parse
+from llmcc.train import forest
+from llmcc.train.evaluate import forest_ranker, split_rows
+from llmcc.train.labels import sample_rank
+
+
+def _row(tu: str, split: str, language: str = "c", **fields) -> dict:
+    return {"tu": tu, "split": split, "language": language, "search": {}, "baseline": 100,
+            "broadcast": {}, "summary": {}, **fields}
+
+
+def test_split_rows_keeps_the_usable_rows_of_the_split_and_with_after_the_later_test_tus():
+    tests = [_row(f"t{i}", "test") for i in range(6)]
+    every = [*tests, _row("v", "validation"), _row("unsearched", "test", search=None)]
+    del every[-1]["search"]
+    assert [r["tu"] for r in split_rows(every, "validation")] == ["v"]
+    assert [r["tu"] for r in split_rows(every, "test")] == [f"t{i}" for i in range(6)]
+    ranked = sorted(tests, key=lambda r: sample_rank(r["language"], r["tu"]))
+    assert {r["tu"] for r in split_rows(every, "test", after=4)} == \
+        {r["tu"] for r in ranked[4:]}
+
+
+def test_forest_ranker_chooses_what_the_forest_chooses_for_each_min_gain(tmp_path):
+    rows = _rows(0)
+    path = tmp_path / "forest.bin"
+    path.write_bytes(forest.shipped([r["summary"] for r in rows], _ratios(rows), TEXTS,
+                                    trees=20))
+    grown = Forest.load(str(path))
+    rank = forest_ranker(grown)
+    for row in rows[:10]:
+        for min_gain in (0.0, 0.001, 0.01):
+            expected = [parse(TEXTS[i]) for i in grown.choose(row["summary"], 3, min_gain)]
+            assert rank(row["summary"], 3, min_gain) == expected
+    fewer = sum(len(rank(r["summary"], 3, 0.01)) for r in rows)
+    assert fewer < sum(len(rank(r["summary"], 3, 0.0)) for r in rows)
