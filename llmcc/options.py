@@ -148,7 +148,7 @@ FAMILIES: dict[str, int] = {
     "-W": Opt.NONE,
     "-Wa,": Opt.TOO_HARD,
     "-Wl,": Opt.NONE,
-    "-Wp,": Opt.TOO_HARD,
+    "-Wp,": Opt.TOO_HARD,  # but macro definitions alone: see _preprocessor_args
     "-Xarch_": Opt.TOO_HARD,
     "-d": Opt.TOO_HARD,
     "-f": Opt.NONE,
@@ -242,6 +242,18 @@ def lookup(arg: str) -> tuple[int, str | None]:
     family = next((prefix for prefix in _FAMILY_PREFIXES if arg.startswith(prefix)), "")
     if glued and len(glued) >= len(family):  # `-objcmt-…` is a family member, not `-o bjcmt-…`
         return OPTIONS[glued], arg[len(glued):]
+    if family == "-Wp,":
+        return _preprocessor_args(arg[len(family):]), None
     if family:
         return FAMILIES[family], None
     return Opt.TOO_HARD, None
+
+
+def _preprocessor_args(value: str) -> int:
+    """`-Wp,A,B`: clang hands A and B to the preprocessor as they are. Macro definitions with
+    the name glued on (`-Wp,-D_FORTIFY_SOURCE=2,-UNDEBUG`, distributions' hardening flags)
+    mean what `-D…` and `-U…` mean; anything else stays too hard (`-Wp,-MD,FILE` writes a
+    depfile, `-Wp,-D,NAME` splits one across two)."""
+    macros = value.split(",")
+    return Opt.AFFECTS_CPP if all(m[:2] in ("-D", "-U") and len(m) > 2 for m in macros) \
+        else Opt.TOO_HARD

@@ -102,11 +102,18 @@ def test_exact_spelling_wins_over_a_glued_prefix():
 @pytest.mark.parametrize("arg", [
     "-fsanitize=address", "-fsanitize-recover=all", "-fprofile-instr-generate",
     "-flto", "-flto=thin", "-fmodules", "-fplugin=x.so", "-Wa,--noexecstack",
-    "-Wp,-MD,x.d", "-gsplit-dwarf", "-m32", "--target=aarch64-linux-gnu", "-dM",
+    "-Wp,-MD,x.d", "-Wp,-MMD,x.d", "-Wp,-DX,-MMD,x.d", "-Wp,-D,X", "-Wp,-D", "-Wp,", "-Wp,-I,inc",
+    "-Wp,-DX,", "-gsplit-dwarf", "-m32", "--target=aarch64-linux-gnu", "-dM",
     "-print-search-dirs", "-ftime-trace", "-fembed-bitcode",
 ])
 def test_family_members_llmcc_cannot_handle_are_too_hard(arg):
     assert lookup(arg) == (Opt.TOO_HARD, None)
+
+
+@pytest.mark.parametrize("arg", ["-Wp,-D_FORTIFY_SOURCE=2", "-Wp,-D_GLIBCXX_ASSERTIONS",
+                                 "-Wp,-UNDEBUG,-DX=1"])
+def test_macro_definitions_through_wp_are_preprocessor_options(arg):
+    assert lookup(arg) == (Opt.AFFECTS_CPP, None)
 
 
 @pytest.mark.parametrize("arg", [

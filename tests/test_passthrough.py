@@ -80,6 +80,10 @@ CASES: dict[str, tuple[list[str], bytes | None]] = {
     "version": (["--version"], None),
     "dump_version": (["-dumpversion"], None),
     "sanitizer_compile": (["-Oz", "-fsanitize=undefined", "-c", "helper.c"], None),
+    # the kernel's kbuild writes depfiles this way; macros alone through -Wp are intercepted
+    "depfile_through_wp_at_oz": (["-Oz", "-Wp,-MD,out/helper.d", "-c", "helper.c"], None),
+    "macro_and_depfile_through_wp_at_oz": (
+        ["-Oz", "-Wp,-DLIMIT2=1", "-Wp,-MMD,out/h.d", "-c", "helper.c", "-o", "out/h.o"], None),
 }
 
 # Cases llmcc itself intercepts before handing them back: plain clang must still be all the
@@ -132,6 +136,8 @@ PRODUCES: dict[str, dict[str, str]] = {
     "version": {"-": VERSION},
     "dump_version": {"-": VERSION},
     "sanitizer_compile": {"helper.o": OBJECT},
+    "depfile_through_wp_at_oz": {"helper.o": OBJECT, "out/helper.d": DEPFILE},
+    "macro_and_depfile_through_wp_at_oz": {"out/h.o": OBJECT, "out/h.d": DEPFILE},
 }
 FAILING = {"werror_warning_at_oz", "syntax_error_at_oz", "missing_response_file",
            "syntax_error_with_depfile_at_os", "missing_output_directory_at_oz",
