@@ -434,9 +434,8 @@ def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
         return path
 
     def llmcc_env(cache_dir: Path, k: int, event_log: Path | None) -> dict[str, str]:
-        extra = {"LLMCC_CANDIDATES": str(k), "LLMCC_CACHE_DIR": str(cache_dir)}
-        if args.advisor:
-            extra["LLMCC_ADVISOR"] = args.advisor
+        extra = {"LLMCC_CANDIDATES": str(k), "LLMCC_CACHE_DIR": str(cache_dir),
+                 **advice(args)}
         if event_log is not None:
             extra["LLMCC_LOG"] = str(event_log)
         return clean_environment(extra)
@@ -911,8 +910,14 @@ def plot(path: Path, rows: list[Row], title: str) -> str | None:
 
 # --- main ------------------------------------------------------------------------------------
 
-def _identity(llmcc: Llmcc, advisor: str | None) -> str:
-    env = clean_environment({"LLMCC_ADVISOR": advisor} if advisor else {})
+def advice(args: argparse.Namespace) -> dict[str, str]:
+    """The advisor settings a run asks for (--advisor, --min-gain); llmcc's defaults otherwise."""
+    asked = {"LLMCC_ADVISOR": args.advisor, "LLMCC_MIN_GAIN": args.min_gain}
+    return {name: value for name, value in asked.items() if value is not None}
+
+
+def _identity(llmcc: Llmcc, args: argparse.Namespace) -> str:
+    env = clean_environment(advice(args))
     done = subprocess.run([*llmcc.ctl, "id"], capture_output=True, text=True, env=env,
                           check=False)
     return done.stdout.strip() or f"(llmcc-ctl id failed: {done.stderr.strip()[-300:]})"
@@ -959,6 +964,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "counts (default 2, --quick 1)")
     parser.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
     parser.add_argument("--advisor", help="LLMCC_ADVISOR (default: llmcc's own default)")
+    parser.add_argument("--min-gain", help="LLMCC_MIN_GAIN (default: llmcc's own default)")
     parser.add_argument("--clang", default="clang-19", help="the plain compiler (clang-19)")
     parser.add_argument("--no-pin", action="store_true",
                         help="use the installed llmcc as is, instead of a frozen copy of it")
@@ -993,7 +999,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     llmcc = installed_llmcc() if args.no_pin else pin_llmcc(args.work / "llmcc-pinned")
-    identity = _identity(llmcc, args.advisor)
+    identity = _identity(llmcc, args)
     lists = _advisor_lists(llmcc, args.advisor)
     advisor_id = next((part.split("=", 1)[1] for part in identity.split()
                        if part.startswith("advisor=")), "?")
