@@ -114,7 +114,7 @@ SETTINGS = (
             "llm-compiler (the TU's IR in Meta's LLM Compiler prompt)"),
     Setting("candidates", "3", _positive_int, "how many candidate pass lists to try per TU"),
     Setting("min_gain", "0.1", _percent,
-            "% of a TU's size: the forest or model tries no list it expects to save less"),
+            "% of a TU's size: the forest tries no list it expects to save less"),
     Setting("levels", "sz", _levels, "optimisation levels llmcc takes over (letters of 123sz)"),
     Setting("cache", "1", _boolean,
             "use the decision cache; 0: compile without one, quietly (a read-only sandbox)"),

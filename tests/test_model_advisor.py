@@ -121,6 +121,7 @@ def test_model_advisor_compiles_alike_in_process_and_through_the_per_user_server
         # each way decides afresh, in a cache of its own
         env["LLMCC_CACHE_DIR"] = str(tmp_path / f"cache-{model_server}")
         env["LLMCC_LOG"] = str(tmp_path / f"log-{model_server}")
+        env["LLMCC_MIN_GAIN"] = "99"  # only the forest reads it: the model tries its lists
         first = _build(llmcc, ARGS, tree, env)
         _assert_like_plain(plain, first, tree, None)
         [event] = log_events(env)

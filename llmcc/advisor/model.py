@@ -133,7 +133,7 @@ class ModelAdvisor:
         chosen, problems = self._ask(
             lambda address, timeout: client.complete_top(address, text, n, timeout),
             lambda runtime: runtime.top(text, n),
-            lambda top: answers(top, k, lists, coverage, self.settings.min_gain / 100), True)
+            lambda top: answers(top, k, lists, coverage), True)
         return chosen or self._popular(k, f"the model failed ({'; '.join(problems)})")
 
     def _ask_for_text(self, ir: str, k: int) -> list[PassList]:
