@@ -22,6 +22,7 @@ from llmcc.summary import SUMMARY_VERSION
 from llmcc.train import forest, labelled
 
 K = 3
+MIN_GAIN = 0.001  # LLMCC_MIN_GAIN's default, 0.1%, as the forest reads it (a log ratio)
 
 
 def digest(path: Path) -> str:
@@ -44,8 +45,7 @@ def test_the_forest_advisor_tries_the_lists_its_file_chooses_and_keys_on_the_fil
         tree, env, llmcc, llmcc_ctl, plain, summaries, tmp_path):  # noqa: F811
     path = grown(tmp_path / "forest.bin")
     env = with_forest(env, path)
-    # as a compile chooses them: none expected to save under the default min_gain, 0.1%
-    expected = [TEXTS[i] for i in Forest.load(str(path)).choose(summaries[0], K, 0.001)]
+    expected = [TEXTS[i] for i in Forest.load(str(path)).choose(summaries[0], K, MIN_GAIN)]
     assert expected  # the test forest expects some list to shrink size.c
     tuned = _build(llmcc, ARGS, tree, env)
     _assert_like_plain(plain, tuned, tree, None)
@@ -153,7 +153,8 @@ def test_a_damaged_popular_file_concerns_only_a_tu_the_forest_cannot_answer(
     if forest_answers:  # as if nothing were damaged: its lists tried, the decision cached
         _assert_like_plain(plain, tuned, tree, None)
         assert event["outcome"] == events.MISS and "advisor_failure" not in event
-        assert event["evaluated"] == len(Forest.load(str(path)).choose(summaries[0], K))
+        assert event["evaluated"] == len(Forest.load(str(path)).choose(summaries[0], K,
+                                                                        MIN_GAIN))
         _build(llmcc, ARGS, tree, env)
         assert log_outcomes(env) == [events.MISS, events.DIRECT_HIT]
     else:  # nothing to try: plain clang's object, one warning naming both files, not cached
