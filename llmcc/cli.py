@@ -130,18 +130,13 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
     import signal
 
     from llmcc import driver
-    from llmcc.cache import CacheError
     from llmcc.cache.disk import DiskCache
 
     # SIGTERM unwinds like Ctrl-C, so temporary files go and no partial output is left.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     warnings: list[str] = []
-    cache = None
-    try:
-        if settings.cache:  # off: a sandbox (Bazel's) where the cache dir cannot be written
-            cache = DiskCache(cache_dir, settings.cache_size)
-    except CacheError as err:
-        warnings.append(str(err))
+    # off: a sandbox (Bazel's) where the cache dir cannot be written
+    cache = DiskCache(cache_dir, settings.cache_size) if settings.cache else None
     shared = None
     if settings.cache_url:
         from llmcc.cache.shared import SharedCache

@@ -18,16 +18,6 @@ def _settings() -> config.Settings:
         sys.exit(f"llmcc-ctl: {err}")
 
 
-def _open_cache(settings: config.Settings):
-    from llmcc.cache import CacheError
-    from llmcc.cache.disk import DiskCache
-
-    try:
-        return DiskCache(config.cache_dir(settings), settings.cache_size)
-    except CacheError as err:
-        sys.exit(f"llmcc-ctl: {err}")
-
-
 def summarise(totals: dict) -> dict:
     """Pure: the figures `stats` shows, from the raw totals."""
     outcome = {name: totals.get("outcome_" + name, 0) for name in
@@ -63,11 +53,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    cache = _open_cache(_settings())
+    from llmcc.cache import CacheError
+    from llmcc.cache.disk import DiskCache
+
+    settings = _settings()
+    cache = DiskCache(config.cache_dir(settings), settings.cache_size)
     path = os.path.abspath(args.path)
-    record = cache.get("explain", path)
-    if record is None:  # a source: find the object built from it most recently
-        record = _explain_by_source(cache, path)
+    try:  # an object, or else a source: the object built from it most recently
+        record = cache.get("explain", path) or _explain_by_source(cache, path)
+    except CacheError as err:
+        sys.exit(f"llmcc-ctl: {err}")
     if record is None:
         print(f"llmcc-ctl: no decision recorded for {args.path}", file=sys.stderr)
         return 1

@@ -27,18 +27,28 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
-def file_digest(path: str, not_after: float | None = None) -> str:
-    """Digest of a file's content; Unrecordable if it is volatile or newer than `not_after`."""
+def _read(path: str, not_after: float | None = None) -> bytes:
     try:
         with open(path, "rb") as handle:
             if not_after is not None and os.fstat(handle.fileno()).st_mtime >= not_after:
                 raise Unrecordable(f"{path} changed during the compile")
-            data = handle.read()
+            return handle.read()
     except OSError as err:
         raise Unrecordable(f"{path}: {err.strerror}") from None
+
+
+def file_digest(path: str, not_after: float | None = None) -> str:
+    """Digest of a file's content; Unrecordable if it is volatile or newer than `not_after`."""
+    data = _read(path, not_after)
     if any(marker in data for marker in _VOLATILE):
         raise Unrecordable(f"{path} uses __DATE__ or __TIME__")
     return digest(data)
+
+
+def current_digest(path: str) -> str:
+    """Digest of a file's content now. A header that has taken up __DATE__ since it was
+    recorded has another digest: no need to look for it again on every hit."""
+    return digest(_read(path))
 
 
 def call_key(parts: list[str], environ: dict[str, str]) -> str:
@@ -61,7 +71,7 @@ def record(headers: list[str], started: float) -> list[tuple[str, str]]:
     return [(path, file_digest(path, not_after=started)) for path in headers]
 
 
-def match(entries: list[dict], check=file_digest) -> dict | None:
+def match(entries: list[dict], check=current_digest) -> dict | None:
     """The first manifest entry whose headers all still have their recorded digests."""
     for entry in entries:
         try:

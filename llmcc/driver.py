@@ -7,7 +7,6 @@ the original arguments, so the user sees exactly what plain clang says and does.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -130,6 +129,8 @@ def _record(directory: str, bitcode: bytes, ctx: Context) -> None:
     Named by what decides its measurements, the IR and the code generation flags, and nothing
     of llmcc's own (version, advisor): the same TU gets the same name in every future corpus.
     """
+    import json
+
     record_key = direct.digest(b"\0".join([bitcode, repr((ctx.inv.codegen, ctx.inv.pic)).encode()]))
     os.makedirs(directory, exist_ok=True)
     write_atomic(os.path.join(directory, record_key + ".bc"), bitcode)
@@ -302,8 +303,8 @@ def compile_tu(ctx: Context) -> dict:
     manifest = ctx.cache_get("direct", call_key) if call_key else None
     if manifest:
         entry = direct.match(manifest["entries"])
-        decision = ctx.cache_get("ir", entry["ir_key"]) if entry else None
-        if decision:
+        if entry:
+            decision = entry["decision"]
             _write_outputs(ctx, decision["object"], entry["depfile"])
             sys.stderr.buffer.write(entry["stderr"])
             stages["total"] = time.time() - started
@@ -354,7 +355,8 @@ def compile_tu(ctx: Context) -> dict:
                 depfile = handle.read()
         _write_outputs(ctx, decision["object"], depfile)
         if call_key and cacheable:
-            _remember_headers(ctx, call_key, manifest, listing, started, ir_key, err, depfile)
+            _remember_headers(ctx, call_key, manifest, listing, started, ir_key, err, depfile,
+                              decision)
     summary = {"passes": decision["passes"], "baseline_size": decision["baseline_size"],
                "size": decision["size"]}
     ctx.cache_put("explain", os.path.abspath(inv.output),
@@ -366,12 +368,17 @@ def compile_tu(ctx: Context) -> dict:
 
 
 def _remember_headers(ctx: Context, call_key: str, manifest: dict | None, listing: str,
-                      started: float, ir_key: str, stderr: bytes, depfile: bytes | None) -> None:
+                      started: float, ir_key: str, stderr: bytes, depfile: bytes | None,
+                      decision: dict) -> None:
+    """Add this compile to the call's manifest, with what a direct hit writes and reports (the
+    object a second time: a hit then reads this one entry and nothing else)."""
     try:
         with open(listing) as handle:
             headers = direct.headers_read(handle.read())
         entry = {"headers": direct.record(headers, started), "ir_key": ir_key,
-                 "stderr": stderr, "depfile": depfile}
+                 "stderr": stderr, "depfile": depfile,
+                 "decision": {name: decision[name]
+                              for name in ("object", "passes", "baseline_size", "size")}}
     except (OSError, direct.Unrecordable):
         return
     entries = direct.add_entry(manifest["entries"] if manifest else [], entry)

@@ -192,7 +192,8 @@ def test_bazel_script_turns_the_cache_off_and_llmcc_compiles_quietly_without_it(
     # A cache dir that cannot be made, as in Bazel's read-only sandbox.
     unusable = {**env, "LLMCC_CACHE_DIR": "/proc/llmcc-cache"}
     warned = run(compile_args, tmp_path, unusable)
-    assert warned.returncode == 0 and b"cannot open the cache" in warned.stderr  # outside Bazel
+    assert warned.returncode == 0  # outside Bazel, a warning:
+    assert b"warning: cannot write the cache in /proc/llmcc-cache" in warned.stderr
     quiet = run(compile_args, tmp_path, {**unusable, "LLMCC_CACHE": "0"})
     assert quiet.returncode == 0 and quiet.stderr == b""
     assert (tmp_path / "size.o").read_bytes() == with_cache

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run, script
 
+from llmcc.cache import hits
 from llmcc.cache.disk import FORMAT
 from llmcc.objfile import read_object
 from llmcc.toolchain import opt_beside
@@ -231,6 +232,7 @@ def _fill(directory: Path) -> Path:
 
 
 def test_read_only_cache_still_compiles_and_keeps_its_entries(tree, clang, llmcc, env):
+    """A hit needs no write: it is served quietly; a miss warns once that it cannot store."""
     first = _build(llmcc, ARGS, tree, env)
     assert first[0] == 0
     plain = _build(clang, ARGS, tree, env)
@@ -238,8 +240,9 @@ def test_read_only_cache_still_compiles_and_keeps_its_entries(tree, clang, llmcc
         during = _build(llmcc, ARGS, tree, env)
         other = _build(llmcc, ["-Oz", "-c", "quiet.c"], tree, env, ["quiet.o"])
         other_plain = _build(clang, ["-Oz", "-c", "quiet.c"], tree, env, ["quiet.o"])
-    _assert_like_plain(plain, during, tree, "cache")
-    assert during[2] == first[2]  # the same decision, found again without the cache
+    _assert_like_plain(plain, during, tree, None)
+    assert during[2] == first[2]
+    assert log_outcomes(env)[-2:] == ["direct_hit", "miss"]
     _assert_like_plain(other_plain, other, tree, "cache")
     again = _build(llmcc, ARGS, tree, env)
     assert again == first and log_events(env)[-1]["outcome"] == "direct_hit"
@@ -301,11 +304,8 @@ def test_full_disk_while_writing_the_output_ends_as_plain_clang(tree, tiny_fs, c
     assert _leftovers(tree, tree.parent / "tmp") == []
 
 
-@pytest.mark.parametrize("damage", ["garbage", "damaged-pages"])
-def test_corrupt_cache_database_still_compiles_with_one_warning(tree, clang, llmcc, env, damage):
-    first = _build(llmcc, ARGS, tree, env)
-    plain = _build(clang, ARGS, tree, env)
-    database = Path(env["LLMCC_CACHE_DIR"]) / "cache.db"
+def _damage_database(cache_dir: str, damage: str) -> None:
+    database = Path(cache_dir) / "cache.db"
     size = database.stat().st_size
     if damage == "garbage":
         database.write_bytes(os.urandom(size))
@@ -313,32 +313,55 @@ def test_corrupt_cache_database_still_compiles_with_one_warning(tree, clang, llm
         with open(database, "r+b") as handle:
             handle.seek(4096)
             handle.write(b"\xa5" * (size - 4096))
-    for _ in range(2):  # every later compile too
-        tuned = _build(llmcc, ARGS, tree, env)
-        _assert_like_plain(plain, tuned, tree, "cache")
-        assert tuned[2] == first[2]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "damaged-pages"])
+def test_corrupt_cache_database_still_compiles_with_one_warning(tree, clang, llmcc, env, damage):
+    """Every compile that needs the database warns; a direct hit, which reads only its own
+    file, is still served."""
+    first = _build(llmcc, ARGS, tree, env)
+    plain = _build(clang, ARGS, tree, env)
+    quiet_args = ["-Oz", "-c", "quiet.c"]
+    quiet_plain = _build(clang, quiet_args, tree, env, ["quiet.o"])
+    _damage_database(env["LLMCC_CACHE_DIR"], damage)
+    shutil.rmtree(Path(env["LLMCC_CACHE_DIR"]) / hits.DIRECTORY)
+    tuned = _build(llmcc, ARGS, tree, env)
+    _assert_like_plain(plain, tuned, tree, "cache")
+    assert tuned[2] == first[2]
+    _assert_like_plain(quiet_plain, _build(llmcc, quiet_args, tree, env, ["quiet.o"]), tree,
+                       "cache")
+    assert _build(llmcc, ARGS, tree, env) == first
+    assert log_outcomes(env)[-3:] == ["miss", "miss", "direct_hit"]
 
 
 def test_clear_starts_a_database_damaged_beyond_opening_afresh(tree, llmcc, llmcc_ctl, env):
     first = _build(llmcc, ARGS, tree, env)
-    database = Path(env["LLMCC_CACHE_DIR"]) / "cache.db"
-    database.write_bytes(os.urandom(database.stat().st_size))
-    assert _ours(_build(llmcc, ARGS, tree, env)[1])  # the damage is reported
+    _damage_database(env["LLMCC_CACHE_DIR"], "garbage")
+    quiet = _build(llmcc, ["-Oz", "-c", "quiet.c"], tree, env, ["quiet.o"])
+    assert _ours(quiet[1])  # the damage is reported
     cleared = run([llmcc_ctl, "clear"], cwd=tree, env=env)
     assert cleared.returncode == 0, cleared.stderr
     again = _build(llmcc, ARGS, tree, env)
     assert _ours(again[1]) == [] and again[2] == first[2]
     assert _build(llmcc, ARGS, tree, env)[2] == first[2]
-    assert log_outcomes(env)[-1] == "direct_hit"  # the fresh cache works
+    assert log_outcomes(env)[-2:] == ["miss", "direct_hit"]  # cleared, and the fresh cache works
 
 
-def test_damaged_cache_entry_reads_as_a_miss_and_is_replaced(tree, clang, llmcc, env):
-    """A decision too big for SQLite lives in its own file; a truncated one is rewritten."""
+@pytest.mark.parametrize("store", ["database", "hits"])
+def test_damaged_cache_entry_reads_as_a_miss_and_is_replaced(tree, clang, llmcc, env, store):
+    """A decision too big for SQLite lives in its own file, and a direct hit's entry in
+    another; a truncated one of either is rewritten."""
     args = ["-Oz", "-c", "huge.c"]
     first = _build(llmcc, args, tree, env, ["huge.o"])
     assert first[0] == 0
-    values = list(Path(env["LLMCC_CACHE_DIR"]).rglob("*.val"))
-    assert values, "the decision should be stored in a file of its own"
+    hit_files = Path(env["LLMCC_CACHE_DIR"]) / hits.DIRECTORY
+    if store == "database":
+        values = list(Path(env["LLMCC_CACHE_DIR"]).rglob("*.val"))
+        assert values, "the decision should be stored in a file of its own"
+        shutil.rmtree(hit_files)  # so that the next compile reads the database
+    else:
+        values = list(hit_files.rglob("direct-*"))
+        assert len(values) == 1
     for path in values:
         path.write_bytes(path.read_bytes()[:100])
     plain = _build(clang, args, tree, env, ["huge.o"])
@@ -359,13 +382,13 @@ def test_entries_of_an_older_llmcc_read_as_misses_and_are_replaced(tree, clang, 
     first = _build(llmcc, ARGS, tree, env)
     key = log_events(env)[-1]["key"]
     with diskcache.Cache(env["LLMCC_CACHE_DIR"]) as cache:
-        names = [k for k in cache.iterkeys() if k.split(":")[0] in ("ir", "direct")]
-        assert f"ir:{key}" in names and len(names) == 2
-        for name in names:
-            old = cache[name]
-            # an entry as an older llmcc wrote it: another shape, and an object that is not one
-            cache[name] = ({**old, **stale, "object": b"stale"} if isinstance(stale, dict)
-                           else stale)
+        old = cache[f"ir:{key}"]
+        # an entry as an older llmcc wrote it: another shape, and an object that is not one
+        cache[f"ir:{key}"] = ({**old, **stale, "object": b"stale"} if isinstance(stale, dict)
+                              else stale)
+    # and the direct hit's files, from an older llmcc or another Python
+    for path in (Path(env["LLMCC_CACHE_DIR"]) / hits.DIRECTORY).rglob("*-*"):
+        path.write_bytes(path.read_bytes().replace(hits.HEADER, b"llmcc hits 0 py3.9\n", 1))
     plain = _build(clang, ARGS, tree, env)
     again = _build(llmcc, ARGS, tree, env)
     _assert_like_plain(plain, again, tree, None)
