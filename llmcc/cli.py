@@ -127,13 +127,13 @@ def _log(settings: config.Settings, event: dict) -> None:
 def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
                cache_dir: str, progress=None) -> str | None:
     """Run the compile through llmcc; None when done, else why plain clang must do it."""
-    import signal
+    import _signal  # what the signal module wraps, without the enum import it adds
 
     from llmcc import driver
     from llmcc.cache.disk import DiskCache
 
     # SIGTERM unwinds like Ctrl-C, so temporary files go and no partial output is left.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    _signal.signal(_signal.SIGTERM, lambda *_: sys.exit(128 + _signal.SIGTERM))
     warnings: list[str] = []
     # off: a sandbox (Bazel's) where the cache dir cannot be written
     cache = DiskCache(cache_dir, settings.cache_size) if settings.cache else None

@@ -8,8 +8,10 @@ are never recorded, and neither is a header changed during the compile.
 
 from __future__ import annotations
 
-import hashlib
 import os
+
+# hashlib's blake2b itself: importing hashlib would load OpenSSL on every hit, for nothing
+from _blake2 import blake2b
 
 # Environment variables that change what the frontend reads or produces.
 ENVIRONMENT = ("CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "OBJC_INCLUDE_PATH",
@@ -24,7 +26,7 @@ class Unrecordable(Exception):
 
 
 def digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=20).hexdigest()
+    return blake2b(data, digest_size=20).hexdigest()
 
 
 def _read(path: str, not_after: float | None = None) -> bytes:

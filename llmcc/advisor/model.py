@@ -16,7 +16,6 @@ A remote server is assumed to serve the same model: its answers are measured lik
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from llmcc.advisor import AdvisorError
@@ -50,6 +49,8 @@ def file_digest(path: str, memo_dir: str | None, what: str = "model file") -> st
                 return remembered
         except OSError:
             pass
+    import hashlib  # only when the memo is missing or stale
+
     digest = hashlib.blake2b(digest_size=16)
     try:
         with open(path, "rb") as handle:

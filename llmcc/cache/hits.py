@@ -12,10 +12,12 @@ milliseconds) behind a header and a checksum, so a damaged file is never unmarsh
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
+
+# hashlib's blake2b itself: importing hashlib would load OpenSSL on every hit, for nothing
+from _blake2 import blake2b
 
 from llmcc.cache import CacheError
 from llmcc.files import write_atomic
@@ -54,7 +56,7 @@ class HitStore:
         if not data.startswith(HEADER):
             return None
         checksum, payload = data[len(HEADER):][:CHECKSUM], data[len(HEADER) + CHECKSUM:]
-        if hashlib.blake2b(payload, digest_size=CHECKSUM).digest() != checksum:
+        if blake2b(payload, digest_size=CHECKSUM).digest() != checksum:
             raise CacheError(f"cache entry {path} is damaged; it is written again")
         value = marshal.loads(payload)
         try:
@@ -65,7 +67,7 @@ class HitStore:
 
     def put(self, namespace: str, key: str, value: dict) -> None:
         payload = marshal.dumps(value)
-        data = HEADER + hashlib.blake2b(payload, digest_size=CHECKSUM).digest() + payload
+        data = HEADER + blake2b(payload, digest_size=CHECKSUM).digest() + payload
         path = self._path(namespace, key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
