@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 
 from llmcc.advisor.forest import FOREST_FILE, Forest
-from llmcc.train import labelled
-from llmcc.train.evaluate import forest_ranker, orders_of, score, split_rows
-from llmcc.train.headroom import as_pool_rows
+from llmcc.train.evaluate import forest_ranker, held_split, orders_of, score
 
 KS = (1, 2, 3, 4, 5, 6, 8, 10)
 MIN_GAINS = (0.0, 0.1, 0.2, 0.3, 0.5)  # %
@@ -31,12 +29,7 @@ def main() -> int:
     parser.add_argument("--forest", default=FOREST_FILE)
     parser.add_argument("--dataset", default="data/dataset")
     args = parser.parse_args()
-    registry = labelled.read_lists(args.dataset)
-    indices = registry["broadcast"]
-    held_rows = split_rows(labelled.read_all(args.dataset), args.split, args.after)
-    held = as_pool_rows(held_rows, indices, False)
-    summaries = [r["summary"] for r in held_rows]
-    texts = [registry["lists"][i] for i in indices]
+    held, summaries, texts = held_split(args.dataset, args.split, args.after)
     rank = forest_ranker(Forest.load(args.forest))
     print(f"| {len(held)} {args.split} TUs: % below clang -Oz (lists tried per TU) | "
           + " | ".join(f"min_gain {g}%" for g in MIN_GAINS) + " |")

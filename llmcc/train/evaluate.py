@@ -21,6 +21,7 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from llmcc.passes import PassList, parse
 from llmcc.summary import to_prompt
@@ -171,6 +172,23 @@ def split_rows(every: list[dict], split: str, after: int = 0) -> list[dict]:
     `labelled_after` the first `after`)."""
     late = labelled_after(every, after) if after else None
     return [r for r in usable(every) if r["split"] == split and (late is None or r["tu"] in late)]
+
+
+class HeldSplit(NamedTuple):
+    """A split of the committed dataset ready to score: pool rows, each TU's summary, and the
+    broadcast lists (their texts) the rows' sizes stand for."""
+    pool: list[dict]
+    summaries: list[dict]
+    texts: list[str]
+
+
+def held_split(directory: str, split: str, after: int = 0) -> HeldSplit:
+    """The usable TUs of `split` in the dataset at `directory` (see `split_rows`)."""
+    registry = labelled.read_lists(directory)
+    indices = registry["broadcast"]
+    rows = split_rows(labelled.read_all(directory), split, after)
+    return HeldSplit(as_pool_rows(rows, indices, False), [r["summary"] for r in rows],
+                     [registry["lists"][i] for i in indices])
 
 
 def forest_ranker(grown) -> Ranker:
