@@ -24,8 +24,9 @@ HIT_SHARE = 0.25
 class DiskCache:
     def __init__(self, directory: str, size_limit: int) -> None:
         self.directory = directory
-        self._size_limit = size_limit - int(size_limit * HIT_SHARE)
-        self._hits = HitStore(directory, int(size_limit * HIT_SHARE))
+        hit_limit = int(size_limit * HIT_SHARE)
+        self._size_limit = size_limit - hit_limit
+        self._hits = HitStore(directory, hit_limit)
         self._cache = None
         self._open_failure: CacheError | None = None
         self._failure: CacheError | None = None
@@ -40,12 +41,12 @@ class DiskCache:
     def _db(self):
         """diskcache's Cache, opened on first use (CacheError if it cannot be)."""
         if self._cache is None:
+            if self._open_failure is not None:
+                self._fail(self._open_failure)
             import sqlite3
 
             import diskcache
 
-            if self._open_failure is not None:
-                self._fail(self._open_failure)
             try:
                 self._cache = diskcache.Cache(self.directory, size_limit=self._size_limit,
                                               eviction_policy="least-recently-used",
