@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import namedtuple
 
 from llmcc import __version__, direct, events
 from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
@@ -29,21 +28,24 @@ class UsePlainClang(Exception):
         self.reason, self.warn = reason, warn
 
 
-class Context(namedtuple("Context", [
-        "inv",  # the Compile
-        "args",  # the expanded arguments, as the user gave them
-        "clang",
-        "settings",
-        "environ",
-        "cache",  # a backend from llmcc.cache, or None when unavailable
-        "stderr_tty",
-        "warnings",  # a list the compile appends its warnings to
-        "progress",  # called with (count, result) as the search advisor measures, or None
-        "shared",  # a cache.shared.SharedCache when LLMCC_CACHE_URL names one, or None
-        ], defaults=(None, None))):
-    """Everything one compile needs from outside: settings, tools, cache, environment."""
+class Context:
+    """Everything one compile needs from outside: settings, tools, cache, environment. (A plain
+    class, not a namedtuple: importing collections would cost every cache hit ~3 ms.)"""
 
-    __slots__ = ()
+    __slots__ = ("args", "cache", "clang", "environ", "inv", "progress", "settings", "shared",
+                 "stderr_tty", "warnings")
+
+    def __init__(self, inv, args: list[str], clang: str, settings, environ: dict[str, str],
+                 cache, stderr_tty: bool, warnings: list[str], progress=None,
+                 shared=None) -> None:
+        self.inv = inv  # the Compile
+        self.args = args  # the expanded arguments, as the user gave them
+        self.clang, self.settings, self.environ = clang, settings, environ
+        self.cache = cache  # a backend from llmcc.cache, or None when unavailable
+        self.stderr_tty = stderr_tty
+        self.warnings = warnings  # a list the compile appends its warnings to
+        self.progress = progress  # called with (count, result) as the search advisor measures
+        self.shared = shared  # a cache.shared.SharedCache when LLMCC_CACHE_URL names one
 
     def cache_get(self, namespace: str, key: str) -> dict | None:
         if self.cache is None:

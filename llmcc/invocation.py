@@ -7,34 +7,47 @@ llmcc optimises) or `Passthrough` with the reason the real clang should get the 
 from __future__ import annotations
 
 import os.path
-from collections import namedtuple
 
 from llmcc.options import LANGUAGES, OPT_LEVELS, SOURCE_LANGUAGES, Opt, lookup
 
 
-# (collections, not typing: importing typing costs every passthrough call ~10 ms)
-class Passthrough(namedtuple("Passthrough", ["reason"])):
+# Plain classes, not namedtuples or typing.NamedTuple: every compiler call imports this module,
+# and importing collections costs a passthrough call ~3 ms here (typing ~10 ms).
+class Passthrough:
     """The real clang gets the call unchanged, for `reason`."""
 
-    __slots__ = ()
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Passthrough({self.reason!r})"
 
 
-class Compile(namedtuple("Compile", [
-        "source",
-        "language",
-        "output",  # as clang will name it: the `-o` value or `<stem>.o` in the current directory
-        "level",  # a letter from OPT_LEVELS: "s", "z", "2", ...
-        "pic",  # relocation model, for `opt`
-        "depfile",  # where clang writes the depfile when -MD/-MMD asks for one, else None
-        "frontend_base",  # the user's arguments without `-o <output>` (a tuple)
-        "codegen",  # the user's arguments that still matter once IR exists (a tuple)
-        "dep_target_given",  # -MT/-MQ present, so clang does not derive the target itself
-        "depfile_given",  # -MF present
-        "system_deps",  # the depfile lists system headers too (-MD rather than -MMD)
-        ], defaults=(True,))):
+class Compile:
     """One translation unit compiled to one object file, understood completely."""
 
-    __slots__ = ()
+    __slots__ = ("codegen", "dep_target_given", "depfile", "depfile_given", "frontend_base",
+                 "language", "level", "output", "pic", "source", "system_deps")
+
+    def __init__(self, source: str, language: str, output: str, level: str, pic: bool,
+                 depfile: str | None, frontend_base: tuple, codegen: tuple,
+                 dep_target_given: bool, depfile_given: bool, system_deps: bool = True) -> None:
+        self.source, self.language = source, language
+        self.output = output  # as clang will name it: the `-o` value or `<stem>.o` here
+        self.level = level  # a letter from OPT_LEVELS: "s", "z", "2", ...
+        self.pic = pic  # relocation model, for `opt`
+        self.depfile = depfile  # where clang writes the depfile when -MD/-MMD asks, else None
+        self.frontend_base = frontend_base  # the user's arguments without `-o <output>`
+        self.codegen = codegen  # the user's arguments that still matter once IR exists
+        self.dep_target_given = dep_target_given  # -MT/-MQ: clang does not derive the target
+        self.depfile_given = depfile_given  # -MF present
+        self.system_deps = system_deps  # the depfile lists system headers too (-MD, not -MMD)
+
+    def __repr__(self) -> str:
+        return "Compile(" + ", ".join(f"{name}={getattr(self, name)!r}"
+                                       for name in self.__slots__) + ")"
 
     def frontend_args(self, bitcode: str, depfile: str | None = None) -> list[str]:
         """Arguments that make clang stop before LLVM passes and write `bitcode` instead.

@@ -7,7 +7,6 @@ directory early on PATH cannot make a call recurse.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 DEFAULT_CLANG = "clang-19"
 LLVM_BIN = "/usr/lib/llvm-19/bin"
@@ -77,9 +76,18 @@ def default_clang(setting: str, path_env: str, skip: frozenset[str]) -> str:
     return found
 
 
-# The real programs one intercepted compile uses; `version` is clang's full `--version` first
-# line, part of every cache key. (collections, not typing: this module is on the passthrough path.)
-Tools = namedtuple("Tools", ["clang", "opt", "version"])
+class Tools:
+    """The real programs one intercepted compile uses; `version` is clang's full `--version`
+    first line, part of every cache key. (A plain class: this module is on the passthrough path,
+    where importing collections for a namedtuple would cost every call ~3 ms.)"""
+
+    __slots__ = ("clang", "opt", "version")
+
+    def __init__(self, clang: str, opt: str, version: str) -> None:
+        self.clang, self.opt, self.version = clang, opt, version
+
+    def as_dict(self) -> dict[str, str]:
+        return {"clang": self.clang, "opt": self.opt, "version": self.version}
 
 
 def _llvm_version(text: str) -> str | None:

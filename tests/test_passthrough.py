@@ -245,9 +245,10 @@ def test_fallback_reason_is_logged_without_a_warning(tmp_path, llmcc, env):
 
 
 # Modules a passthrough call must not import: each costs every call milliseconds (typing alone
-# ~10 ms here, re and enum a few each; subprocess, json and diskcache are for compiles).
-NOT_ON_THE_PASSTHROUGH_PATH = ("typing", "re", "enum", "subprocess", "json", "diskcache",
-                               "platformdirs", "sqlite3", "tomllib")
+# ~10 ms here, re, enum and collections a few each; subprocess, json and diskcache are for
+# compiles).
+NOT_ON_THE_PASSTHROUGH_PATH = ("typing", "re", "enum", "collections", "subprocess", "json",
+                               "diskcache", "platformdirs", "sqlite3", "tomllib")
 
 
 @pytest.mark.parametrize("config", ["absent", "empty", "/dev/null", "settings"])

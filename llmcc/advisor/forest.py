@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from array import array
 
 from llmcc.advisor import AdvisorError
 from llmcc.passes import PassList, PassListError, parse
@@ -58,6 +57,8 @@ def features(summary: dict) -> dict[str, float]:
 def inputs(summary: dict, index: dict[str, int]) -> list[float]:
     """log(1 + n) of each feature (`index`: name -> position; 0 where the TU lacks it),
     rounded to float32 as the trees were grown on."""
+    from array import array  # here, not above: it imports collections, ~3 ms on a cache hit
+
     vector = array("f", bytes(4 * len(index)))
     for name, value in features(summary).items():
         if name in index:
@@ -99,7 +100,9 @@ def weighted_greedy(tus: list[tuple[float, dict[int, int]]], width: int, k: int,
 class Forest:
     """A forest file read into arrays: `neighbours` and `choose` are pure functions of them."""
 
-    def __init__(self, header: dict, arrays: dict[str, array]) -> None:
+    def __init__(self, header: dict, arrays: dict) -> None:
+        """`arrays`: ARRAYS by name, each a view of the file's bytes (or, on a big-endian
+        machine, an array.array)."""
         self.header = header
         self.index = {name: i for i, name in enumerate(header["features"])}
         self.texts: list[str] = header["lists"]
@@ -123,6 +126,7 @@ class Forest:
         """The forest a file holds; ValueError (or KeyError, TypeError, PassListError) if it
         holds none."""
         import json
+        from array import array
 
         if not blob.startswith(MAGIC):
             raise ValueError("not an llmcc forest file")

@@ -361,7 +361,7 @@ def _test_program(record: dict, workdir: str, out: str, options: Options, tools:
             "pipeline": None if minimal is None else to_pipeline(minimal),
             "reference_exit": reference.returncode,
             "candidate_exit": got.returncode if got else None,
-            "options": asdict(options), "tools": tools._asdict()})
+            "options": asdict(options), "tools": tools.as_dict()})
 
     outcome, got, detail = trial.check(baseline.object)
     record["baseline"] = {"size": baseline.size, "outcome": outcome}
