@@ -191,6 +191,7 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
         ctx.warnings.extend(getattr(advisor, "warnings", ()))
         _timed(stages, "advisor", started)
         started = time.time()
+        evaluator.prepare(lists)
         for passes in lists:
             results.append(evaluator.candidate(passes))
             if evaluator.stopped:

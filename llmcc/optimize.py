@@ -15,7 +15,7 @@ from llmcc.interface import refusal
 from llmcc.invocation import codegen_args, hosted
 from llmcc.objfile import NotAnObject, ObjectInfo, read_object
 from llmcc.passes import PassList, to_pipeline, to_text
-from llmcc.toolchain import StepFailed, TimedOut, Tools, opt_beside, run
+from llmcc.toolchain import StepFailed, TimedOut, Tools, llvm_version, opt_beside, run
 
 BITCODE_MAGIC = b"BC\xc0\xde"
 
@@ -78,8 +78,10 @@ def choose(baseline: Result, candidates: list[Result]) -> Result:
 
 
 def opt_command(tools: Tools, pic: bool, passes: PassList, bitcode: str, out: str) -> list[str]:
-    """The one way a pass list is applied (also written into reproducer scripts)."""
-    cmd = [tools.opt, f"-passes={to_pipeline(passes)}", bitcode, "-o", out]
+    """The one way a pass list is applied (also written into reproducer scripts). Without the
+    use-list order, as LLVM's C API writes bitcode: the same bytes as `batch_opt` (tested)."""
+    cmd = [tools.opt, "-preserve-bc-uselistorder=false", f"-passes={to_pipeline(passes)}",
+           bitcode, "-o", out]
     if pic:
         cmd.insert(1, "-relocation-model=pic")
     return cmd
@@ -107,6 +109,8 @@ class Evaluator:
         # optimised IR digest -> (size, error, object): different lists often produce the same
         # IR, and then code generation (half the cost of a candidate) need not run again
         self._by_ir: dict[str, tuple[int | None, str | None, bytes]] = {}
+        # list -> its optimised bitcode, or why opt failed on it, from `prepare`
+        self._prepared: dict[PassList, str | StepFailed] = {}
 
     def _codegen(self, bitcode: str, run_pipeline: bool) -> tuple[bytes, bytes]:
         obj = os.path.join(self.workdir, os.path.basename(bitcode) + ".o")  # never beside the input
@@ -131,19 +135,46 @@ class Evaluator:
         self.baseline_info = info
         return Result(None, info.size, None, time.perf_counter() - start, blob)
 
+    def prepare(self, lists: list[PassList]) -> None:
+        """Apply `lists` ahead of `candidate`, all in one process (`batch_opt`): an opt run
+        spends ~20 ms just starting. Where that cannot be used, `candidate` runs opt itself."""
+        from llmcc import batch_opt
+
+        library, version = batch_opt.library_beside(self.tools.opt), llvm_version(self.tools.version)
+        todo = [p for p in dict.fromkeys(lists) if p not in self._prepared]
+        if library is None or version is None or not todo:
+            return
+        outputs = [self._new_path() for _ in todo]
+        jobs = [(to_pipeline(passes), out) for passes, out in zip(todo, outputs)]
+        try:
+            outcomes = batch_opt.apply_lists(library, version, self.bitcode, jobs, self.pic,
+                                             self.timeout)
+        except batch_opt.Unavailable:
+            return
+        for passes, out, outcome in zip(todo, outputs, outcomes):
+            self._prepared[passes] = out if outcome is None else outcome
+
+    def _new_path(self) -> str:
+        return os.path.join(self.workdir, f"candidate{next(self._numbers)}.bc")
+
     def candidate(self, passes: PassList) -> Result:
-        """Apply `passes`, generate code, and check the object still fits the baseline."""
+        """Apply `passes` (unless `prepare` did), generate code, and check the object still fits
+        the baseline."""
         assert self.baseline_info is not None, "run the baseline first"
         if self.stopped:
             return Result(passes, error=f"not tried after: {self.tool_failure}", tool_failure=True)
         start = time.perf_counter()
-        optimised = os.path.join(self.workdir, f"candidate{next(self._numbers)}.bc")
+        prepared = self._prepared.pop(passes, None)
+        optimised = prepared if isinstance(prepared, str) else self._new_path()
         result = Result(passes)
         try:
-            code, _, err = run(opt_command(self.tools, self.pic, passes, self.bitcode, optimised),
-                               self.timeout)
-            if code != 0:
-                raise StepFailed(f"opt exited {code}: {first_line(err)}")
+            if isinstance(prepared, StepFailed):
+                raise prepared
+            if prepared is None:
+                code, _, err = run(opt_command(self.tools, self.pic, passes, self.bitcode,
+                                               optimised), self.timeout)
+                if code != 0:
+                    raise StepFailed(f"opt exited {code}: {first_line(err)}")
             with open(optimised, "rb") as handle:
                 ir = handle.read()
             if not ir.startswith(BITCODE_MAGIC):

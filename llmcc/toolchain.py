@@ -90,7 +90,7 @@ class Tools:
         return {"clang": self.clang, "opt": self.opt, "version": self.version}
 
 
-def _llvm_version(text: str) -> str | None:
+def llvm_version(text: str) -> str | None:
     import re
 
     match = re.search(r"(?:clang|LLVM) version (\d+\.\d+\.\d+)", text)
@@ -128,14 +128,14 @@ def find_llvm_dis(*tools: str) -> str:
 def check_tools(clang: str, opt_setting: str, timeout: float = 10.0) -> Tools:
     """Confirm clang is clang and opt is the same LLVM release; say clearly what is wrong."""
     clang_text = _version_text(clang, timeout)
-    clang_version = _llvm_version(clang_text)
+    clang_version = llvm_version(clang_text)
     if clang_version is None or "clang version" not in clang_text:
         raise ToolchainError(f"{clang} is not clang (its --version says "
                              f"{clang_text.splitlines()[:1]})")
     opt = opt_setting or opt_beside(clang)
     if not _is_executable(opt):
         raise ToolchainError(f"opt was not found at {opt} (set LLMCC_OPT)")
-    opt_version = _llvm_version(_version_text(opt, timeout))
+    opt_version = llvm_version(_version_text(opt, timeout))
     if opt_version != clang_version:
         raise ToolchainError(f"{opt} is LLVM {opt_version} but {clang} is clang {clang_version}: "
                              "they must be the same release (set LLMCC_OPT)")

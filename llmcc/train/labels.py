@@ -55,6 +55,7 @@ from llmcc.train.dataset import (
 from llmcc.train.measure import recorded_evaluator
 
 SAVE_EVERY = 20  # rows between rewrites of a package's file during a run
+PREPARED_AT_ONCE = 10  # lists whose optimised bitcode waits in the work dir at one time
 
 
 def _former_ok(result: Result, evaluator: Evaluator) -> bool:
@@ -116,7 +117,9 @@ def broadcast_one(job: tuple) -> dict:
         except BaselineUnusable as err:
             lists = []
             out["baseline_failed"] = str(err)
-        for index, text in lists:
+        for number, (index, text) in enumerate(lists):
+            if number % PREPARED_AT_ONCE == 0:  # opt's work for the next few lists, at once
+                evaluator.prepare([parse(t) for _, t in lists[number:number + PREPARED_AT_ONCE]])
             result = evaluator.candidate(parse(text))
             if result.timed_out:
                 out["timed_out"].append(index)
