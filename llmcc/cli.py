@@ -157,6 +157,14 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
         handed_over = exc.reason
     except KeyboardInterrupt:
         sys.exit(130)  # temporary files are gone by now; the output was never half-written
+    except Exception as exc:  # noqa: BLE001 - a bug of llmcc's must not break a build
+        import traceback
+
+        reason = f"internal error ({type(exc).__name__}: {exc}), please report it"
+        event = {"source": inv.source, "output": inv.output, "outcome": events.FALLBACK,
+                 "reason": reason, "traceback": traceback.format_exc()}
+        _warn(reason, clang)
+        handed_over = reason
     for message in dict.fromkeys(warnings):
         sys.stderr.write(f"llmcc: warning: {message}\n")
     events.count(cache_dir, {k: event.get(k) for k in ("outcome", "baseline_size", "size")}

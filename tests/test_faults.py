@@ -136,6 +136,27 @@ def test_damaged_popular_data_warns_once_and_keeps_the_cache(tree, package_copy,
     assert not (tree / "pwned").exists()  # nothing from the data file reached a shell
 
 
+def test_a_bug_in_llmcc_warns_once_and_plain_clang_compiles(tree, package_copy, clang, llmcc,
+                                                            env):
+    """An exception llmcc does not expect (here planted in the choice of the smallest object)
+    hands the compile to clang: its exact outputs, one warning, the traceback in the log, and
+    nothing cached, so the repaired llmcc decides the TU afresh."""
+    optimize = package_copy / "optimize.py"
+    good = optimize.read_text()
+    optimize.write_text(good + "\n\ndef choose(baseline, candidates):\n"
+                        "    raise ZeroDivisionError('planted')\n")
+    plain = _build(clang, ARGS, tree, env)
+    for _ in range(2):
+        _assert_like_plain(plain, _build(llmcc, ARGS, tree, env), tree,
+                           "internal error (ZeroDivisionError: planted), please report it; "
+                           "compiling with plain clang")
+    event = log_events(env)[-1]
+    assert event["outcome"] == "fallback" and "choose" in event["traceback"]
+    optimize.write_text(good)
+    _assert_like_plain(plain, _build(llmcc, ARGS, tree, env), tree, None)
+    assert log_outcomes(env) == ["fallback", "fallback", "miss"]
+
+
 # --- the real clang ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting", ["/nonexistent/clang-19", "clang-99",
