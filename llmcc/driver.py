@@ -15,7 +15,7 @@ from llmcc import __version__, direct, events
 from llmcc.advisor import AdvisorError, advisor_identity, load_advisor
 from llmcc.cache import CacheError
 from llmcc.files import link_target, write_atomic, write_through
-from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, find_llvm_dis, run
+from llmcc.toolchain import StepFailed, ToolchainError, Tools, check_tools, run
 
 MAX_SHOWN = 10  # candidates kept in a decision for `llmcc-ctl explain`, smallest first
 
@@ -178,7 +178,7 @@ def decide(ctx: Context, tools: Tools, evaluator, baseline, bitcode_path: str, i
     started = time.time()
     if only is None:
         try:
-            advisor = load_advisor(ctx.settings, find_llvm_dis(tools.opt, tools.clang))
+            advisor = load_advisor(ctx.settings, evaluator.disassemble)
         except AdvisorError as err:
             raise UsePlainClang(str(err), warn=True) from None
     if advisor is not None and hasattr(advisor, "tune"):
@@ -251,12 +251,16 @@ def _decide_and_cache(ctx: Context, tools: Tools, bitcode_path: str, workdir: st
     started = time.time()
     evaluator, baseline = measure_baseline(ctx, tools, bitcode_path, workdir)
     _timed(stages, "baseline", started)
-    decision, extra = _from_shared_cache(ctx, tools, evaluator, baseline, bitcode_path, ir_key,
-                                         stages)
-    if decision is None:
-        decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key, stages)
-        if _cacheable(extra) and ctx.shared is not None:
-            ctx.shared.put(ir_key, decision, advisor_identity(ctx.settings))
+    try:
+        decision, extra = _from_shared_cache(ctx, tools, evaluator, baseline, bitcode_path,
+                                             ir_key, stages)
+        if decision is None:
+            decision, extra = decide(ctx, tools, evaluator, baseline, bitcode_path, ir_key,
+                                     stages)
+            if _cacheable(extra) and ctx.shared is not None:
+                ctx.shared.put(ir_key, decision, advisor_identity(ctx.settings))
+    finally:
+        evaluator.close()
     failure = extra.get("tool_failure")
     new_state = breaker.after_compile(state, failure is not None, time.time())
     if new_state is not None:

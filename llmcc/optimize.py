@@ -79,7 +79,7 @@ def choose(baseline: Result, candidates: list[Result]) -> Result:
 
 def opt_command(tools: Tools, pic: bool, passes: PassList, bitcode: str, out: str) -> list[str]:
     """The one way a pass list is applied (also written into reproducer scripts). Without the
-    use-list order, as LLVM's C API writes bitcode: the same bytes as `batch_opt` (tested)."""
+    use-list order, as LLVM's C API writes bitcode: the same bytes as `llvm_worker` (tested)."""
     cmd = [tools.opt, "-preserve-bc-uselistorder=false", f"-passes={to_pipeline(passes)}",
            bitcode, "-o", out]
     if pic:
@@ -111,6 +111,7 @@ class Evaluator:
         self._by_ir: dict[str, tuple[int | None, str | None, bytes]] = {}
         # list -> its optimised bitcode, or why opt failed on it, from `prepare`
         self._prepared: dict[PassList, str | StepFailed] = {}
+        self._worker = None  # the LLVM worker: not started yet; False: cannot be used
 
     def _codegen(self, bitcode: str, run_pipeline: bool) -> tuple[bytes, bytes]:
         obj = os.path.join(self.workdir, os.path.basename(bitcode) + ".o")  # never beside the input
@@ -135,24 +136,50 @@ class Evaluator:
         self.baseline_info = info
         return Result(None, info.size, None, time.perf_counter() - start, blob)
 
-    def prepare(self, lists: list[PassList]) -> None:
-        """Apply `lists` ahead of `candidate`, all in one process (`batch_opt`): an opt run
-        spends ~20 ms just starting. Where that cannot be used, `candidate` runs opt itself."""
-        from llmcc import batch_opt
+    def _llvm(self):
+        """The compile's LLVM worker (`llvm_worker`), started on first use; None where it
+        cannot run, and llvm-dis and opt do its work one run at a time."""
+        from llmcc import llvm_worker
 
-        library, version = batch_opt.library_beside(self.tools.opt), llvm_version(self.tools.version)
-        todo = [p for p in dict.fromkeys(lists) if p not in self._prepared]
-        if library is None or version is None or not todo:
-            return
-        outputs = [self._new_path() for _ in todo]
-        jobs = [(to_pipeline(passes), out) for passes, out in zip(todo, outputs)]
-        try:
-            outcomes = batch_opt.apply_lists(library, version, self.bitcode, jobs, self.pic,
-                                             self.timeout)
-        except batch_opt.Unavailable:
-            return
-        for passes, out, outcome in zip(todo, outputs, outcomes):
-            self._prepared[passes] = out if outcome is None else outcome
+        if self._worker is None:
+            library = llvm_worker.library_beside(self.tools.opt)
+            version = llvm_version(self.tools.version)
+            try:
+                self._worker = llvm_worker.Worker(library, version, self.bitcode, self.timeout) \
+                    if library and version else False
+            except (llvm_worker.Unavailable, StepFailed):
+                self._worker = False
+        return self._worker or None
+
+    def disassemble(self, bitcode: str) -> str:
+        """The TU's IR as text, for the advisor; StepFailed if LLVM cannot read it."""
+        worker = self._llvm() if bitcode == self.bitcode else None
+        if worker is not None:
+            return worker.text()
+        from llmcc.summary import disassemble
+        from llmcc.toolchain import find_llvm_dis
+
+        return disassemble(bitcode, find_llvm_dis(self.tools.opt, self.tools.clang), self.timeout)
+
+    def prepare(self, lists: list[PassList]) -> None:
+        """Apply `lists` ahead of `candidate` in the LLVM worker: an opt run spends ~20 ms just
+        starting. Where the worker cannot be used, `candidate` runs opt itself."""
+        for passes in dict.fromkeys(lists):
+            worker = self._llvm()
+            if worker is None or worker.ended:
+                return
+            if passes not in self._prepared:
+                out = self._new_path()
+                try:
+                    worker.apply(to_pipeline(passes), out, self.pic)
+                    self._prepared[passes] = out
+                except StepFailed as err:
+                    self._prepared[passes] = err
+
+    def close(self) -> None:
+        """End the LLVM worker, if one was started."""
+        if self._worker:
+            self._worker.close()
 
     def _new_path(self) -> str:
         return os.path.join(self.workdir, f"candidate{next(self._numbers)}.bc")

@@ -335,7 +335,7 @@ def test_a_broadcast_list_that_runs_past_the_time_limit_is_measured_by_a_later_r
     """A list measured on a busy machine may time out: it stays unmeasured (a missing size
     reads as a refusal to every model and evaluation) and the next run measures it; a baseline
     that times out leaves the whole row as it was, and the run goes on."""
-    from llmcc import batch_opt, optimize
+    from llmcc import llvm_worker, optimize
     from llmcc.train.labels import Labeller
 
     (tmp_path / "t.c").write_text("int f(int x) { return x * 3 + 1; }\n")
@@ -358,19 +358,21 @@ def test_a_broadcast_list_that_runs_past_the_time_limit_is_measured_by_a_later_r
     assert row["broadcast"] == before["broadcast"] and "tool_failed" not in row
     assert "left partly unmeasured" in capsys.readouterr().err
 
-    real_run, real_apply = optimize.run, batch_opt.apply_lists
+    real_run = optimize.run
 
     def opt_runs_out_of_time(cmd, timeout):  # a real opt, given no time at all
         return real_run(cmd, 0.001 if "opt" in os.path.basename(cmd[0]) else timeout)
 
-    def lists_run_out_of_time(*args):  # the same for lists applied in one process
-        return real_apply(*args[:-1], 0.001)
+    class HurriedWorker(llvm_worker.Worker):  # the same for lists applied in the LLVM worker
+        def apply(self, *args):
+            self.timeout = 0.001
+            return super().apply(*args)
 
     for apply_one_by_one in (False, True):
         monkeypatch.setattr(optimize, "run", opt_runs_out_of_time)
-        monkeypatch.setattr(batch_opt, "apply_lists", lists_run_out_of_time)
+        monkeypatch.setattr(llvm_worker, "Worker", HurriedWorker)
         if apply_one_by_one:
-            monkeypatch.setattr(batch_opt, "library_beside", lambda opt: None)
+            monkeypatch.setattr(llvm_worker, "library_beside", lambda opt: None)
         Labeller.user(str(records), 1, 30).measure_broadcast([0, 1])
         (row,) = labelled.read_package(labels, "records").values()
         assert "1" not in row["broadcast"] and "tool_failed" not in row

@@ -73,21 +73,22 @@ class PopularInstead:
         return list(self._lists[:k]), f"{reason}; tried the popular lists instead"
 
 
-def load_advisor(settings, llvm_dis: str | None = None):
+def load_advisor(settings, disassemble=None):
     """The advisor `settings` name: an object with `identity` and `suggest(bitcode_path, k)`,
     as the module says (no typing.Protocol: a cache hit imports this module, and typing costs
-    milliseconds). The model and forest advisors summarise TUs with `llvm_dis`."""
+    milliseconds). The model and forest advisors summarise TUs from `disassemble(bitcode_path)`,
+    their IR as text (StepFailed if unreadable; optimize.Evaluator.disassemble)."""
     name = settings.advisor
     if name == "none":
         return NoAdvisor()
     if name == "model":
         from llmcc.advisor.model import ModelAdvisor
 
-        return ModelAdvisor(settings, llvm_dis, PopularInstead())
+        return ModelAdvisor(settings, disassemble, PopularInstead())
     if name == "forest":
         from llmcc.advisor.forest import ForestAdvisor
 
-        return ForestAdvisor(settings, llvm_dis, PopularInstead())
+        return ForestAdvisor(settings, disassemble, PopularInstead())
     if name in ("popular", "search"):
         from llmcc.advisor import popular
 

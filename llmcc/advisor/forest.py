@@ -195,15 +195,15 @@ class ForestAdvisor:
     """What went wrong reaches the driver as `failure`: the popular lists are tried and the
     decision is not cached."""
 
-    def __init__(self, settings, llvm_dis: str | None, fallback) -> None:
-        self.settings, self.llvm_dis, self.fallback = settings, llvm_dis, fallback
+    def __init__(self, settings, disassemble, fallback) -> None:
+        self.settings, self.disassemble, self.fallback = settings, disassemble, fallback
         self.identity = identity(settings)
         self.path = forest_path(settings)
         self.forest = Forest.load(self.path)
         self.failure: str | None = None
 
     def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
-        from llmcc.summary import SUMMARY_VERSION, disassemble, summarize_ir
+        from llmcc.summary import SUMMARY_VERSION, summarize_ir
         from llmcc.toolchain import StepFailed
 
         if not k:
@@ -213,7 +213,7 @@ class ForestAdvisor:
                                     f"{self.forest.header.get('summary_version')}, llmcc "
                                     f"renders version {SUMMARY_VERSION}")
         try:
-            ir = disassemble(bitcode_path, self.llvm_dis, self.settings.timeout)
+            ir = self.disassemble(bitcode_path)
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the forest: {err}")
         try:

@@ -94,8 +94,8 @@ class ModelAdvisor:
     """Asks the model. What went wrong reaches the driver as at most one line: a warning when
     another way of asking worked, else `failure` (then the decision is not cached)."""
 
-    def __init__(self, settings, llvm_dis: str | None, fallback) -> None:
-        self.settings, self.llvm_dis, self.fallback = settings, llvm_dis, fallback
+    def __init__(self, settings, disassemble, fallback) -> None:
+        self.settings, self.disassemble, self.fallback = settings, disassemble, fallback
         self.path = model_path(settings)
         self.digest = file_digest(self.path, digest_memo_dir(settings))
         self.identity = identity(settings, self.digest)
@@ -103,13 +103,12 @@ class ModelAdvisor:
         self.failure: str | None = None
 
     def suggest(self, bitcode_path: str, k: int) -> list[PassList]:
-        from llmcc.summary import disassemble
         from llmcc.toolchain import StepFailed
 
         if not k:
             return []
         try:
-            ir = disassemble(bitcode_path, self.llvm_dis, self.settings.timeout)
+            ir = self.disassemble(bitcode_path)
         except StepFailed as err:
             return self._popular(k, f"the TU could not be read for the model: {err}")
         if self.settings.prompt == "llm-compiler":
@@ -163,7 +162,7 @@ class ModelAdvisor:
         settings = Settings({**self.settings.values, "model": "", "prompt": "llmcc"},
                             self.settings.origins)
         try:
-            own = ModelAdvisor(settings, self.llvm_dis, self.fallback)
+            own = ModelAdvisor(settings, self.disassemble, self.fallback)
         except AdvisorError as err:
             return self._popular(k, f"the TU does not fit {self.path}'s context, and "
                                     f"llmcc's own model cannot be used: {err}")

@@ -101,6 +101,27 @@ def summary_one(job: tuple) -> dict:
             "summary": summarize_bitcode(bitcode, llvm_dis_beside(clang))}
 
 
+def _broadcast(evaluator: Evaluator, lists: list[tuple[int, str]], out: dict) -> None:
+    """broadcast_one's measurements, into `out`."""
+    try:
+        evaluator.baseline()
+    except BaselineUnusable as err:
+        lists = []
+        out["baseline_failed"] = str(err)
+    for number, (index, text) in enumerate(lists):
+        if number % PREPARED_AT_ONCE == 0:  # opt's work for the next few lists, at once
+            evaluator.prepare([parse(t) for _, t in lists[number:number + PREPARED_AT_ONCE]])
+        result = evaluator.candidate(parse(text))
+        if result.timed_out:
+            out["timed_out"].append(index)
+            continue
+        out["broadcast"][str(index)] = result.size
+        if result.size is not None and not _former_ok(result, evaluator):
+            out["new_rule_only"].append(index)
+        if result.tool_failure:
+            out["tool_failed"].append(index)
+
+
 def broadcast_one(job: tuple) -> dict:
     """Worker: the given (index, list) pairs on one TU. A list whose opt or code generation
     only ran past the time limit is left unmeasured (`timed_out`), as is every list when the
@@ -113,22 +134,9 @@ def broadcast_one(job: tuple) -> dict:
     with tempfile.TemporaryDirectory(prefix="llmcc-label-") as workdir:
         evaluator = recorded_evaluator(bitcode, workdir, timeout)
         try:
-            evaluator.baseline()
-        except BaselineUnusable as err:
-            lists = []
-            out["baseline_failed"] = str(err)
-        for number, (index, text) in enumerate(lists):
-            if number % PREPARED_AT_ONCE == 0:  # opt's work for the next few lists, at once
-                evaluator.prepare([parse(t) for _, t in lists[number:number + PREPARED_AT_ONCE]])
-            result = evaluator.candidate(parse(text))
-            if result.timed_out:
-                out["timed_out"].append(index)
-                continue
-            out["broadcast"][str(index)] = result.size
-            if result.size is not None and not _former_ok(result, evaluator):
-                out["new_rule_only"].append(index)
-            if result.tool_failure:
-                out["tool_failed"].append(index)
+            _broadcast(evaluator, lists, out)
+        finally:
+            evaluator.close()
     out["broadcast_seconds"] = round(time.monotonic() - started, 1)
     return out
 

@@ -1,5 +1,6 @@
-"""Candidate lists applied in one child process that loads LLVM once: the same bitcode as opt,
-the same results, and a crash, hang or unusable library costs a list, never the compile."""
+"""The LLVM worker, one child process that loads LLVM once per compile: llvm-dis's text and
+opt's bitcode, the same results, and a crash, hang or unusable library costs a step, never
+the compile."""
 
 from __future__ import annotations
 
@@ -14,9 +15,17 @@ import psutil
 import pytest
 from conftest import compile_outputs, frontend_ir, log_events, log_outcomes, script
 
-from llmcc import batch_opt, passes
+from llmcc import llvm_worker, passes
 from llmcc.optimize import Evaluator, opt_command
-from llmcc.toolchain import StepFailed, TimedOut, check_tools, llvm_version, opt_beside
+from llmcc.summary import disassemble
+from llmcc.toolchain import (
+    StepFailed,
+    TimedOut,
+    check_tools,
+    llvm_dis_beside,
+    llvm_version,
+    opt_beside,
+)
 
 SOURCE = r"""
 #include <stdio.h>
@@ -42,7 +51,7 @@ void report(FILE *out) {
 }
 """
 
-# A stand-in libLLVM: the C API functions batch_opt calls, which copy the input through, and
+# A stand-in libLLVM: the C API functions the worker calls, which copy the input through, and
 # crash, hang or fail at the FAKE_LLVM_AT-th list as FAKE_LLVM says.
 FAKE_LLVM_C = r"""
 #include <signal.h>
@@ -81,6 +90,8 @@ void *LLVMRunPasses(void *m, const char *p, void *tm, void *o) {
     return 0;
 }
 char *LLVMGetErrorMessage(void *e) { return strdup("unknown pass name 'nonsense'\n(fake)"); }
+char *LLVMPrintModuleToString(void *m) { return strdup("; the fake's module\n"); }
+void LLVMDisposeMessage(char *message) { free(message); }
 int LLVMWriteBitcodeToFile(void *m, const char *path) {
     FILE *f = fopen(path, "wb");
     fwrite(data, 1, size, f);
@@ -125,19 +136,38 @@ def _fake_llvm(root: Path, clang: str) -> str:
     return script(root / "bin" / "opt", f'exec {opt_beside(clang)} "$@"\n')
 
 
-@pytest.mark.parametrize("pic", [True, False], ids=["pic", "no-pic"])
-def test_lists_applied_in_one_process_write_the_bytes_opt_writes(tmp_path, bitcode, tools, pic):
-    lists = _lists(12)
-    jobs = [(passes.to_pipeline(p), str(tmp_path / f"one{i}.bc")) for i, p in enumerate(lists)]
-    library = batch_opt.library_beside(tools.opt)
+def _worker(tools, bitcode: Path, timeout: float = 60) -> llvm_worker.Worker:
+    library = llvm_worker.library_beside(tools.opt)
     assert library is not None
-    outcomes = batch_opt.apply_lists(library, llvm_version(tools.version), str(bitcode), jobs,
-                                     pic, 60)
-    assert outcomes == [None] * len(lists)
-    for i, p in enumerate(lists):
-        separate = tmp_path / f"separate{i}.bc"
-        subprocess.run(opt_command(tools, pic, p, str(bitcode), str(separate)), check=True)
-        assert Path(jobs[i][1]).read_bytes() == separate.read_bytes(), passes.to_text(p)
+    return llvm_worker.Worker(library, llvm_version(tools.version), str(bitcode), timeout)
+
+
+@pytest.mark.parametrize("pic", [True, False], ids=["pic", "no-pic"])
+def test_lists_applied_by_the_worker_write_the_bytes_opt_writes(tmp_path, bitcode, tools, pic):
+    worker = _worker(tools, bitcode)
+    try:
+        for i, p in enumerate(_lists(12)):
+            ours, separate = tmp_path / f"worker{i}.bc", tmp_path / f"separate{i}.bc"
+            worker.apply(passes.to_pipeline(p), str(ours), pic)
+            subprocess.run(opt_command(tools, pic, p, str(bitcode), str(separate)), check=True)
+            assert ours.read_bytes() == separate.read_bytes(), passes.to_text(p)
+    finally:
+        worker.close()
+
+
+def test_the_workers_text_is_llvm_dis_output(bitcode, tools, clang, clangxx, tmp_path):
+    source = tmp_path / "shapes.cc"
+    source.write_text("#include <vector>\nstruct S { virtual int f() { return 1; } };\n"
+                      "int total(const std::vector<S*> &v) { int t = 0;"
+                      " for (auto *s : v) t += s->f(); return t; }\n")
+    cxx = tmp_path / "shapes.bc"
+    frontend_ir(clangxx, source, cxx)
+    for tu in (bitcode, cxx):
+        worker = _worker(tools, tu)
+        try:
+            assert worker.text() == disassemble(str(tu), llvm_dis_beside(clang))
+        finally:
+            worker.close()
 
 
 def test_prepared_candidates_measure_as_candidates_run_one_by_one(tmp_path, bitcode, tools):
@@ -153,70 +183,82 @@ def test_prepared_candidates_measure_as_candidates_run_one_by_one(tmp_path, bitc
             assert len(evaluator._prepared) == len(set(lists))
         results.append([(r.size, r.error, r.object, r.tool_failure)
                         for r in map(evaluator.candidate, lists)])
+        evaluator.close()
     assert results[0] == results[1]
     assert any(size is not None for size, *_ in results[0])
+    assert psutil.Process().children() == []
 
 
-def _apply_with_fake(tmp_path, clang, bitcode, count, timeout=60.0, **env):
+def _fake_worker(tmp_path, clang, bitcode, timeout=60.0, **env):
+    """A worker on the stand-in library, with FAKE_LLVM* as given in its environment."""
     opt = _fake_llvm(tmp_path / "fake", clang)
-    library = batch_opt.library_beside(opt)
+    library = llvm_worker.library_beside(opt)
     assert library == str(tmp_path / "fake" / "lib" / "libLLVM.so.19.1")
-    jobs = [("verify", str(tmp_path / f"out{i}.bc")) for i in range(count)]
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        return batch_opt.apply_lists(library, "19.1.7", str(bitcode), jobs, True, timeout), jobs
+        return llvm_worker.Worker(library, "19.1.7", str(bitcode), timeout)
     finally:
         os.environ.clear()
         os.environ.update(saved)
 
 
-def test_a_crash_in_a_pass_ends_the_child_not_the_caller(tmp_path, clang, bitcode):
-    outcomes, jobs = _apply_with_fake(tmp_path, clang, bitcode, 3, FAKE_LLVM="crash",
-                                      FAKE_LLVM_AT="2")
-    assert outcomes[0] is None and Path(jobs[0][1]).read_bytes() == bitcode.read_bytes()
-    assert len(outcomes) == 2 and isinstance(outcomes[1], StepFailed)
-    assert "died of signal 11" in str(outcomes[1])
-    assert not Path(jobs[2][1]).exists()
+def test_a_crash_in_a_pass_ends_the_worker_not_the_caller(tmp_path, clang, bitcode):
+    worker = _fake_worker(tmp_path, clang, bitcode, FAKE_LLVM="crash", FAKE_LLVM_AT="2")
+    outs = [tmp_path / f"out{i}.bc" for i in range(3)]
+    worker.apply("verify", str(outs[0]), True)
+    assert outs[0].read_bytes() == bitcode.read_bytes()
+    for out in outs[1:]:
+        with pytest.raises(StepFailed, match="could not run opt: it died of signal 11"):
+            worker.apply("verify", str(out), True)
+    assert not outs[2].exists() and worker.ended == "died of signal 11"
+    assert psutil.Process().children() == []
 
 
 def test_a_hanging_pass_is_killed_after_the_time_limit(tmp_path, clang, bitcode):
+    worker = _fake_worker(tmp_path, clang, bitcode, 1.0, FAKE_LLVM="hang", FAKE_LLVM_AT="1")
     started = time.monotonic()
-    outcomes, _ = _apply_with_fake(tmp_path, clang, bitcode, 2, timeout=1.0, FAKE_LLVM="hang",
-                                   FAKE_LLVM_AT="1")
-    assert len(outcomes) == 1 and isinstance(outcomes[0], TimedOut)
+    with pytest.raises(TimedOut, match="ran past 1s"):
+        worker.apply("verify", str(tmp_path / "out.bc"), True)
     assert time.monotonic() - started < 20
     assert psutil.Process().children() == []  # killed and reaped
 
 
-
 def test_a_list_the_library_rejects_fails_alone(tmp_path, clang, bitcode):
-    outcomes, _ = _apply_with_fake(tmp_path, clang, bitcode, 3, FAKE_LLVM="fail",
-                                   FAKE_LLVM_AT="2")
-    assert outcomes[0] is None and outcomes[2] is None
-    assert str(outcomes[1]) == "opt exited 1: unknown pass name 'nonsense' (fake)"
+    worker = _fake_worker(tmp_path, clang, bitcode, FAKE_LLVM="fail", FAKE_LLVM_AT="2")
+    worker.apply("verify", str(tmp_path / "a.bc"), True)
+    with pytest.raises(StepFailed) as rejected:
+        worker.apply("verify", str(tmp_path / "b.bc"), True)
+    assert str(rejected.value) == ("LLVM in one process could not run opt: unknown pass name "
+                                   "'nonsense' (fake)")
+    worker.apply("verify", str(tmp_path / "c.bc"), True)
+    assert (tmp_path / "c.bc").exists() and worker.ended is None
+    worker.close()
 
 
 def test_a_library_of_another_release_is_not_used(tmp_path, clang, bitcode):
-    with pytest.raises(batch_opt.Unavailable, match="is LLVM 18.1.8, opt is 19.1.7"):
-        _apply_with_fake(tmp_path, clang, bitcode, 2, FAKE_LLVM_VERSION="18.1.8")
+    with pytest.raises(llvm_worker.Unavailable, match="is LLVM 18.1.8, opt is 19.1.7"):
+        _fake_worker(tmp_path, clang, bitcode, FAKE_LLVM_VERSION="18.1.8")
+    assert psutil.Process().children() == []
 
 
-def test_no_library_beside_an_opt_means_one_opt_run_per_list(tmp_path, clang):
-    assert batch_opt.library_beside(script(tmp_path / "opt", "exit 1\n")) is None
+def test_no_library_beside_an_opt_means_one_opt_run_per_list(tmp_path):
+    assert llvm_worker.library_beside(script(tmp_path / "opt", "exit 1\n")) is None
 
 
 # --- through llmcc -------------------------------------------------------------------------------
 
-def _counting(opt: str, calls: Path) -> str:
-    """The opt script of `_fake_llvm`, now also logging each call but --version."""
-    real = Path(opt).read_text().split("\n", 1)[1]
-    return script(Path(opt), f'[ "$1" = --version ] || echo call >> {calls}\n{real}')
+def _counting_tool(path: Path, real: str, calls: Path) -> str:
+    """`real` behind a script at `path` that logs each call but --version to `calls`."""
+    return script(path, f'[ "$1" = --version ] || echo {path.name} >> {calls}\n'
+                        f'exec {real} "$@"\n')
 
 
-def test_a_compile_runs_no_opt_and_keeps_opts_object(tmp_path, clang, llmcc, env, bitcode):
-    """k = 3 with the real library beside opt: no opt process, and the object of a compile
-    whose opt has no library beside it (one opt run per list)."""
+def test_a_compile_runs_no_opt_or_llvm_dis_and_keeps_their_object(tmp_path, clang, llmcc,
+                                                                  env, bitcode):
+    """The forest advisor at k = 3 with the real library beside opt: neither llvm-dis (the
+    summary) nor opt runs, and the object is that of a compile whose opt has no library beside
+    it (llvm-dis once, opt once per list)."""
     source = tmp_path / "words.c"
     args = ["-Oz", "-c", str(source), "-o", str(tmp_path / "words.o")]
     objects = {}
@@ -224,34 +266,36 @@ def test_a_compile_runs_no_opt_and_keeps_opts_object(tmp_path, clang, llmcc, env
         root = tmp_path / name
         calls = root / "calls"
         (root / "bin").mkdir(parents=True)
-        opt = _counting(script(root / "bin" / "opt", f'exec {opt_beside(clang)} "$@"\n'), calls)
+        opt = _counting_tool(root / "bin" / "opt", opt_beside(clang), calls)
+        _counting_tool(root / "bin" / "llvm-dis", llvm_dis_beside(clang), calls)
         if name == "with":
             (root / "lib").mkdir()
-            (root / "lib" / "libLLVM.so.19.1").symlink_to(batch_opt.library_beside(clang))
+            (root / "lib" / "libLLVM.so.19.1").symlink_to(llvm_worker.library_beside(clang))
         run_env = {**env, "LLMCC_OPT": opt, "LLMCC_CACHE_DIR": str(root / "cache"),
-                   "LLMCC_ADVISOR": "popular", "LLMCC_CANDIDATES": "3"}
+                   "LLMCC_ADVISOR": "forest", "LLMCC_CANDIDATES": "3"}
         rc, stderr, objects[name] = compile_outputs(llmcc, args, tmp_path, run_env,
                                                     [str(tmp_path / "words.o")])
         assert rc == 0 and stderr == b""
-        assert log_events(env)[-1]["evaluated"] == 3
-        runs = calls.read_text().count("call") if calls.exists() else 0
-        assert runs == (0 if name == "with" else 3)
+        tried = log_events(env)[-1]["evaluated"]
+        runs = calls.read_text().split() if calls.exists() else []
+        assert runs == ([] if name == "with" else ["llvm-dis"] + ["opt"] * tried)
     assert objects["with"] == objects["without"]
+    assert psutil.Process().children() == []
 
 
-def test_a_crash_in_one_process_warns_once_and_is_not_cached(tmp_path, clang, llmcc, env,
-                                                             bitcode):
+def test_a_crash_in_the_worker_warns_once_and_is_not_cached(tmp_path, clang, llmcc, env,
+                                                            bitcode):
     source = tmp_path / "words.c"
     out = str(tmp_path / "words.o")
     args = ["-Oz", "-c", str(source), "-o", out]
     plain = compile_outputs(clang, args, tmp_path, env, [out])[2]
-    env.update(LLMCC_OPT=_fake_llvm(tmp_path / "fake", clang), FAKE_LLVM="crash",
-               FAKE_LLVM_AT="1")
+    env.update(LLMCC_OPT=_fake_llvm(tmp_path / "fake", clang), LLMCC_ADVISOR="popular",
+               FAKE_LLVM="crash", FAKE_LLVM_AT="1")
     for _ in range(2):
         rc, stderr, tuned = compile_outputs(llmcc, args, tmp_path, env, [out])
         assert rc == 0 and tuned == plain
         ours = stderr.decode().splitlines()
-        assert len(ours) == 1 and "opt (in one process) died of signal 11" in ours[0], ours
+        assert len(ours) == 1 and "could not run opt: it died of signal 11" in ours[0], ours
         event = log_events(env)[-1]
         assert event["tool_failure"] and event["passes"] is None
     assert log_outcomes(env) == ["miss", "miss"]
