@@ -98,6 +98,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         tools = check_tools(default_clang(settings.clang, os.environ.get("PATH", ""),
                                           frozenset()), settings.opt)
         print(f"ok   clang {tools.clang}: {tools.version}\nok   opt   {tools.opt}")
+        print(_doctor_worker(tools))
     except ToolchainError as err:
         print(f"FAIL toolchain: {err}")
         problems += 1
@@ -137,6 +138,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 GPU_BUILD = ('CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-binary '
              'llama-cpp-python llama-cpp-python')
+
+
+def _doctor_worker(tools) -> str:
+    """Whether compiles load LLVM once (llvm_worker) or run llvm-dis and opt for each step."""
+    from llmcc import llvm_worker
+    from llmcc.toolchain import StepFailed, llvm_version
+
+    instead = "llvm-dis and opt run once per step instead"
+    library = llvm_worker.library_beside(tools.opt)
+    if library is None:
+        return f"note LLVM worker: no libLLVM beside {tools.opt}; {instead}"
+    try:
+        llvm_worker.Worker(library, llvm_version(tools.version), os.devnull, 10).close()
+    except (llvm_worker.Unavailable, StepFailed) as err:
+        return f"note LLVM worker: {err}; {instead}"
+    return f"ok   LLVM worker {library}: loaded once per compile"
 
 
 def _doctor_model(settings) -> int:

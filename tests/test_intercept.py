@@ -584,24 +584,33 @@ def test_doctor_passes_with_a_working_toolchain(llmcc_ctl, env):
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 0, done.stdout
     lines = done.stdout.decode().splitlines()
-    assert [line.split()[1] for line in lines] == ["clang", "opt", "cache", "advisor", "model",
-                                                    "GPU"]
-    assert all(line.startswith("ok ") for line in lines[:5])
-    assert env["LLMCC_CACHE_DIR"] in lines[2]
+    assert [line.split()[1] for line in lines] == ["clang", "opt", "LLVM", "cache", "advisor",
+                                                    "model", "GPU"]
+    assert all(line.startswith("ok ") for line in lines[:6])
+    assert "libLLVM" in lines[2] and env["LLMCC_CACHE_DIR"] in lines[3]
     # the shipped model loads, with its candidate lists and the table that makes them cover
     # each other
-    assert "101 candidate pass lists, chosen to cover each other" in lines[4]
+    assert "101 candidate pass lists, chosen to cover each other" in lines[5]
+
+
+def test_doctor_notes_an_opt_without_llvms_library_beside_it(tmp_path, clang, llmcc_ctl, env):
+    env["LLMCC_OPT"] = script(tmp_path / "opt", f'exec {opt_beside(clang)} "$@"\n')
+    done = _ctl(llmcc_ctl, env, "doctor")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.decode().splitlines()[2] == (
+        f"note LLVM worker: no libLLVM beside {tmp_path / 'opt'}; llvm-dis and opt run once per "
+        "step instead")
 
 
 def test_doctor_notes_a_missing_model_only_while_the_model_advisor_is_off(package_copy,
                                                                         llmcc_ctl, env):
     (package_copy / "advisor" / "model.gguf").unlink()
     lines = _ctl(llmcc_ctl, env, "doctor").stdout.decode().splitlines()
-    assert lines[4].startswith("note model: ") and "does not exist" in lines[4]
+    assert lines[5].startswith("note model: ") and "does not exist" in lines[5]
     env["LLMCC_ADVISOR"] = "model"
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 1
-    assert done.stdout.decode().splitlines()[4].startswith("FAIL model: ")
+    assert done.stdout.decode().splitlines()[5].startswith("FAIL model: ")
 
 
 def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
