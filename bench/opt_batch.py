@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from list_cost import timed
+
 from llmcc import llvm_worker
 from llmcc.advisor.popular import PopularAdvisor
 from llmcc.optimize import opt_command
@@ -32,12 +34,6 @@ from llmcc.toolchain import check_tools, default_clang, find_llvm_dis, llvm_vers
 def best(seconds, reps: int) -> float:
     """The fastest of `reps` runs of `seconds()`, a callable that returns one run's time."""
     return min(seconds() for _ in range(reps))
-
-
-def timed(cmd: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - started
 
 
 def main() -> None:

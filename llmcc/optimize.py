@@ -164,8 +164,8 @@ class Evaluator:
     def prepare(self, lists: list[PassList]) -> None:
         """Apply `lists` ahead of `candidate` in the LLVM worker: an opt run spends ~20 ms just
         starting. Where the worker cannot be used, `candidate` runs opt itself."""
+        worker = self._llvm()
         for passes in dict.fromkeys(lists):
-            worker = self._llvm()
             if worker is None or worker.ended:
                 return
             if passes not in self._prepared:

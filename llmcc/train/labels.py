@@ -108,10 +108,11 @@ def _broadcast(evaluator: Evaluator, lists: list[tuple[int, str]], out: dict) ->
     except BaselineUnusable as err:
         lists = []
         out["baseline_failed"] = str(err)
-    for number, (index, text) in enumerate(lists):
+    parsed = [(index, parse(text)) for index, text in lists]
+    for number, (index, passes) in enumerate(parsed):
         if number % PREPARED_AT_ONCE == 0:  # opt's work for the next few lists, at once
-            evaluator.prepare([parse(t) for _, t in lists[number:number + PREPARED_AT_ONCE]])
-        result = evaluator.candidate(parse(text))
+            evaluator.prepare([p for _, p in parsed[number:number + PREPARED_AT_ONCE]])
+        result = evaluator.candidate(passes)
         if result.timed_out:
             out["timed_out"].append(index)
             continue
