@@ -2,7 +2,7 @@
 of the model: the forest advisor, scored where the model is scored.
 
     .venv/bin/python bench/summary_forest.py [--folds 3] [--trees 200] [--leaf 5] [--after N]
-        [--language c++]
+        [--language c++ [--only-language]]
     (needs scikit-learn: pip install .[train])
 
 Every number of a TU's summary (llmcc.summary: module, call graph, globals, opcode, type,
@@ -67,7 +67,12 @@ def main() -> int:
                         "decision set, read once the decision on it is registered")
     parser.add_argument("--language", choices=("c", "c++"),
                         help="score only the held-out TUs of this language")
+    parser.add_argument("--only-language", action="store_true",
+                        help="grow the forests and rank the popular lists on the training TUs "
+                        "of --language alone")
     args = parser.parse_args()
+    if args.only_language and not args.language:
+        parser.error("--only-language needs --language")
     every = labelled.read_all(args.dataset)
     registry = labelled.read_lists(args.dataset)
     indices = registry.get("broadcast", [])
@@ -96,6 +101,8 @@ def main() -> int:
         by_forest: dict[int, list[list[int]]] = {k: [] for k in KS}
         for inside, outside in parts:
             outside = [r for r in outside if args.language in (None, r["language"])]
+            if args.only_language:
+                inside = [r for r in inside if r["language"] == args.language]
             part = as_pool_rows(outside, indices, False)
             pool += part
             order = greedy(as_pool_rows(inside, indices, False), len(indices), max(KS))
