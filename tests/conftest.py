@@ -164,10 +164,11 @@ def script(path: Path, body: str) -> str:
     return str(path)
 
 
-def frontend_ir(clang: str, source: Path, bitcode: Path, *flags: str) -> None:
-    """The IR llmcc starts from: clang's frontend at -Oz, no LLVM passes."""
+def frontend_ir(clang: str, source: Path, bitcode: Path, *flags: str, cwd=None) -> None:
+    """The IR llmcc starts from: clang's frontend at -Oz, no LLVM passes (`source` relative to
+    `cwd`, if given: the IR names the module after `source` as written)."""
     subprocess.run([clang, "-Oz", *flags, "-c", "-emit-llvm", "-Xclang", "-disable-llvm-passes",
-                    str(source), "-o", str(bitcode)], check=True)
+                    str(source), "-o", str(bitcode)], check=True, cwd=cwd)
 
 
 def need_tool(name: str) -> str:

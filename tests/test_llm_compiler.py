@@ -143,7 +143,9 @@ def text_models(train_extra, clang: str, tmp_path_factory) -> TextModels:
     prompts = {}
     for name in TRAINED_ON:
         (directory / name).write_text(SOURCES[name])
-        frontend_ir(clang, directory / name, directory / (name + ".bc"))
+        # named as a compile in the source's directory names it: the prompts, and so the
+        # trained weights, do not depend on pytest's temporary path (which changes every run)
+        frontend_ir(clang, Path(name), directory / (name + ".bc"), cwd=directory)
         prompts[name] = llm_compiler.prompt(summary.disassemble(
             str(directory / (name + ".bc")), toolchain.llvm_dis_beside(clang)))
     answers = [PASSES_ANSWER, PROSE_ANSWER]
