@@ -86,11 +86,12 @@ def test_generated_programs_survive_every_list(tmp_path):
     tested = [r for r in records if r["status"] == diff.TESTED]
     assert len(tested) == figures["tested"] >= CI_PROGRAMS // 2, report
     assert all(len(r["lists"]) == CI_LISTS for r in tested), report
-    assert all({e["origin"] for e in r["lists"]} == set(diff.ORIGINS) for r in tested), report
+    drawn = {diff.POPULAR, diff.RANDOM, diff.MUTATED}
+    assert all({e["origin"] for e in r["lists"]} == drawn for r in tested), report
     assert figures["lists_tried"] == CI_LISTS * len(tested), report
     # lists of every origin were built, run and compared, not only rejected
     ran = Counter(e["origin"] for r in tested for e in r["lists"] if e["outcome"] == diff.MATCH)
-    assert all(ran[origin] > 0 for origin in diff.ORIGINS), (ran, report)
+    assert all(ran[origin] > 0 for origin in drawn), (ran, report)
     assert figures["passed"] == sum(ran.values()) and figures["objects_run"] > 0, report
     assert all(figures[key] == 0 for key in FAILURE_KEYS), report
     assert not os.path.exists(os.path.join(out, diff.REPRODUCERS))
@@ -114,7 +115,7 @@ def test_a_run_with_other_settings_does_not_resume(tmp_path):
 def test_a_miscompile_is_caught_kept_and_minimised(tmp_path):
     out = str(tmp_path / "run")
     figures = diff.run_campaign(out, 1, diff.Options(seed=3, lists=2, run_timeout=2.0),
-                                popular=SEEDED, evaluator_class=MiscompilingEvaluator)
+                                advised=SEEDED, evaluator_class=MiscompilingEvaluator)
     records = diff.read_records(out)
     assert records[0]["status"] == diff.TESTED, records
     assert records[0]["baseline"]["outcome"] == diff.MATCH  # the baseline is never tampered
@@ -144,7 +145,7 @@ def test_a_miscompile_is_caught_kept_and_minimised(tmp_path):
 def test_a_baseline_that_disagrees_is_not_blamed_on_the_lists(tmp_path):
     out = str(tmp_path / "run")
     figures = diff.run_campaign(out, 1, diff.Options(seed=3, lists=2, run_timeout=2.0),
-                                popular=SEEDED, evaluator_class=MiscompilingClang)
+                                advised=SEEDED, evaluator_class=MiscompilingClang)
     assert figures["baseline_differs"] == 1 and figures["lists_tried"] == 0
     kept = os.path.join(out, diff.BASELINE_DIFFERS_DIR, "s3-p00000")
     assert os.path.isfile(os.path.join(kept, "commands.sh"))
@@ -159,9 +160,37 @@ def test_minimisation_keeps_only_the_passes_the_failure_needs():
     assert diff.minimise_failure(start, fails) == ("always-inline", "gvn", "sccp")
 
 
-def test_lists_are_seeded_distinct_and_popular_first():
+def test_lists_are_seeded_distinct_and_the_advisors_first():
     lists = diff.candidate_lists(SEEDED, 8, random.Random(5))
     assert lists == diff.candidate_lists(SEEDED, 8, random.Random(5))
     assert lists[0] == (diff.POPULAR, SEEDED[0])
     assert len({passes for _, passes in lists}) == 8
     assert {origin for origin, _ in lists[1:]} == {diff.RANDOM, diff.MUTATED}
+
+
+def test_the_forest_advisor_s_whole_repertoire_can_be_tested(tmp_path):
+    """`--advisor forest`: every list the default advisor may choose, in the forest's order,
+    built and run against the reference; a directory of one advisor's run refuses the other."""
+    from llmcc.advisor.forest import FOREST_FILE, Forest
+    from llmcc.advisor.forest import identity as forest_identity
+    from llmcc.config import load
+
+    forest = Forest.load(FOREST_FILE)
+    advised, identity = diff.load_advised(diff.FOREST)
+    assert advised == tuple(forest.lists) and len(advised) > 50
+    # the identity every cache key of the default advisor holds
+    assert identity == forest_identity(load({"LLMCC_CONFIG": os.devnull}))
+
+    out = str(tmp_path / "run")
+    options = diff.Options(seed=1, lists=3, run_timeout=2.0, advisor=diff.FOREST)
+    figures = diff.run_campaign(out, 2, options)
+    records = diff.read_records(out)
+    tested = [r for r in records if r["status"] == diff.TESTED]
+    assert tested and all(r["advised"] == identity for r in records), records
+    for record in tested:
+        assert [(e["origin"], e["passes"]) for e in record["lists"]] == \
+            [(diff.FOREST, text) for text in forest.texts[:3]]
+    assert all(figures[key] == 0 for key in FAILURE_KEYS), diff.report(records)
+    assert "| forest | " in diff.report(records)
+    with pytest.raises(diff.CampaignError, match="advisor"):
+        diff.run_campaign(out, 0, diff.Options(seed=1, lists=3, run_timeout=2.0))

@@ -13,8 +13,11 @@ DIR/reproducers/<id>/ and the list is minimised (passes dropped while the failur
     python -m llmcc.reliability.differential --out DIR --report
 
 Each finished program is one line of DIR/results.jsonl, so a run that stops resumes where it
-left off. Everything is seeded, so a rerun draws the same programs and lists; the popular lists
-are read from the advisor's data at run time and their identity is recorded with each program.
+left off. Everything is seeded, so a rerun draws the same programs and lists; the advisor's
+lists are read at run time and their identity is recorded with each program. `--advisor
+popular` (the default) puts the popular lists first; `--advisor forest` every list the shipped
+forest chooses from (`--lists 101` tries all of them on each program), the default advisor's
+whole repertoire.
 """
 
 from __future__ import annotations
@@ -61,9 +64,10 @@ RUN_FILE = "run.json"
 REPRODUCERS = "reproducers"
 BASELINE_DIFFERS_DIR = "baseline-differs"
 
-# Where a candidate list came from.
-POPULAR, RANDOM, MUTATED = "popular", "random", "mutated"
-ORIGINS = (POPULAR, RANDOM, MUTATED)
+# Where a candidate list came from: an advisor's lists (the advisor's name), or drawn.
+POPULAR, FOREST, RANDOM, MUTATED = "popular", "forest", "random", "mutated"
+ADVISORS = (POPULAR, FOREST)
+ORIGINS = (*ADVISORS, RANDOM, MUTATED)
 
 # What happened to one list on one program.
 MATCH = "match"
@@ -102,6 +106,7 @@ class Options:
     seed: int = 0
     lists: int = 8
     level: str = "z"
+    advisor: str = POPULAR  # whose lists come first (ADVISORS)
     run_timeout: float = 5.0
     csmith_options: tuple[str, ...] = CSMITH_OPTIONS
 
@@ -140,11 +145,11 @@ def csmith_seed(seed: int, index: int) -> int:
     return random.Random(f"{seed}:{index}").getrandbits(31)
 
 
-def candidate_lists(popular: tuple[PassList, ...], count: int,
-                    rng: random.Random) -> list[tuple[str, PassList]]:
-    """`count` distinct (origin, list): the popular lists first, then random lists and
+def candidate_lists(advised: tuple[PassList, ...], count: int, rng: random.Random,
+                    advisor: str = POPULAR) -> list[tuple[str, PassList]]:
+    """`count` distinct (origin, list): the advisor's lists first, then random lists and
     mutations (one to three edits) of lists already chosen, alternately."""
-    chosen = [(POPULAR, validate(passes)) for passes in popular[:count]]
+    chosen = [(advisor, validate(passes)) for passes in advised[:count]]
     seen = {passes for _, passes in chosen}
     want_random = True
     for _ in range(100 * count):
@@ -316,7 +321,7 @@ def _keep(directory: str, workdir: str, script_text: dict[str, str], files: dict
 
 
 def _test_program(record: dict, workdir: str, out: str, options: Options, tools: Tools,
-                  popular: tuple[PassList, ...], evaluator_class: type[Evaluator]) -> None:
+                  advised: tuple[PassList, ...], evaluator_class: type[Evaluator]) -> None:
     index, seed = record["program"], record["csmith_seed"]
     source = os.path.join(workdir, "program.c")
     generate(seed, options, source)
@@ -379,7 +384,8 @@ def _test_program(record: dict, workdir: str, out: str, options: Options, tools:
 
     rng = random.Random(f"{options.seed}:{index}:lists")
     objects: set[bytes] = set()  # distinct candidate objects: many lists build the same one
-    for number, (origin, passes) in enumerate(candidate_lists(popular, options.lists, rng)):
+    for number, (origin, passes) in enumerate(candidate_lists(advised, options.lists, rng,
+                                                                options.advisor)):
         result = evaluator.candidate(passes)
         entry = {"origin": origin, "passes": to_text(passes), "size": result.size}
         if result.error is not None:
@@ -400,7 +406,7 @@ def _test_program(record: dict, workdir: str, out: str, options: Options, tools:
 
 
 def check_program(index: int, out: str, options: Options, tools: Tools,
-                  popular: tuple[PassList, ...], popular_identity: str = "",
+                  advised: tuple[PassList, ...], advised_identity: str = "",
                   evaluator_class: type[Evaluator] = Evaluator) -> dict:
     """Test program `index` against the baseline and the lists; returns its results line.
 
@@ -409,10 +415,10 @@ def check_program(index: int, out: str, options: Options, tools: Tools,
     started = time.perf_counter()
     record = {"seed": options.seed, "program": index,
               "csmith_seed": csmith_seed(options.seed, index), "status": SKIPPED,
-              "reason": None, "popular": popular_identity, "lists": []}
+              "reason": None, "advised": advised_identity, "lists": []}
     with tempfile.TemporaryDirectory(prefix="llmcc-differential-") as workdir:
         try:
-            _test_program(record, workdir, out, options, tools, popular, evaluator_class)
+            _test_program(record, workdir, out, options, tools, advised, evaluator_class)
         except ProgramUnusable as exc:
             record["reason"] = str(exc)
     record["seconds"] = round(time.perf_counter() - started, 3)
@@ -434,7 +440,7 @@ def read_records(out: str) -> list[dict]:
     return records
 
 
-def _check_run_file(out: str, options: Options, popular_identity: str) -> None:
+def _check_run_file(out: str, options: Options, advised_identity: str) -> None:
     """A directory holds one run: resuming with other settings would mix two experiments."""
     path = os.path.join(out, RUN_FILE)
     wanted = {**asdict(options), "csmith_options": list(options.csmith_options)}
@@ -443,17 +449,19 @@ def _check_run_file(out: str, options: Options, popular_identity: str) -> None:
             recorded = json.load(handle)
     except FileNotFoundError:
         with open(path, "w") as handle:
-            json.dump({**wanted, "popular": popular_identity}, handle, indent=1)
+            json.dump({**wanted, "advised": advised_identity}, handle, indent=1)
         return
-    differs = [key for key in ("seed", "lists", "level", "csmith_options")
+    recorded.setdefault("advisor", POPULAR)  # a run of before the option
+    differs = [key for key in ("seed", "lists", "level", "advisor", "csmith_options")
                if recorded.get(key) != wanted[key]]
     if differs:
         raise CampaignError(f"{out} holds a run with other {', '.join(differs)} "
                             f"({', '.join(f'{k}={recorded.get(k)!r}' for k in differs)}): "
                             "use another --out")
-    if recorded.get("popular") != popular_identity:
-        print(f"note: the popular lists changed since this run began ({recorded.get('popular')}"
-              f" -> {popular_identity}); each program records the lists it used",
+    before = recorded.get("advised", recorded.get("popular"))
+    if before != advised_identity:
+        print(f"note: the {options.advisor} lists changed since this run began ({before}"
+              f" -> {advised_identity}); each program records the lists it used",
               file=sys.stderr)
 
 
@@ -467,36 +475,44 @@ def find_tools() -> Tools:
         raise CampaignError(str(exc)) from None
 
 
-def load_popular() -> tuple[tuple[PassList, ...], str]:
+def load_advised(advisor: str) -> tuple[tuple[PassList, ...], str]:
+    """The lists `advisor` chooses from, in its order, and its identity (as in cache keys)."""
     from llmcc.advisor import AdvisorError
-    from llmcc.advisor.popular import PopularAdvisor
 
     try:
-        advisor = PopularAdvisor.load()
+        if advisor == FOREST:
+            from llmcc.advisor.forest import FOREST_FILE, Forest
+            from llmcc.advisor.model import file_digest
+
+            return (tuple(Forest.load(FOREST_FILE).lists),
+                    "forest:" + file_digest(FOREST_FILE, None, "forest file"))
+        from llmcc.advisor.popular import PopularAdvisor
+
+        popular = PopularAdvisor.load()
+        return popular.lists, popular.identity
     except AdvisorError as exc:
         raise CampaignError(str(exc)) from None
-    return advisor.lists, advisor.identity
 
 
 def run_campaign(out: str, programs: int, options: Options, jobs: int = 1,
-                 popular: tuple[PassList, ...] | None = None,
+                 advised: tuple[PassList, ...] | None = None,
                  evaluator_class: type[Evaluator] = Evaluator,
                  progress: Callable[[str], None] | None = None) -> dict:
     """Test programs 0..programs-1 not yet in DIR/results.jsonl; returns the summary of all.
 
-    `popular` replaces the advisor's lists (tests); by default they are read now.
+    `advised` replaces the advisor's lists (tests); by default they are read now.
     """
     tools = find_tools()
-    if popular is None:
-        popular, identity = load_popular()
+    if advised is None:
+        advised, identity = load_advised(options.advisor)
     else:
-        identity = "given:" + hashlib.blake2b(repr(popular).encode(), digest_size=8).hexdigest()
+        identity = "given:" + hashlib.blake2b(repr(advised).encode(), digest_size=8).hexdigest()
     os.makedirs(out, exist_ok=True)
     _check_run_file(out, options, identity)
     done = {r["program"] for r in read_records(out) if r.get("seed") == options.seed}
     pending = [i for i in range(programs) if i not in done]
-    work = partial(check_program, out=out, options=options, tools=tools, popular=popular,
-                   popular_identity=identity, evaluator_class=evaluator_class)
+    work = partial(check_program, out=out, options=options, tools=tools, advised=advised,
+                   advised_identity=identity, evaluator_class=evaluator_class)
     with open(os.path.join(out, RESULTS), "a") as results:
         def record(finished: dict) -> None:
             results.write(json.dumps(finished, separators=(",", ":")) + "\n")
@@ -558,7 +574,8 @@ def report(records: list[dict]) -> str:
     lines = [summary_line(s), "",
              "| lists from | tried | " + " | ".join(OUTCOMES) + " |",
              "|---" * (len(OUTCOMES) + 2) + "|"]
-    for origin in (*ORIGINS, "all"):
+    seen = {e["origin"] for e in entries}
+    for origin in (*(o for o in ORIGINS if o in seen), "all"):
         chosen = [e for e in entries if origin in ("all", e["origin"])]
         counts = Counter(e["outcome"] for e in chosen)
         lines.append(f"| {origin} | {len(chosen)} | "
@@ -589,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lists", type=int, default=8, help="candidate lists per program")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--advisor", default=POPULAR, choices=ADVISORS,
+                        help="whose lists come first: the popular lists (default) or every "
+                             "list of the shipped forest")
     parser.add_argument("--level", default="z", choices=list("123sz"),
                         help="optimisation level of the wrapped compile (default z)")
     parser.add_argument("--run-timeout", type=float, default=5.0,
@@ -600,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report(read_records(args.out)))
         return 0
     options = Options(seed=args.seed, lists=args.lists, level=args.level,
-                      run_timeout=args.run_timeout)
+                      advisor=args.advisor, run_timeout=args.run_timeout)
     started = time.perf_counter()
     try:
         figures = run_campaign(args.out, args.programs, options, args.jobs,
