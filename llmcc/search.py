@@ -15,15 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from llmcc.optimize import Evaluator, Result, choose
 from llmcc.passes import (
+    DRAWABLE,
     OZ_PIPELINE,
     REQUIRED_FIRST,
-    VOCABULARY,
     PassList,
     random_list,
     validate,
 )
-
-_NAMES = sorted(VOCABULARY)
 
 
 def mutate(passes: PassList, rng: random.Random) -> PassList:
@@ -31,15 +29,15 @@ def mutate(passes: PassList, rng: random.Random) -> PassList:
     body = list(passes[1:]) if passes and passes[0] == REQUIRED_FIRST else list(passes)
     edit = rng.choice(("insert", "delete", "replace", "swap") if len(body) > 1 else ("insert",))
     if edit == "insert":
-        body.insert(rng.randint(0, len(body)), rng.choice(_NAMES))
+        body.insert(rng.randint(0, len(body)), rng.choice(DRAWABLE))
     elif edit == "delete":
         del body[rng.randrange(len(body))]
     elif edit == "replace":
-        body[rng.randrange(len(body))] = rng.choice(_NAMES)
+        body[rng.randrange(len(body))] = rng.choice(DRAWABLE)
     else:
         i = rng.randrange(len(body) - 1)
         body[i], body[i + 1] = body[i + 1], body[i]
-    return validate(body or [rng.choice(_NAMES)])
+    return validate(body or [rng.choice(DRAWABLE)])
 
 
 def tune(evaluator: Evaluator, seeds: list[PassList], budget: int, seconds: float,

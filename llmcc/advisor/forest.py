@@ -26,7 +26,7 @@ import os
 import sys
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList, PassListError, parse
+from llmcc.passes import PassList, PassListError, miscompiling, parse
 
 FOREST_FILE = os.path.join(os.path.dirname(__file__), "forest.bin")
 MAGIC = b"llmcc-forest 1\n"
@@ -150,6 +150,9 @@ class Forest:
             raise ValueError("trailing bytes")
         forest = cls(header, arrays)
         forest.lists = [parse(text) for text in forest.texts]
+        # lists the file may hold but no compile may try (llmcc.passes.MISCOMPILING)
+        forest.never = frozenset(i for i, passes in enumerate(forest.lists)
+                                 if miscompiling(passes))
         return forest
 
     def neighbours(self, x: list[float]) -> dict[int, float]:
@@ -172,10 +175,13 @@ class Forest:
         return weights
 
     def choose(self, summary: dict, k: int, min_gain: float = 0.0) -> list[int]:
-        """The positions in `lists` of the TU's at most k lists (weighted_greedy)."""
-        start, lists, ratios = self.saving_start, self.saving_list, self.saving_ratio
-        tus = [(weight, dict(zip(lists[start[tu]:start[tu + 1]],
-                                 ratios[start[tu]:start[tu + 1]], strict=True)))
+        """The positions in `lists` of the TU's at most k lists (weighted_greedy), none of
+        `never`: a list that saves nothing on any TU is never chosen."""
+        start, lists, ratios, never = (self.saving_start, self.saving_list, self.saving_ratio,
+                                       self.never)
+        tus = [(weight, {j: v for j, v in zip(lists[start[tu]:start[tu + 1]],
+                                              ratios[start[tu]:start[tu + 1]], strict=True)
+                         if j not in never})
                for tu, weight in self.neighbours(inputs(summary, self.index)).items()]
         return weighted_greedy(tus, len(self.texts), k, min_gain)
 

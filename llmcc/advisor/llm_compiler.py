@@ -4,15 +4,16 @@ With `LLMCC_PROMPT=llm-compiler`, the model reads the TU's unoptimised IR in the
 models were fine-tuned on, to the character, and answers in text: an `opt` pass pipeline (then
 its forecast of the result, which is ignored). The pass names of that answer are read into
 llmcc's vocabulary, whether written as a pipeline (`-p 'module(default<Oz>),function(gvn)'`)
-or as legacy flags (`-gvn -instcombine`); anything else is dropped, so such a model can only
-ever propose a list `llmcc.passes.parse` accepts.
+or as legacy flags (`-gvn -instcombine`); anything else is dropped, and so is a pass that must
+never run (llmcc.passes.MISCOMPILING), so such a model can only ever propose a list
+`llmcc.passes.parse` accepts and llmcc may try.
 """
 
 from __future__ import annotations
 
 import re
 
-from llmcc.passes import VOCABULARY, PassList, validate
+from llmcc.passes import MISCOMPILING, VOCABULARY, PassList, validate
 
 PROMPT = ("[INST] Tell me how to optimize this LLVM-IR for object file size:\n\n"
           "<code>{ir}</code> [/INST]")
@@ -49,6 +50,6 @@ def passes_of_answer(text: str) -> PassList | None:
     names = []
     for word in _PASS_NAME.findall(text.split("<code>")[0]):
         name = word if word in VOCABULARY else BY_BASE_NAME.get(word.split("<")[0])
-        if name is not None:
+        if name is not None and name not in MISCOMPILING:
             names.append(name)
     return validate(names) if names else None

@@ -11,7 +11,7 @@ import hashlib
 import os
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList, PassListError, parse
+from llmcc.passes import PassList, PassListError, miscompiling, parse
 
 DATA_FILE = os.path.join(os.path.dirname(__file__), "popular.json")
 
@@ -45,7 +45,8 @@ class PopularAdvisor:
         blob = _read(path)
         try:
             entries = json.loads(blob)["lists"]
-            lists = tuple(parse(entry["passes"]) for entry in entries)
+            lists = tuple(passes for passes in (parse(entry["passes"]) for entry in entries)
+                          if not miscompiling(passes))
         except (ValueError, KeyError, TypeError, PassListError) as err:
             raise AdvisorError(f"popular advisor data {path} is corrupt: {err}") from None
         if not lists:

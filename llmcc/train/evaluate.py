@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from llmcc.passes import PassList, parse
+from llmcc.passes import PassList, miscompiling, parse
 from llmcc.summary import to_prompt
 from llmcc.train import labelled
 from llmcc.train.headroom import as_pool_rows
@@ -35,6 +35,21 @@ MIN_GAINS = (0.001, 0.003, 0.01)  # expected savings below which no list is trie
 # llmcc.advisor.forest.Forest.choose)
 Ranker = Callable[[dict, int, float], list[PassList]]
 Order = Sequence[int | None]                   # a TU's choices: positions in the broadcast set
+
+
+def runnable(pool: list[dict], texts: list[str]) -> list[dict]:
+    """Pool rows with each list that llmcc never runs (llmcc.passes.MISCOMPILING) counted as
+    refused: what no compile can get is no saving for an advisor, a fixed list or an oracle."""
+    never = [j for j, text in enumerate(texts) if miscompiling(parse(text))]
+    if not never:
+        return pool
+    out = []
+    for row in pool:
+        sizes = list(row["sizes"])
+        for j in never:
+            sizes[j] = None
+        out.append({**row, "sizes": sizes})
+    return out
 
 
 def chosen_rows(pool: list[dict], orders: Sequence[Order], k: int) -> list[dict]:
@@ -111,7 +126,8 @@ def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], p
     for k in KS:
         add(f"popular top-{k}", held, [popular] * len(held), k)
         model_at[k] = add(f"{name} top-{k}", held, orders[k], k)
-    oracle = add(f"best of the {n} broadcast lists per TU (oracle)", held,
+    tried = sum(1 for j in range(n) if any(row["sizes"][j] is not None for row in held))
+    oracle = add(f"best of the {tried} broadcast lists per TU (oracle)", held,
                  [range(n)] * len(held), n)
     searched = [{"baseline": r["baseline"], "sizes": [r["search"]]} for r in held]
     add("per-TU search (oracle)", searched, [[0]] * len(held), 1)
@@ -187,8 +203,9 @@ def held_split(directory: str, split: str, after: int = 0) -> HeldSplit:
     registry = labelled.read_lists(directory)
     indices = registry["broadcast"]
     rows = split_rows(labelled.read_all(directory), split, after)
-    return HeldSplit(as_pool_rows(rows, indices, False), [r["summary"] for r in rows],
-                     [registry["lists"][i] for i in indices])
+    texts = [registry["lists"][i] for i in indices]
+    return HeldSplit(runnable(as_pool_rows(rows, indices, False), texts),
+                     [r["summary"] for r in rows], texts)
 
 
 def forest_ranker(grown) -> Ranker:
@@ -206,9 +223,11 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
     fit `context`."""
     registry = labelled.read_lists(directory)
     indices = registry.get("broadcast", [])
+    texts = [registry["lists"][i] for i in indices]
     every = labelled.read_all(directory)
     rows = usable(every)
-    train = as_pool_rows([r for r in rows if r["split"] == "train"], indices, False)
+    train = runnable(as_pool_rows([r for r in rows if r["split"] == "train"], indices, False),
+                     texts)
     if held_directory is None:
         held_rows = split_rows(every, split, after)
     else:
@@ -220,9 +239,8 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
                      if not recorded or r["tu"] in recorded]
     if not held_rows or not train or not indices:
         raise ValueError(f"no train TUs and no {split} TUs with broadcast sizes")
-    held = as_pool_rows(held_rows, indices, False)
+    held = runnable(as_pool_rows(held_rows, indices, False), texts)
     summaries = [r["summary"] for r in held_rows]
-    texts = [registry["lists"][i] for i in indices]
     orders = model_orders(summaries, texts, rank)
     # greedy ranks incrementally: its top k are the first k of its top max(KS)
     popular = greedy(train, len(indices), max(KS))

@@ -1,0 +1,95 @@
+"""A pass the differential test caught miscompiling (llmcc.passes.MISCOMPILING) is never run,
+whoever proposes it: no search draws it, no advisor chooses a list with it, and the evaluator
+every candidate goes through refuses it. Data files that name it still load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+
+import pytest
+
+from llmcc.advisor import llm_compiler
+from llmcc.advisor.forest import FOREST_FILE, Forest
+from llmcc.advisor.model_runtime import list_token, lists_by_token
+from llmcc.advisor.popular import PopularAdvisor
+from llmcc.passes import MISCOMPILING, miscompiling, parse, random_list
+from llmcc.reliability import differential as diff
+from llmcc.search import mutate
+from llmcc.train import labelled
+
+CAUGHT = "always-inline default<Oz> newgvn"  # the list the differential run minimised to
+
+
+def refused(passes) -> bool:
+    return any(name in MISCOMPILING for name in passes)
+
+
+def test_a_pass_caught_miscompiling_is_read_but_never_drawn():
+    assert "newgvn" in MISCOMPILING
+    passes = parse(CAUGHT)  # still in the vocabulary: data files naming it load
+    assert miscompiling(passes).startswith("newgvn: ") and miscompiling(parse("gvn")) is None
+    rng = random.Random(0)
+    drawn = [random_list(rng) for _ in range(2000)]
+    mutated = [mutate(passes, rng) for passes in drawn for _ in range(3)]
+    assert not any(refused(p) for p in drawn + mutated)
+    # what was the search's vocabulary still draws every other pass
+    assert len({name for p in drawn for name in p}) > 50
+
+
+def test_the_forest_never_chooses_a_list_that_must_never_run():
+    """The shipped forest holds lists with newgvn and, unfiltered, would choose them."""
+    forest = Forest.load(FOREST_FILE)
+    assert forest.never == {i for i, p in enumerate(forest.lists) if refused(p)} != set()
+    summaries = [r["summary"] for r in labelled.read_all()
+                 if r["split"] == "validation" and "summary" in r][:300]
+    chosen = [forest.choose(s, 10) for s in summaries]
+    assert not any(i in forest.never for c in chosen for i in c)
+    assert sum(map(len, chosen)) > 2000  # it still chooses, around them
+    unfiltered = Forest.load(FOREST_FILE)
+    unfiltered.never = frozenset()
+    assert any(i in forest.never for s in summaries for i in unfiltered.choose(s, 10))
+
+
+def test_the_other_advisors_leave_such_lists_out(tmp_path):
+    data = tmp_path / "popular.json"
+    data.write_text(json.dumps({"lists": [{"passes": CAUGHT}, {"passes": "always-inline gvn"}]}))
+    assert PopularAdvisor.load(str(data)).lists == (parse("gvn"),)
+    # a model's answer tokens keep their numbers: the coverage table is indexed by them
+    assert lists_by_token(json.dumps([CAUGHT, "always-inline gvn"])) == {
+        list_token(1): parse("gvn")}
+    # Meta's LLM Compiler answers in text: the pass is dropped as an unknown one would be
+    assert llm_compiler.passes_of_answer("-p 'module(default<Oz>),function(newgvn,gvn)'") == \
+        parse("default<Oz> gvn")
+    assert llm_compiler.passes_of_answer("opt -p 'function(newgvn)'") is None
+
+
+@pytest.mark.skipif(shutil.which(diff.CSMITH) is None or not os.path.isdir(diff.CSMITH_INCLUDE),
+                    reason="csmith and libcsmith-dev are not installed")
+def test_the_miscompile_the_differential_run_caught_is_refused_not_built(tmp_path):
+    """Program 144 of seed 5 printed its checksum in 2 ms at -O0 and looped forever built with
+    CAUGHT; the evaluator every compile goes through now refuses the list before opt runs."""
+    tools = diff.find_tools()
+    options = diff.Options(seed=5, lists=2, run_timeout=5.0)
+    record = diff.check_program(144, str(tmp_path), options, tools,
+                                (parse(CAUGHT), parse("always-inline default<Oz> gvn")))
+    assert record["status"] == diff.TESTED, record
+    caught, honest = record["lists"]
+    assert caught["outcome"] == diff.REJECTED and caught["error"].startswith("never run: newgvn")
+    assert honest["outcome"] == diff.MATCH, record
+    assert not os.path.exists(tmp_path / diff.REPRODUCERS)
+
+
+def test_evaluation_counts_such_a_list_as_refused():
+    """`llmcc-ctl eval`: no advisor, fixed list or oracle is credited with what no compile can
+    get."""
+    from llmcc.train.evaluate import runnable
+    from llmcc.train.measure import geomean_saving, greedy
+
+    pool = [{"baseline": 100, "sizes": [99, 80], "search": 80}]
+    kept = runnable(pool, ["always-inline gvn", CAUGHT])
+    assert kept[0]["sizes"] == [99, None] and pool[0]["sizes"] == [99, 80]
+    assert greedy(kept, 2, 2) == [0] and round(geomean_saving(kept, [0, 1]), 6) == 1.0
