@@ -67,10 +67,11 @@ def inputs(summary: dict, index: dict[str, int]) -> list[float]:
 
 
 def weighted_greedy(tus: list[tuple[float, dict[int, int]]], width: int, k: int,
-                    min_gain: float = 0.0) -> list[int]:
-    """The at most k lists (of `width`) that together save the most on the weighted TUs (each
-    its weight and {list: log size ratio} of the lists that shrink it); a list expected to add
-    less than `min_gain` (a log size ratio; 0: nothing) ends the choice."""
+                    min_gain: float = 0.0, excluded: frozenset[int] = frozenset()) -> list[int]:
+    """The at most k lists (of `width`, none of `excluded`) that together save the most on the
+    weighted TUs (each its weight and {list: log size ratio} of the lists that shrink it); a
+    list expected to add less than `min_gain` (a log size ratio; 0: nothing) ends the
+    choice."""
     stop = -min_gain * RATIO_SCALE * sum(weight for weight, _ in tus)
     # each TU: its weight, what the lists chosen so far keep of it (its floor), and the lists
     # that would keep more: only those can add anything
@@ -81,8 +82,9 @@ def weighted_greedy(tus: list[tuple[float, dict[int, int]]], width: int, k: int,
         for weight, floor, below in left:
             for j, value in below.items():
                 totals[j] += weight * (value - floor)
-        best = min((j for j in range(width) if j not in chosen), key=totals.__getitem__)
-        if totals[best] >= stop:
+        best = min((j for j in range(width) if j not in chosen and j not in excluded),
+                   key=totals.__getitem__, default=None)
+        if best is None or totals[best] >= stop:
             break
         chosen.append(best)
         if len(chosen) == k:
@@ -176,14 +178,12 @@ class Forest:
 
     def choose(self, summary: dict, k: int, min_gain: float = 0.0) -> list[int]:
         """The positions in `lists` of the TU's at most k lists (weighted_greedy), none of
-        `never`: a list that saves nothing on any TU is never chosen."""
-        start, lists, ratios, never = (self.saving_start, self.saving_list, self.saving_ratio,
-                                       self.never)
-        tus = [(weight, {j: v for j, v in zip(lists[start[tu]:start[tu + 1]],
-                                              ratios[start[tu]:start[tu + 1]], strict=True)
-                         if j not in never})
+        `never`."""
+        start, lists, ratios = self.saving_start, self.saving_list, self.saving_ratio
+        tus = [(weight, dict(zip(lists[start[tu]:start[tu + 1]],
+                                 ratios[start[tu]:start[tu + 1]], strict=True)))
                for tu, weight in self.neighbours(inputs(summary, self.index)).items()]
-        return weighted_greedy(tus, len(self.texts), k, min_gain)
+        return weighted_greedy(tus, len(self.texts), k, min_gain, self.never)
 
 
 def forest_path(settings) -> str:
@@ -191,10 +191,16 @@ def forest_path(settings) -> str:
 
 
 def identity(settings) -> str:
-    from llmcc.advisor.model import digest_memo_dir, file_digest
+    from llmcc.advisor.model import digest_memo_dir
 
-    return "forest:" + file_digest(forest_path(settings), digest_memo_dir(settings),
-                                 "forest file")
+    return file_identity(forest_path(settings), digest_memo_dir(settings))
+
+
+def file_identity(path: str, memo_dir: str | None = None) -> str:
+    """The advisor identity of the forest file at `path` (every cache key holds it)."""
+    from llmcc.advisor.model import file_digest
+
+    return "forest:" + file_digest(path, memo_dir, "forest file")
 
 
 class ForestAdvisor:

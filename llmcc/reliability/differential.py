@@ -481,11 +481,9 @@ def load_advised(advisor: str) -> tuple[tuple[PassList, ...], str]:
 
     try:
         if advisor == FOREST:
-            from llmcc.advisor.forest import FOREST_FILE, Forest
-            from llmcc.advisor.model import file_digest
+            from llmcc.advisor.forest import FOREST_FILE, Forest, file_identity
 
-            return (tuple(Forest.load(FOREST_FILE).lists),
-                    "forest:" + file_digest(FOREST_FILE, None, "forest file"))
+            return tuple(Forest.load(FOREST_FILE).lists), file_identity(FOREST_FILE)
         from llmcc.advisor.popular import PopularAdvisor
 
         popular = PopularAdvisor.load()
