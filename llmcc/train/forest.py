@@ -169,13 +169,30 @@ def shipped(summaries: Sequence[dict], ratios: np.ndarray, texts: list[str], see
     return forest_file(to_arrays(grown, inputs, ratios), names, texts, made or {})
 
 
+def training_set(dataset: str, added: Sequence[str] = ()) -> tuple[list[dict], list[dict],
+                                                                    list[str]]:
+    """What `llmcc-ctl train --forest` grows on: the train rows of `dataset` (and of each
+    `added` DIR labelled by `llmcc-ctl label DIR`), their pool rows (llmcc.train.headroom) and
+    the broadcast lists' texts; ValueError if there is nothing to grow on."""
+    from llmcc.train import labelled
+    from llmcc.train.evaluate import usable
+    from llmcc.train.headroom import as_pool_rows
+
+    registry = labelled.read_lists(dataset)
+    indices = registry.get("broadcast", [])
+    rows = labelled.read_with_added(dataset, registry, list(added))  # NotComparable: ValueError
+    train = [r for r in usable(rows) if r["split"] == "train"]
+    if not train or not indices:
+        raise ValueError(f"no train TUs with broadcast sizes in {dataset}")
+    return (train, as_pool_rows(train, indices, False),
+            [registry["lists"][i] for i in indices])
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.forest") -> int:
     """`llmcc-ctl train --forest`: grow the forest on the dataset's train split and write the
     file the forest advisor reads."""
     from llmcc.advisor.forest import FOREST_FILE
     from llmcc.train import labelled
-    from llmcc.train.evaluate import usable
-    from llmcc.train.headroom import as_pool_rows
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog=prog, description=main.__doc__)
@@ -188,24 +205,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.fores
     parser.add_argument("--add", action="append", default=[], metavar="DIR",
                         help="also grow on a directory of records labelled by llmcc-ctl label")
     args = parser.parse_args(argv)
-    registry = labelled.read_lists(args.dataset)
-    indices = registry.get("broadcast", [])
-    try:  # and a user's TUs, labelled by `llmcc-ctl label DIR`
-        rows = labelled.read_with_added(args.dataset, registry, args.add)
-    except labelled.NotComparable as err:
+    try:
+        train, pool, texts = training_set(args.dataset, args.add)
+    except ValueError as err:
         parser.error(str(err))
-    train = [r for r in usable(rows) if r["split"] == "train"]
-    if not train or not indices:
-        parser.error(f"no train TUs with broadcast sizes in {args.dataset}")
-    pool = as_pool_rows(train, indices, False)
     ratios = log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
     made = {"command": " ".join([prog, *argv]), "seed": args.seed, "trees": args.trees,
             "leaf": args.leaf, "max_features": MAX_FEATURES, "tus": len(train),
             "dataset_sha256": hashlib.sha256(json.dumps(
                 [[r["tu"], r["summary"], p["baseline"], p["sizes"]] for r, p in zip(train, pool)],
                 sort_keys=True).encode()).hexdigest()}
-    blob = shipped([r["summary"] for r in train], ratios, [registry["lists"][i] for i in indices],
-                   args.seed, args.trees, args.leaf, made)
+    blob = shipped([r["summary"] for r in train], ratios, texts, args.seed, args.trees, args.leaf,
+                   made)
     write_atomic(args.out, blob)
     print(f"{args.out}: {len(blob) / 1e6:.1f} MB, {args.trees} trees on {len(train)} TUs")
     return 0
