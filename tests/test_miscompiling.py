@@ -40,18 +40,43 @@ def test_a_pass_caught_miscompiling_is_read_but_never_drawn():
     assert len({name for p in drawn for name in p}) > 50
 
 
-def test_the_forest_never_chooses_a_list_that_must_never_run():
-    """The shipped forest holds lists with newgvn and, unfiltered, would choose them."""
-    forest = Forest.load(FOREST_FILE)
-    assert forest.never == {i for i, p in enumerate(forest.lists) if refused(p)} != set()
-    summaries = [r["summary"] for r in labelled.read_all()
-                 if r["split"] == "validation" and "summary" in r][:300]
-    chosen = [forest.choose(s, 10) for s in summaries]
-    assert not any(i in forest.never for c in chosen for i in c)
+def _validation_summaries(count: int = 300) -> list[dict]:
+    return [r["summary"] for r in labelled.read_all()
+            if r["split"] == "validation" and "summary" in r][:count]
+
+
+def test_the_shipped_forest_learnt_nothing_from_a_list_that_must_never_run():
+    """`llmcc-ctl train --forest` counts such lists refused: the shipped forest still names
+    them (the broadcast set does) but holds no saving for them, so never chooses them."""
+    shipped = Forest.load(FOREST_FILE)
+    assert shipped.never == {i for i, p in enumerate(shipped.lists) if refused(p)} != set()
+    assert not set(shipped.saving_list) & shipped.never
+    chosen = [shipped.choose(s, 10) for s in _validation_summaries()]
+    assert not any(i in shipped.never for c in chosen for i in c)
     assert sum(map(len, chosen)) > 2000  # it still chooses, around them
-    unfiltered = Forest.load(FOREST_FILE)
-    unfiltered.never = frozenset()
-    assert any(i in forest.never for s in summaries for i in unfiltered.choose(s, 10))
+
+
+def test_a_forest_that_learnt_from_such_lists_never_chooses_them(tmp_path):
+    """A forest file grown before a pass was caught (here: grown on sizes that still credit
+    newgvn) would choose its lists; Forest.never keeps them out of every choice."""
+    from llmcc.train import forest as grow
+    from llmcc.train.evaluate import usable
+    from llmcc.train.headroom import as_pool_rows
+
+    registry = labelled.read_lists()
+    indices = registry["broadcast"]
+    train = [r for r in usable(labelled.read_all()) if r["split"] == "train"][:1500]
+    pool = as_pool_rows(train, indices, False)  # as grown before: newgvn credited
+    ratios = grow.log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
+    path = tmp_path / "forest.bin"
+    path.write_bytes(grow.shipped([r["summary"] for r in train], ratios,
+                                  [registry["lists"][i] for i in indices], trees=5))
+    old = Forest.load(str(path))
+    assert old.never and set(old.saving_list) & old.never
+    summaries = _validation_summaries()
+    assert not any(i in old.never for s in summaries for i in old.choose(s, 10))
+    old.never = frozenset()
+    assert any(refused(old.lists[i]) for s in summaries for i in old.choose(s, 10))
 
 
 def test_the_other_advisors_leave_such_lists_out(tmp_path):

@@ -173,9 +173,11 @@ def training_set(dataset: str, added: Sequence[str] = ()) -> tuple[list[dict], l
                                                                     list[str]]:
     """What `llmcc-ctl train --forest` grows on: the train rows of `dataset` (and of each
     `added` DIR labelled by `llmcc-ctl label DIR`), their pool rows (llmcc.train.headroom) and
-    the broadcast lists' texts; ValueError if there is nothing to grow on."""
+    the broadcast lists' texts; ValueError if there is nothing to grow on. A list llmcc never
+    runs (llmcc.passes.MISCOMPILING) counts as refused, as `llmcc-ctl eval` counts it: the trees
+    learn only from what a compile may try."""
     from llmcc.train import labelled
-    from llmcc.train.evaluate import usable
+    from llmcc.train.evaluate import runnable, usable
     from llmcc.train.headroom import as_pool_rows
 
     registry = labelled.read_lists(dataset)
@@ -184,8 +186,8 @@ def training_set(dataset: str, added: Sequence[str] = ()) -> tuple[list[dict], l
     train = [r for r in usable(rows) if r["split"] == "train"]
     if not train or not indices:
         raise ValueError(f"no train TUs with broadcast sizes in {dataset}")
-    return (train, as_pool_rows(train, indices, False),
-            [registry["lists"][i] for i in indices])
+    texts = [registry["lists"][i] for i in indices]
+    return train, runnable(as_pool_rows(train, indices, False), texts), texts
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m llmcc.train.forest") -> int:
