@@ -11,12 +11,14 @@ import os
 import random
 import shutil
 import subprocess
+import tempfile
 import time
 from collections import Counter
 
 import pytest
 
 from llmcc.optimize import Evaluator
+from llmcc.passes import to_text
 from llmcc.reliability import differential as diff
 
 pytestmark = pytest.mark.skipif(shutil.which(diff.CSMITH) is None
@@ -168,6 +170,19 @@ def test_lists_are_seeded_distinct_and_the_advisors_first():
     assert {origin for origin, _ in lists[1:]} == {diff.RANDOM, diff.MUTATED}
 
 
+def _three_lists_on_two_programs(out: str, advisor: str, identity: str) -> list[dict]:
+    """The records of the programs a 2-program, 3-list run of `advisor` tested: each with the
+    advisor's identity and none failing."""
+    options = diff.Options(seed=1, lists=3, run_timeout=2.0, advisor=advisor)
+    figures = diff.run_campaign(out, 2, options)
+    records = diff.read_records(out)
+    tested = [r for r in records if r["status"] == diff.TESTED]
+    assert tested and all(r["advised"] == identity for r in records), records
+    assert all(figures[key] == 0 for key in FAILURE_KEYS), diff.report(records)
+    assert f"| {advisor} | " in diff.report(records)
+    return tested
+
+
 def test_the_forest_advisor_s_whole_repertoire_can_be_tested(tmp_path):
     """`--advisor forest`: every list the default advisor may choose, in the forest's order,
     built and run against the reference; a directory of one advisor's run refuses the other."""
@@ -182,15 +197,49 @@ def test_the_forest_advisor_s_whole_repertoire_can_be_tested(tmp_path):
     assert identity == forest_identity(load({"LLMCC_CONFIG": os.devnull}))
 
     out = str(tmp_path / "run")
-    options = diff.Options(seed=1, lists=3, run_timeout=2.0, advisor=diff.FOREST)
-    figures = diff.run_campaign(out, 2, options)
-    records = diff.read_records(out)
-    tested = [r for r in records if r["status"] == diff.TESTED]
-    assert tested and all(r["advised"] == identity for r in records), records
-    for record in tested:
+    for record in _three_lists_on_two_programs(out, diff.FOREST, identity):
         assert [(e["origin"], e["passes"]) for e in record["lists"]] == \
             [(diff.FOREST, text) for text in forest.texts[:3]]
-    assert all(figures[key] == 0 for key in FAILURE_KEYS), diff.report(records)
-    assert "| forest | " in diff.report(records)
     with pytest.raises(diff.CampaignError, match="advisor"):
         diff.run_campaign(out, 0, diff.Options(seed=1, lists=3, run_timeout=2.0))
+
+
+def test_the_lists_a_search_keeps_can_be_tested(tmp_path, monkeypatch):
+    """`--advisor search`: the search advisor runs on each program as a compile runs it (its
+    budget from the settings) and the smallest lists it found, its answer first, are built and
+    run against the reference."""
+    from llmcc.advisor.popular import PopularAdvisor
+    from llmcc.advisor.search import SearchAdvisor
+    from llmcc.advisor.search import identity as search_identity
+    from llmcc.config import load
+    from llmcc.optimize import choose
+
+    monkeypatch.setenv("LLMCC_CONFIG", os.devnull)
+    monkeypatch.setenv("LLMCC_SEARCH_BUDGET", "16")
+    seeds, identity = diff.load_advised(diff.SEARCH)
+    assert identity == search_identity(load(), diff.load_advised(diff.POPULAR)[1])
+    assert identity.startswith("search:16:")
+
+    tested = _three_lists_on_two_programs(str(tmp_path / "run"), diff.SEARCH, identity)
+    for record in tested:
+        entries = record["lists"]
+        assert len(entries) == 3 and {e["origin"] for e in entries} == {diff.SEARCH}
+        assert len({e["passes"] for e in entries}) == 3
+        sizes = [e["size"] for e in entries]
+        assert sizes == sorted(sizes) and all(e["outcome"] == diff.MATCH for e in entries)
+    # the first list is the answer a compile with LLMCC_ADVISOR=search keeps
+    program = tested[0]["program"]
+    with tempfile.TemporaryDirectory() as workdir:
+        source = os.path.join(workdir, "program.c")
+        diff.generate(diff.csmith_seed(1, program), diff.Options(), source)
+        tools = diff.find_tools()
+        inv = diff.optimised_compile(source, "z")
+        bitcode = os.path.join(workdir, "program.bc")
+        subprocess.run([tools.clang, *inv.frontend_args(bitcode)], check=True)
+        evaluator = Evaluator(inv.codegen, inv.pic, tools, bitcode, workdir, 30.0, False)
+        baseline = evaluator.baseline()
+        found = diff.searched_lists(evaluator, seeds, 3, f"1:{program}")
+        assert [to_text(p) for _, p in found] == [e["passes"] for e in tested[0]["lists"]]
+        answer = choose(baseline, SearchAdvisor(load(), PopularAdvisor(seeds, "")).tune(
+            evaluator, f"1:{program}"))
+        assert answer.passes in (None, found[0][1])

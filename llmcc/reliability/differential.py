@@ -17,7 +17,10 @@ left off. Everything is seeded, so a rerun draws the same programs and lists; th
 lists are read at run time and their identity is recorded with each program. `--advisor
 popular` (the default) puts the popular lists first; `--advisor forest` every list the shipped
 forest chooses from (`--lists 101` tries all of them on each program), the default advisor's
-whole repertoire.
+whole repertoire; `--advisor search` runs the search advisor on each program, as a compile with
+`LLMCC_ADVISOR=search` runs it (its budget from the settings, LLMCC_SEARCH_BUDGET), and tests
+the smallest distinct lists it found, its answer first: a pass that wrongly drops code makes
+objects smaller, so a search is where such a pass is most likely to be kept.
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ REPRODUCERS = "reproducers"
 BASELINE_DIFFERS_DIR = "baseline-differs"
 
 # Where a candidate list came from: an advisor's lists (the advisor's name), or drawn.
-POPULAR, FOREST, RANDOM, MUTATED = "popular", "forest", "random", "mutated"
-ADVISORS = (POPULAR, FOREST)
+POPULAR, FOREST, SEARCH, RANDOM, MUTATED = "popular", "forest", "search", "random", "mutated"
+ADVISORS = (POPULAR, FOREST, SEARCH)
 ORIGINS = (*ADVISORS, RANDOM, MUTATED)
 
 # What happened to one list on one program.
@@ -166,6 +169,21 @@ def candidate_lists(advised: tuple[PassList, ...], count: int, rng: random.Rando
             chosen.append((origin, passes))
             want_random = not want_random
     return chosen
+
+
+def searched_lists(evaluator: Evaluator, seeds: tuple[PassList, ...], count: int,
+                   seed: str) -> list[tuple[str, PassList]]:
+    """The `count` smallest distinct lists the search advisor (seeded with `seeds`, the popular
+    lists) tries on the evaluator's TU, in the order a compile would prefer them: its answer
+    first."""
+    from llmcc.advisor.popular import PopularAdvisor
+    from llmcc.advisor.search import SearchAdvisor
+    from llmcc.config import load
+
+    search = SearchAdvisor(load(), PopularAdvisor(seeds, POPULAR))
+    measured = sorted((r for r in search.tune(evaluator, seed)
+                       if r.passes is not None and r.size is not None), key=lambda r: r.size)
+    return [(SEARCH, passes) for passes in dict.fromkeys(r.passes for r in measured)][:count]
 
 
 def minimise_failure(passes: PassList, fails: Callable[[PassList], bool],
@@ -383,9 +401,11 @@ def _test_program(record: dict, workdir: str, out: str, options: Options, tools:
         return result.error is None and trial.check(result.object)[0] == failure
 
     rng = random.Random(f"{options.seed}:{index}:lists")
+    lists = searched_lists(evaluator, advised, options.lists, f"{options.seed}:{index}") \
+        if options.advisor == SEARCH else \
+        candidate_lists(advised, options.lists, rng, options.advisor)
     objects: set[bytes] = set()  # distinct candidate objects: many lists build the same one
-    for number, (origin, passes) in enumerate(candidate_lists(advised, options.lists, rng,
-                                                                options.advisor)):
+    for number, (origin, passes) in enumerate(lists):
         result = evaluator.candidate(passes)
         entry = {"origin": origin, "passes": to_text(passes), "size": result.size}
         if result.error is not None:
@@ -487,6 +507,14 @@ def load_advised(advisor: str) -> tuple[tuple[PassList, ...], str]:
         from llmcc.advisor.popular import PopularAdvisor
 
         popular = PopularAdvisor.load()
+        if advisor == SEARCH:  # its seeds, and the identity of its budget
+            from llmcc.advisor.search import identity
+            from llmcc.config import ConfigError, load
+
+            try:
+                return popular.lists, identity(load(), popular.identity)
+            except ConfigError as exc:
+                raise CampaignError(str(exc)) from None
         return popular.lists, popular.identity
     except AdvisorError as exc:
         raise CampaignError(str(exc)) from None
@@ -605,8 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--advisor", default=POPULAR, choices=ADVISORS,
-                        help="whose lists come first: the popular lists (default) or every "
-                             "list of the shipped forest")
+                        help="whose lists come first: the popular lists (default), every "
+                             "list of the shipped forest, or the smallest a search finds on "
+                             "each program")
     parser.add_argument("--level", default="z", choices=list("123sz"),
                         help="optimisation level of the wrapped compile (default z)")
     parser.add_argument("--run-timeout", type=float, default=5.0,
