@@ -19,8 +19,9 @@ popular` (the default) puts the popular lists first; `--advisor forest` every li
 forest chooses from (`--lists 101` tries all of them on each program), the default advisor's
 whole repertoire; `--advisor search` runs the search advisor on each program, as a compile with
 `LLMCC_ADVISOR=search` runs it (its budget from the settings, LLMCC_SEARCH_BUDGET), and tests
-the smallest distinct lists it found, its answer first: a pass that wrongly drops code makes
-objects smaller, so a search is where such a pass is most likely to be kept.
+a list for each of the smallest distinct objects it built, its answer first: a pass that
+wrongly drops code makes objects smaller, so a search is where such a pass is most likely to be
+kept.
 """
 
 from __future__ import annotations
@@ -173,9 +174,9 @@ def candidate_lists(advised: tuple[PassList, ...], count: int, rng: random.Rando
 
 def searched_lists(evaluator: Evaluator, seeds: tuple[PassList, ...], count: int,
                    seed: str) -> list[tuple[str, PassList]]:
-    """The `count` smallest distinct lists the search advisor (seeded with `seeds`, the popular
-    lists) tries on the evaluator's TU, in the order a compile would prefer them: its answer
-    first."""
+    """A list for each of the `count` smallest distinct objects the search advisor (seeded
+    with `seeds`, the popular lists) builds on the evaluator's TU, in the order a compile would
+    prefer them: its answer first. (Many lists build the same object; one of them tests it.)"""
     from llmcc.advisor.popular import PopularAdvisor
     from llmcc.advisor.search import SearchAdvisor
     from llmcc.config import load
@@ -183,7 +184,14 @@ def searched_lists(evaluator: Evaluator, seeds: tuple[PassList, ...], count: int
     search = SearchAdvisor(load(), PopularAdvisor(seeds, POPULAR))
     measured = sorted((r for r in search.tune(evaluator, seed)
                        if r.passes is not None and r.size is not None), key=lambda r: r.size)
-    return [(SEARCH, passes) for passes in dict.fromkeys(r.passes for r in measured)][:count]
+    objects: set[bytes] = set()
+    chosen = []
+    for result in measured:
+        digest = hashlib.blake2b(result.object, digest_size=20).digest()
+        if digest not in objects:
+            objects.add(digest)
+            chosen.append((SEARCH, result.passes))
+    return chosen[:count]
 
 
 def minimise_failure(passes: PassList, fails: Callable[[PassList], bool],
