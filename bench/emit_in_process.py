@@ -47,25 +47,14 @@ def load(opt: str, version: str) -> ctypes.CDLL:
     lib = llvm_worker._load(llvm_worker.library_beside(opt), version)
     for name, (restype, argtypes) in _EMIT.items():
         getattr(lib, name).restype, getattr(lib, name).argtypes = restype, argtypes
-    for target in llvm_worker._TARGETS:
-        for part in ("AsmPrinter", "AsmParser"):  # objects, and inline assembly in them
-            initialise = getattr(lib, f"LLVMInitialize{target}{part}", None)
-            if initialise is not None:
-                initialise.restype, initialise.argtypes = None, []
-                initialise()
+    llvm_worker.initialise_targets(lib, ("AsmPrinter", "AsmParser"))  # and inline assembly
     return lib
 
 
 def emit(lib: ctypes.CDLL, module: _P, pic: bool) -> bytes:
-    """The module's object, generated in this process as the worker's target machine would."""
-    triple = lib.LLVMGetTarget(module)
-    target, error, buffer = _P(), _P(), _P()
-    if lib.LLVMGetTargetFromTriple(triple, ctypes.byref(target), ctypes.byref(error)):
-        raise RuntimeError(f"no target for {triple!r}")
-    machine = lib.LLVMCreateTargetMachine(target, triple, b"", b"", llvm_worker._CODEGEN_DEFAULT,
-                                          llvm_worker._RELOC_PIC if pic
-                                          else llvm_worker._RELOC_DEFAULT,
-                                          llvm_worker._CODE_MODEL_DEFAULT)
+    """The module's object, generated in this process by the worker's kind of target machine."""
+    machine = llvm_worker.target_machine(lib, module, pic)
+    error, buffer = _P(), _P()
     try:
         if lib.LLVMTargetMachineEmitToMemoryBuffer(machine, module, _OBJECT_FILE,
                                                    ctypes.byref(error), ctypes.byref(buffer)):
@@ -118,10 +107,10 @@ def report(rows: list[dict]) -> str:
     pairs = [entry for row in rows for entry in row["lists"]]
     agree = sum(1 for inside, clang, _, _ in pairs if inside == clang)
     baseline = sum(row["baseline"] for row in rows)
-    best = sum(min(row["baseline"], *(entry[1] for entry in row["lists"])) for row in rows)
+    smallest = [min(row["baseline"], *(entry[1] for entry in row["lists"])) for row in rows]
+    best = sum(smallest)
     kept = [guided(row) for row in rows]
-    differs = sum(1 for row, (size, _) in zip(rows, kept)
-                  if size != min(row["baseline"], *(entry[1] for entry in row["lists"])))
+    differs = sum(1 for least, (size, _) in zip(smallest, kept) if size != least)
     saved = sum(size for size, _ in kept)
     lines = [(f"{len(rows)} TUs, {len(pairs)} objects: text + data the same in {agree} "
               f"({100 * agree / max(1, len(pairs)):.0f}%)"),

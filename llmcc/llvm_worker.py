@@ -85,13 +85,18 @@ def _load(library: str, version: str) -> ctypes.CDLL:
     found = ".".join(str(n.value) for n in numbers)
     if found != version:
         raise OSError(f"{library} is LLVM {found}, opt is {version}")
+    initialise_targets(lib, ("TargetInfo", "Target", "TargetMC"))
+    return lib
+
+
+def initialise_targets(lib: ctypes.CDLL, parts: tuple[str, ...]) -> None:
+    """Call LLVMInitialize<target><part> for each of `parts` of every target `lib` has."""
     for target in _TARGETS:
-        for part in ("TargetInfo", "Target", "TargetMC"):
+        for part in parts:
             initialise = getattr(lib, f"LLVMInitialize{target}{part}", None)
             if initialise is not None:
                 initialise.restype, initialise.argtypes = None, []
                 initialise()
-    return lib
 
 
 class _Module:
@@ -123,15 +128,21 @@ def _text(lib: ctypes.CDLL, module: _P) -> bytes:
         lib.LLVMDisposeMessage(text)
 
 
-def _apply(lib: ctypes.CDLL, module: _P, pipeline: str, pic: bool, out: str) -> str | None:
-    """Run `pipeline` on the module as opt runs it and write it to `out`; the reason if not."""
+def target_machine(lib: ctypes.CDLL, module: _P, pic: bool) -> _P:
+    """A target machine for the module's triple, as opt makes one (the caller disposes of it);
+    ValueError if LLVM has no such target."""
     triple = lib.LLVMGetTarget(module)
     target, error = _P(), _P()
     if lib.LLVMGetTargetFromTriple(triple, ctypes.byref(target), ctypes.byref(error)):
-        return f"no target for {triple.decode(errors='replace')}"
-    machine = lib.LLVMCreateTargetMachine(target, triple, b"", b"", _CODEGEN_DEFAULT,
-                                          _RELOC_PIC if pic else _RELOC_DEFAULT,
-                                          _CODE_MODEL_DEFAULT)
+        raise ValueError(f"no target for {triple.decode(errors='replace')}")
+    return lib.LLVMCreateTargetMachine(target, triple, b"", b"", _CODEGEN_DEFAULT,
+                                       _RELOC_PIC if pic else _RELOC_DEFAULT, _CODE_MODEL_DEFAULT)
+
+
+def _apply(lib: ctypes.CDLL, module: _P, pipeline: str, pic: bool, out: str) -> str | None:
+    """Run `pipeline` on the module as opt runs it and write it to `out`; the reason if not
+    (ValueError if LLVM has no target for the module)."""
+    machine = target_machine(lib, module, pic)
     options = lib.LLVMCreatePassBuilderOptions()
     error = lib.LLVMRunPasses(module, f"verify,{pipeline},verify".encode(), machine, options)
     reason = ctypes.string_at(lib.LLVMGetErrorMessage(error)).decode(errors="replace") \
