@@ -147,11 +147,31 @@ def measure_baseline(ctx: Context, tools: Tools, bitcode_path: str, workdir: str
     from llmcc.optimize import BaselineUnusable, Evaluator
 
     evaluator = Evaluator(ctx.inv.codegen, ctx.inv.pic, tools, bitcode_path, workdir,
-                          ctx.settings.timeout)
+                          ctx.settings.timeout, codegen_job=lambda: codegen_job(ctx, tools, workdir))
     try:
         return evaluator, evaluator.baseline()
     except BaselineUnusable as err:
         raise UsePlainClang(f"clang's pipeline on the IR: {err}", warn=False) from None
+
+
+def codegen_job(ctx: Context, tools: Tools, workdir: str) -> list[str] | None:
+    """The `clang -cc1` command that generates the candidates' objects together
+    (llmcc.codegen_job), asked of clang once per clang, code generation flags and directory;
+    None where there is none. StepFailed (not kept) if clang could not say."""
+    import json
+
+    from llmcc import codegen_job as job
+    from llmcc.breaker import tools_key
+
+    # the driver's own input besides the flags: CCC_OVERRIDE_OPTIONS edits its arguments
+    key = direct.digest(json.dumps([tools_key(tools.clang), list(ctx.inv.codegen), os.getcwd(),
+                                    ctx.environ.get("CCC_OVERRIDE_OPTIONS")]).encode())
+    known = ctx.cache_get("codegen-job", key)
+    if known is not None:
+        return known["job"]
+    answer = job.ask_clang(tools.clang, ctx.inv.codegen, workdir, ctx.settings.timeout)
+    ctx.cache_put("codegen-job", key, {"job": answer})
+    return answer
 
 
 def _timed(stages: dict[str, float], stage: str, started: float) -> None:

@@ -9,8 +9,10 @@ import hashlib
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from llmcc.codegen_job import generate, object_path
 from llmcc.interface import refusal
 from llmcc.invocation import codegen_args, hosted
 from llmcc.objfile import NotAnObject, ObjectInfo, read_object
@@ -91,14 +93,19 @@ class Evaluator:
     """Runs the baseline and candidates for one TU inside a private temporary directory.
 
     `codegen` and `pic` describe the user's code generation (see invocation.Compile), so a TU
-    recorded for training is measured exactly as a live compile. In a build (`stop_after_failure`)
+    recorded for training is measured exactly as a live compile. `codegen_job`, called when
+    `prepare` has two or more modules to generate code for, gives the `clang -cc1` command that
+    generates them all in one process (llmcc.codegen_job). In a build (`stop_after_failure`)
     no candidate runs after the first tool failure (`tool_failure` says which): a hanging opt
     costs one time-out per TU, not one per candidate. Offline studies measure every list.
     """
 
     def __init__(self, codegen: tuple[str, ...], pic: bool, tools: Tools, bitcode: str,
-                 workdir: str, timeout: float, stop_after_failure: bool = True) -> None:
+                 workdir: str, timeout: float, stop_after_failure: bool = True,
+                 codegen_job: Callable[[], list[str] | None] | None = None) -> None:
         self.codegen, self.pic, self.tools, self.bitcode = codegen, pic, tools, bitcode
+        self.codegen_job = codegen_job
+        self._job: list[str] | None | bool = False  # what codegen_job said; False: not asked
         self.workdir, self.timeout = workdir, timeout
         self.stop_after_failure = stop_after_failure
         self.baseline_info: ObjectInfo | None = None
@@ -162,8 +169,9 @@ class Evaluator:
         return disassemble(bitcode, find_llvm_dis(self.tools.opt, self.tools.clang), self.timeout)
 
     def prepare(self, lists: list[PassList]) -> None:
-        """Apply `lists` ahead of `candidate` in the LLVM worker: an opt run spends ~20 ms just
-        starting. Where the worker cannot be used, `candidate` runs opt itself."""
+        """Apply `lists` ahead of `candidate` in the LLVM worker (an opt run spends ~20 ms just
+        starting), and generate their objects in one clang run where `codegen_job` allows.
+        Where the worker cannot be used, `candidate` runs opt and clang itself."""
         worker = self._llvm()
         for passes in dict.fromkeys(lists):
             if worker is None or worker.ended:
@@ -175,6 +183,39 @@ class Evaluator:
                     self._prepared[passes] = out
                 except StepFailed as err:
                     self._prepared[passes] = err
+        self._generate_together([p for p in self._prepared.values() if isinstance(p, str)])
+
+    def _generate_together(self, paths: list[str]) -> None:
+        """The objects of the distinct modules among `paths` by one clang run, where there are
+        two or more and a `codegen_job`; `candidate` generates any this did not (a failure here
+        is met again there, where it is reported as the list's)."""
+        modules: dict[str, str] = {}
+        for path in paths:
+            try:
+                digest = self._digest(path)
+            except (StepFailed, OSError):
+                continue
+            if digest not in self._by_ir:
+                modules.setdefault(digest, path)
+        if len(modules) < 2 or self.codegen_job is None:
+            return
+        if self._job is False:
+            try:
+                self._job = self.codegen_job()
+            except StepFailed:
+                self._job = None
+        if not self._job:
+            return
+        job = self._job
+        try:
+            objects = generate(job, list(modules.values()), self.timeout)
+        except StepFailed:
+            return
+        for digest, path in modules.items():
+            try:
+                self._by_ir[digest] = self._check(objects[path])
+            except NotAnObject:
+                continue
 
     def close(self) -> None:
         """End the LLVM worker, if one was started."""
@@ -205,11 +246,7 @@ class Evaluator:
                                                optimised), self.timeout)
                 if code != 0:
                     raise StepFailed(f"opt exited {code}: {first_line(err)}")
-            with open(optimised, "rb") as handle:
-                ir = handle.read()
-            if not ir.startswith(BITCODE_MAGIC):
-                raise StepFailed("opt wrote something that is not LLVM bitcode")
-            ir_digest = hashlib.blake2b(ir, digest_size=20).hexdigest()
+            ir_digest = self._digest(optimised)
             if ir_digest not in self._by_ir:
                 self._by_ir[ir_digest] = self._measure(optimised)
             result.size, result.error, result.object = self._by_ir[ir_digest]
@@ -218,7 +255,7 @@ class Evaluator:
             result.tool_failure = True
             result.timed_out = isinstance(exc, TimedOut)
         finally:
-            for path in (optimised, optimised + ".o"):
+            for path in (optimised, optimised + ".o", object_path(optimised)):
                 if os.path.exists(path):
                     os.unlink(path)
         result.seconds = time.perf_counter() - start
@@ -234,6 +271,15 @@ class Evaluator:
         """How many different optimised modules the candidates produced (each generated once)."""
         return len(self._by_ir)
 
+    @staticmethod
+    def _digest(optimised: str) -> str:
+        """What identifies an optimised module: lists that give the same one share its object."""
+        with open(optimised, "rb") as handle:
+            ir = handle.read()
+        if not ir.startswith(BITCODE_MAGIC):
+            raise StepFailed("opt wrote something that is not LLVM bitcode")
+        return hashlib.blake2b(ir, digest_size=20).hexdigest()
+
     def _measure(self, optimised: str) -> tuple[int | None, str | None, bytes]:
         """(size, None, object) for optimised IR that keeps the interface, else (None, why, b"").
 
@@ -241,9 +287,13 @@ class Evaluator:
         """
         blob, _ = self._codegen(optimised, run_pipeline=False)
         try:
-            info = read_object(blob)
+            return self._check(blob)
         except NotAnObject as exc:
             raise StepFailed(f"code generation wrote no object: {exc}") from None
+
+    def _check(self, blob: bytes) -> tuple[int | None, str | None, bytes]:
+        """_measure's answer for an object; NotAnObject if it is not one."""
+        info = read_object(blob)
         reason = refusal(info, self.baseline_info, self.hosted, self.declared)
         return (None, reason, b"") if reason else (info.size, None, blob)
 

@@ -171,6 +171,19 @@ def frontend_ir(clang: str, source: Path, bitcode: Path, *flags: str, cwd=None) 
                     str(source), "-o", str(bitcode)], check=True, cwd=cwd)
 
 
+def sample_lists(count: int) -> list:
+    """The first `count` popular lists, then `count` random lists of the vocabulary (seeded)."""
+    import random
+
+    import llmcc
+    from llmcc import passes
+
+    data = Path(llmcc.__file__).parent / "advisor" / "popular.json"
+    popular = [passes.parse(entry["passes"]) for entry in json.loads(data.read_text())["lists"]]
+    rng = random.Random(19)
+    return popular[:count] + [passes.random_list(rng) for _ in range(count)]
+
+
 def need_tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:

@@ -4,16 +4,21 @@ the compile."""
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import compile_outputs, frontend_ir, log_events, log_outcomes, script
+from conftest import (
+    compile_outputs,
+    frontend_ir,
+    log_events,
+    log_outcomes,
+    sample_lists,
+    script,
+)
 
 from llmcc import llvm_worker, passes
 from llmcc.optimize import Evaluator, opt_command
@@ -115,16 +120,6 @@ def tools(clang):
     return check_tools(clang, "")
 
 
-def _lists(count: int) -> list[passes.PassList]:
-    """The popular lists, then random lists of the vocabulary (seeded)."""
-    import llmcc
-
-    data = Path(llmcc.__file__).parent / "advisor" / "popular.json"
-    popular = [passes.parse(entry["passes"]) for entry in json.loads(data.read_text())["lists"]]
-    rng = random.Random(19)
-    return popular[:count] + [passes.random_list(rng) for _ in range(count)]
-
-
 def _fake_llvm(root: Path, clang: str) -> str:
     """root/bin/opt (the real opt behind a script) with the fake libLLVM in root/lib."""
     (root / "bin").mkdir(parents=True)
@@ -146,7 +141,7 @@ def _worker(tools, bitcode: Path, timeout: float = 60) -> llvm_worker.Worker:
 def test_lists_applied_by_the_worker_write_the_bytes_opt_writes(tmp_path, bitcode, tools, pic):
     worker = _worker(tools, bitcode)
     try:
-        for i, p in enumerate(_lists(12)):
+        for i, p in enumerate(sample_lists(12)):
             ours, separate = tmp_path / f"worker{i}.bc", tmp_path / f"separate{i}.bc"
             worker.apply(passes.to_pipeline(p), str(ours), pic)
             subprocess.run(opt_command(tools, pic, p, str(bitcode), str(separate)), check=True)
@@ -171,7 +166,7 @@ def test_the_workers_text_is_llvm_dis_output(bitcode, tools, clang, clangxx, tmp
 
 
 def test_prepared_candidates_measure_as_candidates_run_one_by_one(tmp_path, bitcode, tools):
-    lists = _lists(8)
+    lists = sample_lists(8)
     results = []
     for name, prepare in (("one", True), ("separate", False)):
         workdir = tmp_path / name

@@ -10,6 +10,7 @@ import os
 import random
 from multiprocessing import Pool
 
+from llmcc.codegen_job import ask_clang
 from llmcc.optimize import Evaluator
 from llmcc.progress import StatusLine, bar
 from llmcc.toolchain import check_tools, default_clang
@@ -35,8 +36,10 @@ def recorded_evaluator(bitcode: str, workdir: str, timeout: float) -> Evaluator:
     with open(bitcode[:-3] + ".json") as handle:
         meta = json.load(handle)
     tools = check_tools(default_clang("", os.environ.get("PATH", ""), frozenset()), "")
-    return Evaluator(tuple(meta["codegen"]), meta["pic"], tools, bitcode, workdir, timeout,
-                     stop_after_failure=False)
+    codegen = tuple(meta["codegen"])
+    return Evaluator(codegen, meta["pic"], tools, bitcode, workdir, timeout,
+                     stop_after_failure=False,
+                     codegen_job=lambda: ask_clang(tools.clang, codegen, workdir, timeout))
 
 
 def read_rows(path: str) -> list[dict]:
