@@ -16,7 +16,7 @@ from llmcc.codegen_job import generate, object_path
 from llmcc.interface import refusal
 from llmcc.invocation import codegen_args, hosted
 from llmcc.objfile import NotAnObject, ObjectInfo, read_object
-from llmcc.passes import PassList, miscompiling, to_pipeline, to_text
+from llmcc.passes import PassList, never_run, to_pipeline, to_text
 from llmcc.toolchain import StepFailed, TimedOut, Tools, llvm_version, opt_beside, run
 
 BITCODE_MAGIC = b"BC\xc0\xde"
@@ -176,7 +176,7 @@ class Evaluator:
         for passes in dict.fromkeys(lists):
             if worker is None or worker.ended:
                 return
-            if passes not in self._prepared and not miscompiling(passes):
+            if passes not in self._prepared and not never_run(passes):
                 out = self._new_path()
                 try:
                     worker.apply(to_pipeline(passes), out, self.pic)
@@ -231,7 +231,7 @@ class Evaluator:
         assert self.baseline_info is not None, "run the baseline first"
         if self.stopped:
             return Result(passes, error=f"not tried after: {self.tool_failure}", tool_failure=True)
-        refused = miscompiling(passes)
+        refused = never_run(passes)
         if refused:  # whatever proposed it (an old cache, a foreign model), it never runs
             return Result(passes, error=f"never run: {refused}")
         start = time.perf_counter()

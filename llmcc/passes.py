@@ -7,9 +7,9 @@ data file, a cache, a model or a server are untrusted and go through `parse`.
 
 Excluded on purpose: passes that change what a TU exports (internalize, strip*, globaldce on
 external symbols; `test_excluded_passes_change_what_the_object_exports` shows it) and
-flatten-cfg, which crashes opt-19 on some inputs (../shared/NOTES.md). A pass the differential
-test caught changing what a program computes stays readable (data files that name it still
-load) but is never run: MISCOMPILING.
+flatten-cfg, which crashes opt-19 on some inputs (../shared/NOTES.md). A pass caught
+changing what a program computes, or giving different code for the same list from run to run,
+stays readable (data files that name it still load) but is never run: NEVER_RUN.
 """
 
 from __future__ import annotations
@@ -37,11 +37,16 @@ _MODULE = (
     "default<Oz>",  # LLVM's whole -Oz pipeline as one step: where a search starts from
 )
 
-# Passes caught miscompiling (llmcc.reliability.differential, README "Reliability"), each with
-# its evidence: no list containing one is generated, advised or tried.
-MISCOMPILING: dict[str, str] = {
+# Passes llmcc never runs, each with its evidence: caught miscompiling
+# (llmcc.reliability.differential, README "Reliability"), or giving different IR for the same
+# list and TU from run to run, which would make a build's objects depend on the machine's memory
+# layout (README "Reproducible objects"). No list containing one is generated, advised or tried.
+NEVER_RUN: dict[str, str] = {
     "newgvn": "LLVM 19's NewGVN miscompiles (after default<Oz> a csmith program that prints "
               "its checksum in 2 ms loops forever: differential --seed 5, program 144)",
+    "gvn-sink": "LLVM 19's GVNSink orders values by their addresses in memory (fixed upstream "
+                "after 19, llvm-project #205952): the same list gives different IR from run "
+                "to run (bench/worker_determinism.py)",
 }
 
 VOCABULARY: dict[str, str] = {
@@ -102,16 +107,16 @@ def to_pipeline(passes: PassList) -> str:
                      PIPELINE_END])
 
 
-def miscompiling(passes: PassList) -> str | None:
-    """Why `passes` must never run (a pass of it is in MISCOMPILING), or None."""
+def never_run(passes: PassList) -> str | None:
+    """Why `passes` must never run (a pass of it is in NEVER_RUN), or None."""
     for name in passes:
-        if name in MISCOMPILING:
-            return f"{name}: {MISCOMPILING[name]}"
+        if name in NEVER_RUN:
+            return f"{name}: {NEVER_RUN[name]}"
     return None
 
 
-# What a search draws from: the vocabulary without the passes caught miscompiling.
-DRAWABLE = tuple(sorted(name for name in VOCABULARY if name not in MISCOMPILING))
+# What a search draws from: the vocabulary without the passes never run.
+DRAWABLE = tuple(sorted(name for name in VOCABULARY if name not in NEVER_RUN))
 
 
 def random_list(rng, min_length: int = 3, max_length: int = 16) -> PassList:

@@ -1,5 +1,5 @@
-"""A pass the differential test caught miscompiling (llmcc.passes.MISCOMPILING) is never run,
-whoever proposes it: no search draws it, no advisor chooses a list with it, and the evaluator
+"""A pass the differential test caught miscompiling, or one whose IR depends on the run
+(llmcc.passes.NEVER_RUN), is never run, whoever proposes it: no search draws it, no advisor chooses a list with it, and the evaluator
 every candidate goes through refuses it. Data files that name it still load.
 """
 
@@ -16,7 +16,7 @@ from llmcc.advisor import llm_compiler
 from llmcc.advisor.forest import FOREST_FILE, Forest
 from llmcc.advisor.model_runtime import list_token, lists_by_token
 from llmcc.advisor.popular import PopularAdvisor
-from llmcc.passes import MISCOMPILING, miscompiling, parse, random_list
+from llmcc.passes import NEVER_RUN, never_run, parse, random_list
 from llmcc.reliability import differential as diff
 from llmcc.search import mutate
 from llmcc.train import labelled
@@ -25,13 +25,15 @@ CAUGHT = "always-inline default<Oz> newgvn"  # the list the differential run min
 
 
 def refused(passes) -> bool:
-    return any(name in MISCOMPILING for name in passes)
+    return any(name in NEVER_RUN for name in passes)
 
 
 def test_a_pass_caught_miscompiling_is_read_but_never_drawn():
-    assert "newgvn" in MISCOMPILING
+    assert "newgvn" in NEVER_RUN
     passes = parse(CAUGHT)  # still in the vocabulary: data files naming it load
-    assert miscompiling(passes).startswith("newgvn: ") and miscompiling(parse("gvn")) is None
+    assert never_run(passes).startswith("newgvn: ") and never_run(parse("gvn")) is None
+    # LLVM 19's gvn-sink: the same list and TU gave different IR in different worker runs
+    assert never_run(parse("always-inline default<Oz> gvn-sink")).startswith("gvn-sink: ")
     rng = random.Random(0)
     drawn = [random_list(rng) for _ in range(2000)]
     mutated = [mutate(passes, rng) for passes in drawn for _ in range(3)]
@@ -45,12 +47,14 @@ def _validation_summaries(count: int = 300) -> list[dict]:
             if r["split"] == "validation" and "summary" in r][:count]
 
 
-def test_the_shipped_forest_learnt_nothing_from_a_list_that_must_never_run():
-    """`llmcc-ctl train --forest` counts such lists refused: the shipped forest still names
-    them (the broadcast set does) but holds no saving for them, so never chooses them."""
+def test_the_shipped_forest_never_chooses_a_list_that_must_never_run():
+    """The shipped forest still names such lists (the broadcast set does) but never chooses
+    them. It was grown (`llmcc-ctl train --forest` counts such lists refused) after newgvn was
+    caught, so holds no saving for its lists; gvn-sink's it holds, and Forest.never keeps out."""
     shipped = Forest.load(FOREST_FILE)
     assert shipped.never == {i for i, p in enumerate(shipped.lists) if refused(p)} != set()
-    assert not set(shipped.saving_list) & shipped.never
+    newgvn = {i for i in shipped.never if "newgvn" in shipped.lists[i]}
+    assert newgvn and not set(shipped.saving_list) & newgvn
     chosen = [shipped.choose(s, 10) for s in _validation_summaries()]
     assert not any(i in shipped.never for c in chosen for i in c)
     assert sum(map(len, chosen)) > 2000  # it still chooses, around them

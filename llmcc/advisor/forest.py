@@ -26,7 +26,7 @@ import os
 import sys
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList, PassListError, miscompiling, parse
+from llmcc.passes import PassList, PassListError, never_run, parse
 
 FOREST_FILE = os.path.join(os.path.dirname(__file__), "forest.bin")
 MAGIC = b"llmcc-forest 1\n"
@@ -152,9 +152,9 @@ class Forest:
             raise ValueError("trailing bytes")
         forest = cls(header, arrays)
         forest.lists = [parse(text) for text in forest.texts]
-        # lists the file may hold but no compile may try (llmcc.passes.MISCOMPILING)
+        # lists the file may hold but no compile may try (llmcc.passes.NEVER_RUN)
         forest.never = frozenset(i for i, passes in enumerate(forest.lists)
-                                 if miscompiling(passes))
+                                 if never_run(passes))
         return forest
 
     def neighbours(self, x: list[float]) -> dict[int, float]:

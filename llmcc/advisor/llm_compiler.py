@@ -5,7 +5,7 @@ models were fine-tuned on, to the character, and answers in text: an `opt` pass 
 its forecast of the result, which is ignored). The pass names of that answer are read into
 llmcc's vocabulary, whether written as a pipeline (`-p 'module(default<Oz>),function(gvn)'`)
 or as legacy flags (`-gvn -instcombine`); anything else is dropped, and so is a pass that must
-never run (llmcc.passes.MISCOMPILING), so such a model can only ever propose a list
+never run (llmcc.passes.NEVER_RUN), so such a model can only ever propose a list
 `llmcc.passes.parse` accepts and llmcc may try.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from llmcc.passes import MISCOMPILING, VOCABULARY, PassList, validate
+from llmcc.passes import NEVER_RUN, VOCABULARY, PassList, validate
 
 PROMPT = ("[INST] Tell me how to optimize this LLVM-IR for object file size:\n\n"
           "<code>{ir}</code> [/INST]")
@@ -50,6 +50,6 @@ def passes_of_answer(text: str) -> PassList | None:
     names = []
     for word in _PASS_NAME.findall(text.split("<code>")[0]):
         name = word if word in VOCABULARY else BY_BASE_NAME.get(word.split("<")[0])
-        if name is not None and name not in MISCOMPILING:
+        if name is not None and name not in NEVER_RUN:
             names.append(name)
     return validate(names) if names else None

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from typing import Self
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList, PassListError, miscompiling, parse
+from llmcc.passes import PassList, PassListError, never_run, parse
 
 BOS, ANSWER, END = "<|bos|>", "<|answer|>", "<|end|>"
 NONE = "<|none|>"  # the answer for a TU on which no candidate list beats clang's -Oz
@@ -72,7 +72,7 @@ def list_token(index: int) -> str:
 def lists_by_token(candidates_json: str | None) -> dict[str, PassList]:
     """Answer token -> pass list, from a model's KEY_CANDIDATES; an invalid list is left out
     (the model can never propose it), and so are a list that must never run
-    (llmcc.passes.MISCOMPILING) and a repeat of an earlier one (each list is answered once)."""
+    (llmcc.passes.NEVER_RUN) and a repeat of an earlier one (each list is answered once)."""
     try:
         texts = json.loads(candidates_json or "[]")
     except ValueError:
@@ -83,7 +83,7 @@ def lists_by_token(candidates_json: str | None) -> dict[str, PassList]:
             passes = parse(text)
         except (PassListError, AttributeError):
             continue
-        if passes not in found.values() and not miscompiling(passes):
+        if passes not in found.values() and not never_run(passes):
             found[list_token(index)] = passes
     return found
 

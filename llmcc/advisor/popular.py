@@ -11,7 +11,7 @@ import hashlib
 import os
 
 from llmcc.advisor import AdvisorError
-from llmcc.passes import PassList, PassListError, miscompiling, parse
+from llmcc.passes import PassList, PassListError, never_run, parse
 
 DATA_FILE = os.path.join(os.path.dirname(__file__), "popular.json")
 
@@ -46,7 +46,7 @@ class PopularAdvisor:
         try:
             entries = json.loads(blob)["lists"]
             lists = tuple(passes for passes in (parse(entry["passes"]) for entry in entries)
-                          if not miscompiling(passes))
+                          if not never_run(passes))
         except (ValueError, KeyError, TypeError, PassListError) as err:
             raise AdvisorError(f"popular advisor data {path} is corrupt: {err}") from None
         if not lists:

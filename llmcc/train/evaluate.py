@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from llmcc.passes import PassList, miscompiling, parse
+from llmcc.passes import PassList, never_run, parse
 from llmcc.summary import to_prompt
 from llmcc.train import labelled
 from llmcc.train.headroom import as_pool_rows
@@ -38,9 +38,9 @@ Order = Sequence[int | None]                   # a TU's choices: positions in th
 
 
 def runnable(pool: list[dict], texts: list[str]) -> list[dict]:
-    """Pool rows with each list that llmcc never runs (llmcc.passes.MISCOMPILING) counted as
+    """Pool rows with each list that llmcc never runs (llmcc.passes.NEVER_RUN) counted as
     refused: what no compile can get is no saving for an advisor, a fixed list or an oracle."""
-    never = [j for j, text in enumerate(texts) if miscompiling(parse(text))]
+    never = [j for j, text in enumerate(texts) if never_run(parse(text))]
     if not never:
         return pool
     out = []

@@ -174,7 +174,7 @@ def training_set(dataset: str, added: Sequence[str] = ()) -> tuple[list[dict], l
     """What `llmcc-ctl train --forest` grows on: the train rows of `dataset` (and of each
     `added` DIR labelled by `llmcc-ctl label DIR`), their pool rows (llmcc.train.headroom) and
     the broadcast lists' texts; ValueError if there is nothing to grow on. A list llmcc never
-    runs (llmcc.passes.MISCOMPILING) counts as refused, as `llmcc-ctl eval` counts it: the trees
+    runs (llmcc.passes.NEVER_RUN) counts as refused, as `llmcc-ctl eval` counts it: the trees
     learn only from what a compile may try."""
     from llmcc.train import labelled
     from llmcc.train.evaluate import runnable, usable
