@@ -93,9 +93,9 @@ class Evaluator:
     """Runs the baseline and candidates for one TU inside a private temporary directory.
 
     `codegen` and `pic` describe the user's code generation (see invocation.Compile), so a TU
-    recorded for training is measured exactly as a live compile. `codegen_job`, called when
-    `prepare` has two or more modules to generate code for, gives the `clang -cc1` command that
-    generates them all in one process (llmcc.codegen_job). In a build (`stop_after_failure`)
+    recorded for training is measured exactly as a live compile. `codegen_job`, called once,
+    when `prepare` first has two or more modules to generate code for, gives the `clang -cc1`
+    command that generates them all in one process (llmcc.codegen_job), or None. In a build (`stop_after_failure`)
     no candidate runs after the first tool failure (`tool_failure` says which): a hanging opt
     costs one time-out per TU, not one per candidate. Offline studies measure every list.
     """
@@ -206,9 +206,8 @@ class Evaluator:
                 self._job = None
         if not self._job:
             return
-        job = self._job
         try:
-            objects = generate(job, list(modules.values()), self.timeout)
+            objects = generate(self._job, list(modules.values()), self.timeout)
         except StepFailed:
             return
         for digest, path in modules.items():
