@@ -4,10 +4,10 @@ Each tried list's object comes from clang itself, so that it is exactly the obje
 write for that IR; but a clang process spends 10-20 ms just starting (the relocations and
 initialisers of its LLVM library), about as much as generating code for a typical TU. For a
 compile of IR the clang driver runs one job, `clang -cc1`, and `clang -cc1` takes any number of
-inputs and writes each one's object beside it. So llmcc asks the driver once for that job
-(`clang -###` runs nothing; the driver caches the answer per clang, code generation flags and
-directory) and generates all of a compile's candidate objects by one run of it: the same bytes
-as one clang run per module (tests/test_codegen_job.py).
+inputs and writes each one's object beside it. So llmcc asks the clang driver for that job
+(`clang -###` runs nothing; llmcc.driver.codegen_job keeps the answer in the cache per clang,
+code generation flags and directory) and generates all of a compile's candidate objects by one
+run of it: the same bytes as one clang run per module (tests/test_codegen_job.py).
 """
 
 from __future__ import annotations

@@ -95,9 +95,10 @@ class Evaluator:
     `codegen` and `pic` describe the user's code generation (see invocation.Compile), so a TU
     recorded for training is measured exactly as a live compile. `codegen_job`, called once,
     when `prepare` first has two or more modules to generate code for, gives the `clang -cc1`
-    command that generates them all in one process (llmcc.codegen_job), or None. In a build (`stop_after_failure`)
-    no candidate runs after the first tool failure (`tool_failure` says which): a hanging opt
-    costs one time-out per TU, not one per candidate. Offline studies measure every list.
+    command that generates them all in one process (llmcc.codegen_job), or None. In a build
+    (`stop_after_failure`) no candidate runs after the first tool failure (`tool_failure` says
+    which): a hanging opt costs one time-out per TU, not one per candidate. Offline studies
+    measure every list.
     """
 
     def __init__(self, codegen: tuple[str, ...], pic: bool, tools: Tools, bitcode: str,
