@@ -21,6 +21,7 @@ size_time.png. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -56,6 +57,11 @@ OBJECT_SUFFIXES = (".o", ".lo", ".obj")
 def _cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(Path.home(), ".cache")
     return Path(base) / "llmcc-bench"
+
+
+# the builds' XDG_RUNTIME_DIR, where llmcc's fork servers put their sockets (short: a socket
+# path has at most 107 bytes)
+RUNTIME_DIR = Path(f"/tmp/llmcc-bench-{os.getuid()}")
 
 
 # --- the projects ----------------------------------------------------------------------------
@@ -227,8 +233,47 @@ def clean_environment(extra: dict[str, str]) -> dict[str, str]:
             "CMAKE_GENERATOR", "CMAKE_BUILD_TYPE"}
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("LLMCC_")}
     env["LLMCC_CONFIG"] = os.devnull  # no user config file: only what the benchmark sets
+    env["XDG_RUNTIME_DIR"] = str(RUNTIME_DIR)  # the benchmark's fork servers, not the user's
     env.update(extra)
     return env
+
+
+def fork_servers() -> list:
+    """The fork servers (llmcc.forkserver) llmcc started for the benchmark's builds."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or ()
+        if "llmcc.forkserver" in command and any(str(RUNTIME_DIR) in a for a in command):
+            found.append(process)
+    return found
+
+
+def stop_fork_servers() -> None:
+    """Before a cold build: it starts its own fork server and pays for that, as a user's first
+    build does."""
+    import psutil
+
+    servers = fork_servers()
+    for process in servers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(servers, timeout=10)
+
+
+def fork_server_cpu() -> dict[int, float]:
+    """pid -> CPU seconds of each fork server and of the compiles it forked (reaped at once,
+    so they count as its children's)."""
+    import psutil
+
+    seconds = {}
+    for process in fork_servers():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            seconds[process.pid] = (times.user + times.system + times.children_user
+                                    + times.children_system)
+    return seconds
 
 
 @dataclass
@@ -238,8 +283,10 @@ class Run:
 
 
 def run_step(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
-    """Run one step with its output appended to `log`; BuildFailed when it does not succeed."""
+    """Run one step with its output appended to `log`; BuildFailed when it does not succeed.
+    Its CPU counts the compiles fork servers ran for it (and a server's start)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers_before = fork_server_cpu()
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
@@ -263,7 +310,10 @@ def run_step(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise BuildFailed(f"`{' '.join(cmd)}` exited {code} (log: {log})")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    time.sleep(0.1)  # a compile's child answers just before it exits and is reaped
+    served = sum(seconds - servers_before.get(pid, 0.0)
+                 for pid, seconds in fork_server_cpu().items())
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + served
     return Run(wall, cpu)
 
 
@@ -451,6 +501,7 @@ def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
                 event_log.unlink(missing_ok=True)
             if empty_cache is not None:
                 shutil.rmtree(empty_cache, ignore_errors=True)
+                stop_fork_servers()
             done, objects = ws.build(env, log)
             build.walls.append(done.wall)
             build.cpus.append(done.cpu)
@@ -998,6 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = _cache_root()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
     llmcc = installed_llmcc() if args.no_pin else pin_llmcc(args.work / "llmcc-pinned")
     identity = _identity(llmcc, args)
     lists = _advisor_lists(llmcc, args.advisor)
@@ -1018,6 +1070,8 @@ def main(argv: list[str] | None = None) -> int:
             result = bench_project(project, args, llmcc, cache)
         except (OSError, subprocess.SubprocessError) as err:
             result = ProjectResult(project, error=f"{type(err).__name__}: {err}")
+        finally:
+            stop_fork_servers()
         if result.error:
             say(f"[{project.name}] SKIPPED: {result.error}")
         results.append(result)

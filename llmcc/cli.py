@@ -83,9 +83,16 @@ def locate_compiler(argv: list[str], language: str, settings: config.Settings | 
     return clang, clang, args
 
 
-def main(argv: list[str], language: str, progress=None) -> int:
-    """Compile as clang would; `progress` (from `llmcc-ctl tune`) watches a search."""
+def main(argv: list[str], language: str, progress=None, fork_server: bool = False,
+         run_plain=_exec, asking_cpu: float | None = None) -> int:
+    """Compile as clang would; `progress` (from `llmcc-ctl tune`) watches a search.
+
+    `fork_server` (the `llmcc` command): a compile llmcc decides is run by a child of this
+    user's fork server where one answers (llmcc.forkserver). In that child (`asking_cpu`: the
+    CPU seconds the asking process took; the event log says `fork_server`) `run_plain` tells
+    the asking process to hand the call to plain clang."""
     environ = os.environ
+    environ_at_start = dict(environ) if fork_server else environ
     settings = config_error = None
     try:
         settings = config.load(dict(environ))
@@ -102,7 +109,7 @@ def main(argv: list[str], language: str, progress=None) -> int:
         sys.stderr.write(f"llmcc: warning: {config_error}; passing calls to plain "
                          f"{os.path.basename(program)}\n")
     if settings is None or settings.disable:
-        return _exec(program, argv0, args)
+        return run_plain(program, argv0, args)
     expanded = expand_response_files(args, _read_text)
     inv = classify(expanded, settings.levels)
     cache_dir = config.cache_dir(settings)
@@ -112,11 +119,24 @@ def main(argv: list[str], language: str, progress=None) -> int:
             return 2
         events.count(cache_dir, {"outcome": events.PASSTHROUGH})
         _log(settings, {"outcome": events.PASSTHROUGH, "reason": inv.reason, "args": args})
-        return _exec(program, argv0, args)
-    reason = _intercept(inv, expanded, program, settings, cache_dir, progress)
+        return run_plain(program, argv0, args)
+    if fork_server and settings.fork_server and progress is None:
+        reason = _intercept(inv, expanded, program, settings, cache_dir, hits_only=True)
+        if reason is not MISSED:
+            return 0 if reason is None else run_plain(program, argv0, args)
+        from llmcc import forkserver
+        from llmcc.toolchain import opt_beside
+
+        status = forkserver.compile_in_server(argv, language, environ_at_start,
+                                              settings.opt or opt_beside(program))
+        if status is forkserver.Plain:
+            return run_plain(program, argv0, args)
+        if status is not None:
+            return status
+    reason = _intercept(inv, expanded, program, settings, cache_dir, progress, asking_cpu)
     if reason is None:
         return 0
-    return _exec(program, argv0, args)
+    return run_plain(program, argv0, args)
 
 
 def _log(settings: config.Settings, event: dict) -> None:
@@ -124,9 +144,14 @@ def _log(settings: config.Settings, event: dict) -> None:
         events.log(settings.log, event)
 
 
+MISSED = "no direct-mode hit"  # what _intercept(hits_only=True) says when it did nothing
+
+
 def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
-               cache_dir: str, progress=None) -> str | None:
-    """Run the compile through llmcc; None when done, else why plain clang must do it."""
+               cache_dir: str, progress=None, asking_cpu: float | None = None,
+               hits_only: bool = False) -> str | None:
+    """Run the compile through llmcc; None when done, else why plain clang must do it. With
+    `hits_only`, MISSED (and nothing logged or said) unless a direct-mode hit finished it."""
     import _signal  # what the signal module wraps, without the enum import it adds
 
     from llmcc import driver
@@ -145,10 +170,14 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
     ctx = driver.Context(inv=inv, args=args, clang=clang, settings=settings,
                          environ=dict(os.environ), cache=cache,
                          stderr_tty=sys.stderr.isatty(), warnings=warnings, progress=progress,
-                         shared=shared)
+                         shared=shared, asking_cpu=asking_cpu or 0.0)
     try:
-        event = driver.compile_tu(ctx)
+        event = driver.compile_tu(ctx, hits_only)
         handed_over = None
+    except driver.NotAHit:
+        if cache is not None:
+            cache.close()
+        return MISSED  # its warnings, if any, are met again where the compile is done
     except driver.UsePlainClang as exc:
         event = {"source": inv.source, "output": inv.output, "outcome": events.FALLBACK,
                  "reason": exc.reason}
@@ -169,7 +198,7 @@ def _intercept(inv, args: list[str], clang: str, settings: config.Settings,
         sys.stderr.write(f"llmcc: warning: {message}\n")
     events.count(cache_dir, {k: event.get(k) for k in ("outcome", "baseline_size", "size")}
                  | {"seconds": event.get("stages", {}).get("total")})
-    _log(settings, event)
+    _log(settings, event if asking_cpu is None else {**event, "fork_server": True})
     if cache is not None:
         cache.close()
     return handed_over

@@ -108,6 +108,8 @@ SETTINGS = (
             "ask the model through this llama.cpp-compatible server first (http://host:port)"),
     Setting("model_server", "1", _boolean,
             "keep the model loaded in a per-user background server; 0: load it in each compile"),
+    Setting("fork_server", "1", _boolean,
+            "fork compiles from a per-user server with llmcc loaded; 0: each in its own process"),
     Setting("gpu_layers", "0", _positive_int, "model layers llama.cpp offloads to a GPU"),
     Setting("prompt", "llmcc", _prompt_kind,
             "how the model is asked: llmcc (a summary of the TU; llmcc's own models) or "

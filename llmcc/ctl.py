@@ -274,15 +274,19 @@ def _output_of(compiler_args: list[str]) -> str | None:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    """The per-user model servers compiles start (llmcc.advisor.client)."""
+    """The per-user servers compiles start: model servers (llmcc.advisor.client) and fork
+    servers (llmcc.forkserver)."""
+    import psutil
+
     from llmcc.advisor import client
 
     try:
         if args.action == "stop":
             stopped = client.stop_servers()
-            print(f"stopped {len(stopped)} model server{'s' * (len(stopped) != 1)}")
+            print(f"stopped {len(stopped)} server{'s' * (len(stopped) != 1)}")
             return 0
         running = client.servers()
+        forking = [(path, client.server_pid(path)) for path in client.sockets(("forkserver-",))]
     except client.ServerError as err:
         sys.exit(f"llmcc-ctl: {err}")
     if not running:
@@ -290,6 +294,15 @@ def cmd_server(args: argparse.Namespace) -> int:
     for path, health in running:
         print(f"{path}\n  pid {health.get('pid')}, model {health.get('model')}, "
               f"{health.get('rss', 0) / 1e6:.1f} MB, {health.get('requests')} requests")
+    forking = [(path, pid) for path, pid in forking if pid is not None]
+    if not forking:
+        print("no fork server is running")
+    for path, pid in forking:
+        try:
+            rss = psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            continue
+        print(f"{path}\n  pid {pid}, fork server, {rss / 1e6:.1f} MB")
     return 0
 
 
@@ -426,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--cxx", action="store_true", help="compile as C++ (llmcc++)")
     tune.add_argument("compiler_args", nargs=argparse.REMAINDER)
     tune.set_defaults(func=cmd_tune)
-    server = sub.add_parser("server", help="the per-user model servers: status, stop")
+    server = sub.add_parser("server", help="the per-user model and fork servers: status, stop")
     server.add_argument("action", choices=("status", "stop"))
     server.set_defaults(func=cmd_server)
     serve = sub.add_parser("serve", help="serve the model over HTTP (LLMCC_SERVER elsewhere)")

@@ -28,16 +28,20 @@ class UsePlainClang(Exception):
         self.reason, self.warn = reason, warn
 
 
+class NotAHit(Exception):
+    """`compile_tu(ctx, hits_only=True)` found no direct-mode hit: the compile is yet to do."""
+
+
 class Context:
     """Everything one compile needs from outside: settings, tools, cache, environment. (A plain
     class, not a namedtuple: importing collections would cost every cache hit ~3 ms.)"""
 
-    __slots__ = ("args", "cache", "clang", "environ", "inv", "progress", "settings", "shared",
-                 "stderr_tty", "warnings")
+    __slots__ = ("args", "asking_cpu", "cache", "clang", "environ", "inv", "progress",
+                 "settings", "shared", "stderr_tty", "warnings")
 
     def __init__(self, inv, args: list[str], clang: str, settings, environ: dict[str, str],
                  cache, stderr_tty: bool, warnings: list[str], progress=None,
-                 shared=None) -> None:
+                 shared=None, asking_cpu: float = 0.0) -> None:
         self.inv = inv  # the Compile
         self.args = args  # the expanded arguments, as the user gave them
         self.clang, self.settings, self.environ = clang, settings, environ
@@ -46,6 +50,8 @@ class Context:
         self.warnings = warnings  # a list the compile appends its warnings to
         self.progress = progress  # called with (count, result) as the search advisor measures
         self.shared = shared  # a cache.shared.SharedCache when LLMCC_CACHE_URL names one
+        # in a child of the fork server: the CPU the asking process took before it asked
+        self.asking_cpu = asking_cpu
 
     def cache_get(self, namespace: str, key: str) -> dict | None:
         if self.cache is None:
@@ -300,12 +306,15 @@ def _cacheable(extra: dict) -> bool:
     return "tool_failure" not in extra and "advisor_failure" not in extra
 
 
-def compile_tu(ctx: Context) -> dict:
-    """Compile one TU; returns the log event. Raises UsePlainClang to hand over to clang."""
+def compile_tu(ctx: Context, hits_only: bool = False) -> dict:
+    """Compile one TU; returns the log event. Raises UsePlainClang to hand over to clang, and
+    with `hits_only` NotAHit where a direct-mode hit does not finish it (llmcc.cli asks the
+    fork server then: a hit costs less in this process than a fork of that one)."""
     started = time.time()
     # `startup`: the CPU starting Python and llmcc took, before the compile (process_time, not
-    # os.times, whose 10 ms ticks read a fast start as none at all)
-    startup = time.process_time()
+    # os.times, whose 10 ms ticks read a fast start as none at all); in a child of the fork
+    # server, the asking process's and the child's
+    startup = time.process_time() + ctx.asking_cpu
     inv, settings = ctx.inv, ctx.settings
     try:
         advisor_id = advisor_identity(settings)
@@ -340,6 +349,8 @@ def compile_tu(ctx: Context) -> dict:
             return {**event, "outcome": events.DIRECT_HIT, "key": entry["ir_key"],
                     "passes": decision["passes"], "baseline_size": decision["baseline_size"],
                     "size": decision["size"], "stages": stages}
+    if hits_only:
+        raise NotAHit
 
     import tempfile  # not needed on a direct-mode hit
 

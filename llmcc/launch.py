@@ -21,15 +21,24 @@ def _keep_lost_interrupt(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
-def _run(language: str) -> None:
+def exit_code(call) -> int:
+    """call()'s exit status, with a Ctrl-C before or after a compile step ending it quietly,
+    like clang (also a child of the fork server, llmcc.forkserver)."""
     sys.unraisablehook = _keep_lost_interrupt
     try:
+        code = call()
+    except KeyboardInterrupt:
+        code = 130  # 128 + SIGINT, as a shell reports it
+    return 130 if _interrupts_lost else code
+
+
+def _run(language: str) -> None:
+    def call() -> int:
         from llmcc.cli import main
 
-        code = main(sys.argv, language)
-    except KeyboardInterrupt:  # Ctrl-C before or after a compile step: quietly, like clang
-        code = 130  # 128 + SIGINT, as a shell reports it
-    sys.exit(130 if _interrupts_lost else code)
+        return main(sys.argv, language, fork_server=True)
+
+    sys.exit(exit_code(call))
 
 
 def cc() -> None:

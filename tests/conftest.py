@@ -61,6 +61,38 @@ def _command(name: str) -> str:
     return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_runtime_dir():
+    """A runtime directory for the whole session (XDG_RUNTIME_DIR), so the fork servers the
+    llmcc commands start (llmcc.forkserver) are the session's, stopped when it ends, never the
+    user's; a test that needs its own asks for `xdg`."""
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="llmcc-test-", dir="/tmp")
+    before = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = directory
+    yield directory
+    if before is None:
+        del os.environ["XDG_RUNTIME_DIR"]
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = before
+    _kill_under(directory)
+
+
+def _kill_under(directory: str) -> None:
+    """Kill every process whose command line names something in `directory`, and remove it."""
+    import contextlib
+
+    import psutil
+
+    leftover = processes_under(directory)
+    for process in leftover:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(leftover, timeout=5)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def clang() -> str:
     path = shutil.which("clang-19") or os.path.join(LLVM_BIN, "clang")
@@ -301,25 +333,30 @@ def processes_under(directory: str) -> list:
             if any(directory in arg for arg in process.info["cmdline"] or ())]
 
 
+def model_servers_under(directory: str) -> list:
+    """The model servers among processes_under(directory) (not the fork servers compiles
+    start beside them)."""
+    return [process for process in processes_under(directory)
+            if "llmcc.advisor.server" in process.info["cmdline"]]
+
+
+def model_server_status(status: str) -> str:
+    """What `llmcc-ctl server status` printed about model servers (not fork servers)."""
+    return "".join(line for line in status.splitlines(keepends=True)
+                   if "fork server" not in line and "/forkserver-" not in line)
+
+
 @pytest.fixture
 def xdg(monkeypatch) -> str:
     """A runtime directory of the test's own for per-user model servers (short: a socket path
     has at most 107 bytes), in this process's environment; every server started in it is
     killed afterwards."""
-    import contextlib
     import tempfile
-
-    import psutil
 
     directory = tempfile.mkdtemp(prefix="llmcc-test-", dir="/tmp")
     monkeypatch.setenv("XDG_RUNTIME_DIR", directory)
     yield directory
-    leftover = processes_under(directory)
-    for process in leftover:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(leftover, timeout=5)
-    shutil.rmtree(directory, ignore_errors=True)
+    _kill_under(directory)
 
 
 # --- the advisor a real project is built with ----------------------------------------------------

@@ -596,10 +596,10 @@ doomed = Doomed()
 ref = weakref.ref(doomed, interrupt)
 real_main = llmcc.cli.main
 
-def main(*args):
+def main(*args, **kwargs):
     global doomed
     del doomed
-    return real_main(*args)
+    return real_main(*args, **kwargs)
 
 llmcc.cli.main = main
 sys.argv = ["llmcc", *sys.argv[1:]]

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SIZE_C, SIZE_H, frontend_ir, log_events, object_size, processes_under, run
+from conftest import (
+    SIZE_C,
+    SIZE_H,
+    frontend_ir,
+    log_events,
+    model_servers_under,
+    object_size,
+    run,
+)
 
 from llmcc import events, summary, toolchain
 from llmcc.advisor import llm_compiler
@@ -262,7 +270,7 @@ def test_the_answers_list_is_tried_in_process_and_through_the_per_user_server_al
         assert event["outcome"] == events.MISS and "advisor_failure" not in event
         assert event["advisor"] == f"model:{digest(model)}:llm-compiler:none"
         assert tried(event) == [None, PASSES] and event["evaluated"] == 1
-        assert bool(processes_under(runtime_dir)) == model_server  # a server answered
+        assert bool(model_servers_under(runtime_dir)) == model_server  # a server answered
         objects[model_server] = (source / "size.o").read_bytes()
     assert objects[False] == objects[True]
     assert object_size(objects[False]) <= object_size((source / "plain.o").read_bytes())
@@ -285,7 +293,7 @@ def test_a_tu_beyond_the_text_models_context_goes_to_llmccs_own_model(
     assert tried(miss)[0] is None and sorted(tried(miss)[1:]) == sorted(OWN_LISTS)  # all three: LLMCC_CANDIDATES is 3
     assert (miss["outcome"], hit["outcome"]) == (events.MISS, events.DIRECT_HIT)
     # through the server: the text model's refused the prompt, the own model's answered
-    assert len(processes_under(runtime_dir)) == (2 if model_server else 0)
+    assert len(model_servers_under(runtime_dir)) == (2 if model_server else 0)
 
 
 def assert_warned_popular_and_not_cached(done_twice: list, env: dict[str, str], package: Path,

@@ -24,8 +24,9 @@ from conftest import (
     assert_no_larger,
     log_events,
     log_outcomes,
+    model_server_status,
+    model_servers_under,
     object_size,
-    processes_under,
     report_sizes,
     run_ok,
     zlib_tested_with,
@@ -66,7 +67,7 @@ def runtime_env(env: dict[str, str], xdg: str) -> dict[str, str]:
 
 
 def ctl_server_status(llmcc_ctl: str, env: dict[str, str]) -> str:
-    return run_ok([llmcc_ctl, "server", "status"], None, env).decode()
+    return model_server_status(run_ok([llmcc_ctl, "server", "status"], None, env).decode())
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +241,7 @@ def test_a_bad_model_file_warns_once_compiles_and_is_never_cached(
     if kind != "missing":
         assert all(event["advisor_failure"] for event in log_events(env))
     assert ctl_server_status(llmcc_ctl, env) == "no model server is running\n"
-    assert processes_under(runtime_env["XDG_RUNTIME_DIR"]) == []
+    assert model_servers_under(runtime_env["XDG_RUNTIME_DIR"]) == []
 
 
 # --- a server that does not answer ---------------------------------------------------------------

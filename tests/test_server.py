@@ -411,16 +411,16 @@ def test_llmcc_ctl_server_status_and_stop(model: Trained, texts: list[str], xdg:
         return subprocess.run([llmcc_ctl, "server", *args], check=True, capture_output=True,
                               text=True).stdout
 
-    assert ctl("status") == "no model server is running\n"
+    assert ctl("status") == "no model server is running\nno fork server is running\n"
     ask(model.paths["Q8_0"], texts[0])
     [pid] = server_pids()
     status = ctl("status")
     assert client.socket_path(DIGEST, 0) in status
     assert f"pid {pid}, model {model.paths['Q8_0']}" in status and "1 requests" in status
-    assert ctl("stop") == "stopped 1 model server\n"
+    assert ctl("stop") == "stopped 1 server\n"
     assert gone(pid) and not os.path.exists(client.socket_path(DIGEST, 0))
     assert "exiting: stopped by a signal" in Path(xdg, "llmcc", client.LOG_NAME).read_text()
-    assert ctl("status") == "no model server is running\n"
+    assert ctl("status") == "no model server is running\nno fork server is running\n"
 
 
 def test_a_model_no_server_can_load_is_not_started_again_for_a_while(model: Trained,

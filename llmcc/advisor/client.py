@@ -25,11 +25,11 @@ import math
 import os
 import signal
 import socket
-import stat
 import sys
 import time
 import urllib.parse
 
+from llmcc import runtime_dir as private
 from llmcc.advisor.model_runtime import ModelError
 
 # A unix socket connects or is refused at once; it waits only when its server stopped
@@ -51,6 +51,8 @@ RETRY_AFTER = 600  # a server that could not start is not started again for this
 MAX_REPLY = 4 << 20
 LOG_NAME, LOG_LIMIT = "server.log", 1 << 20  # the servers' stderr, started afresh past 1 MiB
 SERVER_MODULE = "llmcc.advisor.server"
+# the per-user servers in the runtime directory: socket name prefix -> the module each runs
+KINDS = {"model-": SERVER_MODULE, "forkserver-": "llmcc.forkserver"}
 
 
 class ServerError(ModelError):
@@ -72,26 +74,10 @@ class _TimedOut(ServerError):
 
 def runtime_dir() -> str:
     """Where per-user sockets live: private to the user, who alone may ask their servers."""
-    base = os.environ.get("XDG_RUNTIME_DIR", "")
-    if base and os.path.isdir(base):
-        path = os.path.join(base, "llmcc")
-    else:
-        import tempfile
-
-        path = os.path.join(tempfile.gettempdir(), f"llmcc-{os.getuid()}")
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as err:
-        raise ServerError(f"cannot create {path}: {err.strerror}") from None
-    status = os.lstat(path)
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid():
-        raise ServerError(f"{path} is not a directory of this user's")
-    if status.st_mode & 0o077:
-        raise ServerError(f"{path} is open to other users (mode {status.st_mode & 0o777:o}): "
-                          f"refusing to use it")
-    return path
+        return private.runtime_dir()
+    except private.Unusable as err:
+        raise ServerError(str(err)) from None
 
 
 def socket_path(digest: str, gpu_layers: int) -> str:
@@ -235,21 +221,15 @@ def ask_per_user_server(model_path: str, digest: str, request, *, threads: int,
 
 
 def _ask(path: str, request, timeout: float):
-    asked = _inode(path)
+    asked = private.inode(path)
     try:
         return request("unix:" + path, timeout)
     except _TimedOut:
         with _locked(path):
-            if _inode(path) == asked:  # not yet replaced by a server another compile started
+            # not yet replaced by a server another compile started
+            if private.inode(path) == asked:
                 _kill(path, signal.SIGKILL)
         raise
-
-
-def _inode(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
 
 
 @contextlib.contextmanager
@@ -323,7 +303,14 @@ def _last_line(path: str) -> str:
     return lines[-1] if lines else "(nothing logged)"
 
 
-def _server_pid(path: str) -> int | None:
+def _module(path: str) -> str:
+    """The module a per-user server on `path` runs (KINDS)."""
+    name = os.path.basename(path)
+    return next((module for prefix, module in KINDS.items() if name.startswith(prefix)),
+                SERVER_MODULE)
+
+
+def server_pid(path: str) -> int | None:
     """The pid in the server's pid file, if this user's llmcc server on `path` has it."""
     try:
         with open(pid_file(path)) as handle:
@@ -337,14 +324,14 @@ def _server_pid(path: str) -> int | None:
         command, uid = process.cmdline(), process.uids().real
     except psutil.Error:
         return None
-    ours = (uid == os.getuid() and SERVER_MODULE in command and "--socket" in command
+    ours = (uid == os.getuid() and _module(path) in command and "--socket" in command
             and command[command.index("--socket") + 1:][:1] == [path])
     return pid if ours else None
 
 
 def _kill(path: str, number: int) -> int | None:
     """Send signal `number` to the server on `path` and remove its files; its pid, if any."""
-    pid = _server_pid(path)
+    pid = server_pid(path)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, number)
@@ -356,16 +343,17 @@ def _kill(path: str, number: int) -> int | None:
     return pid
 
 
-def _sockets() -> list[str]:
+def sockets(prefixes=tuple(KINDS)) -> list[str]:
+    """The sockets of this user's per-user servers whose names start with one of `prefixes`."""
     directory = runtime_dir()
     return [os.path.join(directory, name) for name in sorted(os.listdir(directory))
-            if name.startswith("model-") and name.endswith(".sock")]
+            if name.startswith(prefixes) and name.endswith(".sock")]
 
 
 def servers() -> list[tuple[str, dict]]:
     """(socket, /health) of each per-user server that answers."""
     found = []
-    for path in _sockets():
+    for path in sockets(("model-",)):
         try:
             health = _request("unix:" + path, "GET", "/health", None, STATUS_TIMEOUT)
         except ServerError:
@@ -376,7 +364,8 @@ def servers() -> list[tuple[str, dict]]:
 
 
 def stop_servers() -> list[str]:
-    """Stop every per-user server, hung ones too: SIGTERM, then SIGKILL. Their sockets."""
+    """Stop every per-user server (model and fork servers), hung ones too: SIGTERM, then
+    SIGKILL. Their sockets."""
     import psutil
 
     def running(process: psutil.Process) -> bool:
@@ -386,12 +375,13 @@ def stop_servers() -> list[str]:
             return False
 
     stopping = {}
-    for path in _sockets():
+    for path in sockets():
         with _locked(path):
-            pid = _kill(path, signal.SIGTERM)
-        if pid is not None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                stopping[path] = psutil.Process(pid)
+            pid = server_pid(path)
+            if pid is not None:  # before the signal: a server may be gone the moment after
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    stopping[path] = psutil.Process(pid)
+            _kill(path, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     while any(map(running, stopping.values())) and time.monotonic() < deadline:
         time.sleep(POLL)

@@ -113,15 +113,24 @@ class Forest:
 
     @classmethod
     def load(cls, path: str) -> Forest:
+        """The forest in the file at `path`, read again only if the file changed since this
+        process (or the fork server it was forked from: llmcc.forkserver) last read it."""
         try:
             with open(path, "rb") as handle:
+                status = os.fstat(handle.fileno())
+                version = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+                           status.st_ctime_ns)
+                if _LOADED.get(path, (None,))[0] == version:
+                    return _LOADED[path][1]
                 blob = handle.read()
         except OSError as err:
             raise AdvisorError(f"forest file {path}: {err.strerror}") from None
         try:
-            return cls.from_bytes(blob)
+            forest = cls.from_bytes(blob)
         except (ValueError, KeyError, TypeError, PassListError) as err:
             raise AdvisorError(f"forest file {path} is corrupt: {err}") from None
+        _LOADED[path] = (version, forest)
+        return forest
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Forest:
@@ -184,6 +193,9 @@ class Forest:
                                  ratios[start[tu]:start[tu + 1]], strict=True)))
                for tu, weight in self.neighbours(inputs(summary, self.index)).items()]
         return weighted_greedy(tus, len(self.texts), k, min_gain, self.never)
+
+
+_LOADED: dict[str, tuple[tuple, Forest]] = {}  # path -> (the file's stat, its forest)
 
 
 def forest_path(settings) -> str:

@@ -64,8 +64,10 @@ def _llmcc_configure_impl(ctx):
         ctx.os.environ.get("XDG_CACHE_HOME") or ctx.os.environ["HOME"] + "/.cache"
     )
 
-    # What every action sees: defaults an --action_env of the same name still overrides.
-    settings = {"LLMCC_CONFIG": "/dev/null", "LLMCC_CLANG": clang}
+    # What every action sees: defaults an --action_env of the same name still overrides. No
+    # fork server: a sandboxed action must leave no process behind, and its sandbox may be
+    # the only world such a server would see (llmcc.forkserver).
+    settings = {"LLMCC_CONFIG": "/dev/null", "LLMCC_CLANG": clang, "LLMCC_FORK_SERVER": "0"}
     for name, value in ctx.attr.settings.items():
         settings["LLMCC_" + name.upper()] = value
     exports = "\n".join([
