@@ -166,7 +166,7 @@ def compile_in_server(argv: list[str], language: str, environ: dict[str, str], o
     must compile itself (no server answered; one is started)."""
     import _socket
 
-    from llmcc.runtime_dir import Unusable
+    from llmcc.runtime_dir import Unusable, inode
 
     if environ.get("LD_PRELOAD") or environ.get("LD_AUDIT"):
         return None  # this process has libraries the server's children would lack
@@ -177,9 +177,12 @@ def compile_in_server(argv: list[str], language: str, environ: dict[str, str], o
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(ANSWER_TIMEOUT)
+        connected = inode(path)
         try:
             sock.connect(path)
-            connected = os.stat(path).st_ino
+        except TimeoutError:
+            _kill_hung(path, connected)
+            return None
         except OSError:
             _start(path, opt)
             return None
@@ -187,6 +190,9 @@ def compile_in_server(argv: list[str], language: str, environ: dict[str, str], o
             request = _request(argv, language, environ)
             _send(sock, request, request["streams"])
             answer = _receive(sock)
+        except TimeoutError:
+            _kill_hung(path, connected)
+            return None
         except (OSError, EOFError, ValueError):
             return None
         if "pid" not in answer:
@@ -195,6 +201,14 @@ def compile_in_server(argv: list[str], language: str, environ: dict[str, str], o
         return _wait(sock, answer["pid"], path, connected)
     finally:
         sock.close()
+
+
+def _kill_hung(path: str, connected: int | None) -> None:
+    """The server did not accept or answer in time: it hangs (or is stopped). Kill it, so that
+    it costs one compile this wait and the next compile starts another."""
+    from llmcc.advisor.client import kill_hung
+
+    kill_hung(path, connected)
 
 
 def _open_streams() -> list[int]:

@@ -61,6 +61,20 @@ def compile_size(llmcc: str, env: dict[str, str], cwd: Path, out: str = "size.o"
     return run([llmcc, "-Oz", "-Wall", "-c", "size.c", "-o", out], cwd, {**env, **extra})
 
 
+def served_soon(llmcc: str, env: dict[str, str], cwd: Path) -> None:
+    """Compile new TUs until one is served by a fork server (a repeated one would be a
+    direct-mode hit, which is never served)."""
+    attempts = iter(range(1 << 30))
+
+    def served() -> bool:
+        number = next(attempts)
+        (cwd / f"new{number}.c").write_text(f"int new{number};\n")
+        done = run([llmcc, "-Oz", "-c", f"new{number}.c", "-o", f"new{number}.o"], cwd, env)
+        return done.returncode == 0 and forked(env, f"new{number}.o") == [True]
+
+    wait_for(served, "served compile")
+
+
 def forked(env: dict[str, str], output: str) -> list[bool]:
     """For each compile of `output` in the log: whether a child of the fork server ran it."""
     return [bool(e.get("fork_server")) for e in log_events(env) if e.get("output") == output]
@@ -178,8 +192,7 @@ def test_a_stale_socket_compiles_in_process_and_a_new_server_takes_over(served, 
     assert forked(served, "size.o") == [False]
     wait_for(lambda: [p for p in servers(served["XDG_RUNTIME_DIR"]) if p.pid != server.pid],
              "new server")
-    wait_for(lambda: compile_size(llmcc, served, tmp_path, "again.o").returncode == 0
-             and forked(served, "again.o")[-1], "served compile")
+    served_soon(llmcc, served, tmp_path)
 
 
 def test_passthrough_and_disabled_compiles_start_no_server(served, llmcc, tmp_path):
@@ -247,3 +260,15 @@ def test_a_direct_mode_hit_is_served_in_the_asking_process(served, llmcc, tmp_pa
     outcomes = [(e["outcome"], bool(e.get("fork_server"))) for e in log_events(served)
                 if e.get("output") == "size.o"]
     assert outcomes == [("miss", True), ("direct_hit", False)]
+
+
+def test_a_hung_server_costs_one_wait_and_is_replaced(served, llmcc, tmp_path):
+    server = start_server(llmcc, served, tmp_path)
+    server.suspend()  # accepts (the kernel's backlog) but never answers
+    started = time.monotonic()
+    assert compile_size(llmcc, served, tmp_path).returncode == 0
+    assert time.monotonic() - started < forkserver.ANSWER_TIMEOUT + 30
+    assert forked(served, "size.o") == [False]
+    psutil.wait_procs([server], timeout=10)
+    assert not server.is_running()  # killed, once confirmed to be this user's fork server
+    served_soon(llmcc, served, tmp_path)

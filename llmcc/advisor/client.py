@@ -225,11 +225,17 @@ def _ask(path: str, request, timeout: float):
     try:
         return request("unix:" + path, timeout)
     except _TimedOut:
-        with _locked(path):
-            # not yet replaced by a server another compile started
-            if private.inode(path) == asked:
-                _kill(path, signal.SIGKILL)
+        kill_hung(path, asked)
         raise
+
+
+def kill_hung(path: str, asked: int | None) -> None:
+    """Kill the server on `path` that did not answer in time (once confirmed to be this user's
+    llmcc server there), unless a server another compile started has replaced it since
+    (`asked`: the socket's inode when it was asked)."""
+    with _locked(path):
+        if private.inode(path) == asked:
+            _kill(path, signal.SIGKILL)
 
 
 @contextlib.contextmanager
