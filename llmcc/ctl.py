@@ -99,6 +99,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                                           frozenset()), settings.opt)
         print(f"ok   clang {tools.clang}: {tools.version}\nok   opt   {tools.opt}")
         print(_doctor_worker(tools))
+        print(_doctor_fork_server(settings, tools))
     except ToolchainError as err:
         print(f"FAIL toolchain: {err}")
         problems += 1
@@ -154,6 +155,25 @@ def _doctor_worker(tools) -> str:
     except (llvm_worker.Unavailable, StepFailed) as err:
         return f"note LLVM worker: {err}; {instead}"
     return f"ok   LLVM worker {library}: loaded once per compile"
+
+
+def _doctor_fork_server(settings, tools) -> str:
+    """Whether compiles are forked from a per-user server (llmcc.forkserver), and its pid."""
+    from llmcc import forkserver
+    from llmcc.advisor.client import server_pid
+    from llmcc.runtime_dir import Unusable
+
+    instead = "each compile imports llmcc and loads LLVM itself"
+    if not settings.fork_server:
+        return f"note fork server: off (LLMCC_FORK_SERVER=0); {instead}"
+    try:
+        path = forkserver.socket_path(tools.opt, dict(os.environ))
+    except Unusable as err:
+        return f"note fork server: {err}; {instead}"
+    pid = server_pid(path)
+    if pid is None:
+        return "ok   fork server: none running; the next compile llmcc decides starts one"
+    return f"ok   fork server {path}: pid {pid}"
 
 
 def _doctor_model(settings) -> int:

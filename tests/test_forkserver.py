@@ -240,10 +240,17 @@ def test_an_idle_server_leaves_and_removes_its_socket(xdg):
     assert not os.path.exists(path) and not os.path.exists(path + ".pid")
 
 
-def test_llmcc_ctl_server_lists_and_stops_fork_servers(served, llmcc, llmcc_ctl, tmp_path):
+def test_llmcc_ctl_doctor_and_server_show_and_stop_fork_servers(served, llmcc, llmcc_ctl, tmp_path):
+    doctor = run([llmcc_ctl, "doctor"], tmp_path, served).stdout.decode()
+    assert "ok   fork server: none running; the next compile llmcc decides starts one" in doctor
     server = start_server(llmcc, served, tmp_path)
     status = run([llmcc_ctl, "server", "status"], tmp_path, served)
     assert f"pid {server.pid}, fork server" in status.stdout.decode()
+    doctor = run([llmcc_ctl, "doctor"], tmp_path, served).stdout.decode()
+    assert f"fork server {served['XDG_RUNTIME_DIR']}/llmcc/forkserver-" in doctor
+    assert f": pid {server.pid}\n" in doctor
+    off = run([llmcc_ctl, "doctor"], tmp_path, {**served, "LLMCC_FORK_SERVER": "0"})
+    assert "note fork server: off (LLMCC_FORK_SERVER=0)" in off.stdout.decode()
     stop = run([llmcc_ctl, "server", "stop"], tmp_path, served)
     assert stop.stdout.decode().strip() == "stopped 1 server"
     psutil.wait_procs([server], timeout=10)

@@ -584,14 +584,14 @@ def test_doctor_passes_with_a_working_toolchain(llmcc_ctl, env):
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 0, done.stdout
     lines = done.stdout.decode().splitlines()
-    assert [line.split()[1] for line in lines] == ["clang", "opt", "LLVM", "cache", "advisor",
-                                                    "model", "GPU"]
-    assert all(line.startswith("ok ") for line in lines[:6])
-    assert "libLLVM" in lines[2] and env["LLMCC_CACHE_DIR"] in lines[3]
+    assert [line.split()[1] for line in lines] == ["clang", "opt", "LLVM", "fork", "cache",
+                                                    "advisor", "model", "GPU"]
+    assert all(line.startswith("ok ") for line in lines[:7])
+    assert "libLLVM" in lines[2] and env["LLMCC_CACHE_DIR"] in lines[4]
     # the shipped model loads, with its candidate lists (101 in its metadata, less the 5 with
     # newgvn and the 2 with gvn-sink, which llmcc never runs) and the table that makes them
     # cover each other
-    assert "94 candidate pass lists, chosen to cover each other" in lines[5]
+    assert "94 candidate pass lists, chosen to cover each other" in lines[6]
 
 
 def test_doctor_notes_an_opt_without_llvms_library_beside_it(tmp_path, clang, llmcc_ctl, env):
@@ -607,11 +607,11 @@ def test_doctor_notes_a_missing_model_only_while_the_model_advisor_is_off(packag
                                                                         llmcc_ctl, env):
     (package_copy / "advisor" / "model.gguf").unlink()
     lines = _ctl(llmcc_ctl, env, "doctor").stdout.decode().splitlines()
-    assert lines[5].startswith("note model: ") and "does not exist" in lines[5]
+    assert lines[6].startswith("note model: ") and "does not exist" in lines[6]
     env["LLMCC_ADVISOR"] = "model"
     done = _ctl(llmcc_ctl, env, "doctor")
     assert done.returncode == 1
-    assert done.stdout.decode().splitlines()[5].startswith("FAIL model: ")
+    assert done.stdout.decode().splitlines()[6].startswith("FAIL model: ")
 
 
 def test_doctor_fails_on_a_mismatched_opt(tmp_path, llmcc_ctl, env):
