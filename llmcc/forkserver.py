@@ -1,28 +1,31 @@
 """Compiles forked from a per-user process that has llmcc's compile path already loaded.
 
-A compile llmcc decides in a fresh process spends ~65 ms of CPU beside its tools before doing
-anything of its own: Python's imports (diskcache and sqlite3, subprocess, tempfile, the
-summary), the forest file, and in the LLVM worker libLLVM's relocations (~14 ms). That is more
-than a plain `clang -Oz -c` of a small TU. The fork server pays it once: it imports and loads
-all of it, and for each compile that asks (one a direct-mode hit did not finish: a hit costs
-less in its own process than a fork of the server's), forks a child that takes on the asking
-process's working directory, environment, umask, resource limits, CPU affinity, ignored signals
-and standard streams (passed over the socket), then runs `llmcc.cli.main` as that process
-would have. The asking process forwards the signals a terminal or make sends it (Ctrl-C,
-SIGTERM, SIGHUP, SIGQUIT, Ctrl-Z and fg) to the child's process group and exits with the
-child's status, or execs plain clang when the child says plain clang must compile.
+A compile llmcc decides in a fresh process spends tens of milliseconds of CPU beside its tools
+on things that are the same every time: Python's imports (diskcache and sqlite3, subprocess,
+tempfile, the summary), the forest file, and in the LLVM worker libLLVM's relocations, as much
+as a plain `clang -Oz -c` of a small TU takes (bench/fork_server.py). The fork server pays it
+once: it imports and loads all of it, and for each compile that asks (one a direct-mode hit did
+not finish: a hit costs less in its own process than a fork of the server's), forks a child that
+takes on the asking process's working directory, environment, umask, resource limits, CPU
+affinity, ignored signals and standard streams (passed over the socket), then runs
+`llmcc.cli.main` as that process would have. The asking process forwards the signals a terminal
+or make sends it (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT, Ctrl-Z and fg) to the child's process group
+and exits with the child's status, or execs plain clang when the child says plain clang must
+compile.
 
-Only the same user with the same groups, in the same namespaces, cgroup and root directory
-(the same view of files and processes), with the same file-name encoding and scheduling, is
-served: a sandbox or container would see the server's world otherwise; nor is a process with
-LD_PRELOAD, whose libraries a child would lack. Anything else, no server, or a server that fails
-before the compile starts means the compile runs in its own process, as it did before; a child
-that dies mid-compile leaves the socket removed (the next compile starts a new server) and the
-compile rerun in the asking process. The socket is named after llmcc's files, the Python that
-runs it and its PYTHON* settings, the LLVM it preloads and the asking process's priority, so an
-upgrade, another LLVM or a `nice make` gets another server; an idle server exits.
+Only the same user with the same groups, in the same namespaces, cgroup and root directory (the
+same view of files and processes), with the same file-name encoding and scheduling, is served: a
+sandbox or container would see the server's world otherwise; nor is a process with LD_PRELOAD,
+whose libraries a child would lack. Anything else, no server, or a server that fails before the
+compile starts means the compile runs in its own process, as it did before; a child that dies
+mid-compile leaves the socket removed (the next compile starts a new server) and the compile
+rerun in the asking process, and a server that does not answer in time is killed. The socket is
+named after llmcc's files, the Python that runs it and its PYTHON* settings, the LLVM it
+preloads and the asking process's priority, so an upgrade, another LLVM or a `nice make` gets
+another server; an idle server exits.
 
-The asking side runs in every compile llmcc decides, so it imports only modules written in C.
+The asking side runs in every compile llmcc decides, so it imports modules written in C and
+nothing heavier (but tempfile, for a runtime directory where XDG_RUNTIME_DIR is not set).
 
     python -m llmcc.forkserver --socket PATH --opt OPT [--idle SECONDS]
 """
