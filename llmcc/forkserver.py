@@ -311,19 +311,27 @@ def _start(path: str, opt: str) -> None:
 
 def preload(opt: str) -> None:
     """Import what a compile imports, read the forest, and load the LLVM library of `opt`
-    (a compile's LLVM worker, forked from the child, then finds it loaded)."""
+    (a compile's LLVM worker, forked from the child, then finds it loaded). A forest or
+    library that cannot be loaded is left to each compile, which says why as it would alone."""
     import ctypes
     import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)
+    from llmcc.advisor import AdvisorError
     from llmcc.advisor.forest import FOREST_FILE, Forest
     from llmcc.llvm_worker import initialise_targets, library_beside
 
-    Forest.load(FOREST_FILE)
+    try:
+        Forest.load(FOREST_FILE)
+    except AdvisorError:
+        pass
     library = library_beside(opt) if opt else None
-    if library:
-        initialise_targets(ctypes.CDLL(library), ("TargetInfo", "Target", "TargetMC"))
+    try:
+        if library:
+            initialise_targets(ctypes.CDLL(library), ("TargetInfo", "Target", "TargetMC"))
+    except OSError:
+        pass
 
 
 def serve(path: str, opt: str, idle: float) -> None:

@@ -279,3 +279,18 @@ def test_a_hung_server_costs_one_wait_and_is_replaced(served, llmcc, tmp_path):
     psutil.wait_procs([server], timeout=10)
     assert not server.is_running()  # killed, once confirmed to be this user's fork server
     served_soon(llmcc, served, tmp_path)
+
+
+def test_a_damaged_forest_is_reported_by_served_compiles_as_by_their_own(served, llmcc,
+                                                                         package_copy, tmp_path):
+    """The server preloads what it can; what it cannot, each compile meets and says itself."""
+    forest_file = package_copy / "advisor" / "forest.bin"
+    forest_file.write_bytes(forest_file.read_bytes()[:1000])
+    start_server(llmcc, served, tmp_path)
+    for number, setting in enumerate(("1", "0")):
+        (tmp_path / f"d{number}.c").write_text(SIZE_C.replace("SCALE + 1", f"SCALE + {number}"))
+        done = run([llmcc, "-Oz", "-c", f"d{number}.c", "-o", f"d{number}.o"], tmp_path,
+                   {**served, "LLMCC_FORK_SERVER": setting})
+        assert done.returncode == 0
+        assert done.stderr.decode().count("is corrupt") == 1, done.stderr
+        assert forked(served, f"d{number}.o") == [setting == "1"]
