@@ -501,7 +501,8 @@ def bench_project(project: Project, args: argparse.Namespace, llmcc: Llmcc,
                 event_log.unlink(missing_ok=True)
             if empty_cache is not None:
                 shutil.rmtree(empty_cache, ignore_errors=True)
-                stop_fork_servers()
+                if not args.server_up:
+                    stop_fork_servers()
             done, objects = ws.build(env, log)
             build.walls.append(done.wall)
             build.cpus.append(done.cpu)
@@ -1013,6 +1014,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cold-reps", type=int, default=None,
                         help="timed cold builds per k, each from an empty cache; the fastest "
                              "counts (default 2, --quick 1)")
+    parser.add_argument("--server-up", action="store_true",
+                        help="cold builds find the fork server the build before left running "
+                             "(a user's later builds); default: each starts and pays for one")
     parser.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
     parser.add_argument("--advisor", help="LLMCC_ADVISOR (default: llmcc's own default)")
     parser.add_argument("--min-gain", help="LLMCC_MIN_GAIN (default: llmcc's own default)")
@@ -1120,7 +1124,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  if llmcc.pinned else ""),
         f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}",
         (f"- builds: make -j{args.jobs}; each time is the fastest of {args.reps} clean builds "
-         f"(plain, warm, -O0) or of {args.cold_reps} (cold, each from an empty cache)"),
+         f"(plain, warm, -O0) or of {args.cold_reps} (cold, each from an empty cache"
+         + (", the fork server left running by the build before" if args.server_up
+            else ", each starting its own fork server") + ")"),
         (f"- started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
         f"took {elapsed / 60:.1f} min"), "",
         "## Size and build time", "",
