@@ -238,37 +238,38 @@ def clean_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def fork_servers() -> list:
-    """The fork servers (llmcc.forkserver) llmcc started for the benchmark's builds."""
+def fork_servers(runtime: Path = RUNTIME_DIR) -> list:
+    """The fork servers (llmcc.forkserver) llmcc started with XDG_RUNTIME_DIR=`runtime` (by
+    default, for the benchmark's builds)."""
     import psutil
 
     found = []
     for process in psutil.process_iter(["cmdline"]):
         command = process.info["cmdline"] or ()
-        if "llmcc.forkserver" in command and any(str(RUNTIME_DIR) in a for a in command):
+        if "llmcc.forkserver" in command and any(str(runtime) in a for a in command):
             found.append(process)
     return found
 
 
-def stop_fork_servers() -> None:
+def stop_fork_servers(runtime: Path = RUNTIME_DIR) -> None:
     """Before a cold build: it starts its own fork server and pays for that, as a user's first
     build does."""
     import psutil
 
-    servers = fork_servers()
+    servers = fork_servers(runtime)
     for process in servers:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
     psutil.wait_procs(servers, timeout=10)
 
 
-def fork_server_cpu() -> dict[int, float]:
+def fork_server_cpu(runtime: Path = RUNTIME_DIR) -> dict[int, float]:
     """pid -> CPU seconds of each fork server and of the compiles it forked (reaped at once,
     so they count as its children's)."""
     import psutil
 
     seconds = {}
-    for process in fork_servers():
+    for process in fork_servers(runtime):
         with contextlib.suppress(psutil.NoSuchProcess):
             times = process.cpu_times()
             seconds[process.pid] = (times.user + times.system + times.children_user

@@ -26,42 +26,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from build import fork_server_cpu, installed_llmcc, stop_fork_servers
 
 SETTLE = 0.2  # seconds for the server to reap the last child before its CPU is read
 
 
-def command(name: str) -> str:
-    beside = os.path.join(os.path.dirname(sys.executable), name)
-    found = beside if os.path.exists(beside) else shutil.which(name)
-    if not found:
-        sys.exit(f"bench/fork_server.py: {name} is not installed beside {sys.executable}")
-    return found
-
-
-def server_cpu(runtime: Path) -> float:
-    """CPU seconds of the fork servers in `runtime` and of the children they reaped."""
-    total = 0.0
-    for process in psutil.process_iter(["cmdline"]):
-        line = process.info["cmdline"] or ()
-        if "llmcc.forkserver" in line and any(str(runtime) in arg for arg in line):
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
 def cpu_of(cmd: list[str], cwd: Path, env: dict[str, str], runtime: Path) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    served = server_cpu(runtime)
+    served = sum(fork_server_cpu(runtime).values())
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     time.sleep(SETTLE)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            + server_cpu(runtime) - served)
+            + sum(fork_server_cpu(runtime).values()) - served)
 
 
 def main() -> int:
@@ -72,7 +51,7 @@ def main() -> int:
     sources = sorted(p for p in args.directory.glob("*.c"))
     if not sources:
         sys.exit(f"bench/fork_server.py: no C files in {args.directory}")
-    llmcc, clang = command("llmcc"), shutil.which("clang-19") or "/usr/lib/llvm-19/bin/clang"
+    llmcc, clang = installed_llmcc().cc, shutil.which("clang-19") or "/usr/lib/llvm-19/bin/clang"
     work = Path(tempfile.mkdtemp(prefix="llmcc-fs-", dir="/tmp"))  # short: a socket path
     runtime = work / "run"
     runtime.mkdir(mode=0o700)
@@ -118,9 +97,7 @@ def main() -> int:
             f"{1000 * totals[way, kind]:.1f}" for kind in ("cold", "hit") for way in ways)
             + " |")
     finally:
-        for process in psutil.process_iter(["cmdline"]):
-            if any(str(runtime) in arg for arg in process.info["cmdline"] or ()):
-                process.kill()
+        stop_fork_servers(runtime)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

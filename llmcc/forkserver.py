@@ -86,7 +86,7 @@ def socket_path(opt: str, environ: dict[str, str]) -> str:
 
 def where() -> dict:
     """What must be the same for a child of the server to act as this process would: user,
-    groups, namespaces, cgroup, root directory."""
+    groups, namespaces, cgroup, root directory, file-name encoding, scheduling."""
     namespaces = {}
     for name in NAMESPACES:
         try:
@@ -149,15 +149,17 @@ def _send(sock, message: object, fds: list[int] = ()) -> None:
         sock.sendall(data)
 
 
-def _receive(sock) -> object:
-    """The next message; EOFError if the other side closed first."""
+def _receive(sock, received: bytes = b"") -> object:
+    """The next message, of which `received` holds the first bytes (those that came with the
+    streams); EOFError if the other side closed first."""
     def exactly(size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = sock.recv(size - len(data))
+        nonlocal received
+        while len(received) < size:
+            chunk = sock.recv(size - len(received))
             if not chunk:
                 raise EOFError
-            data += chunk
+            received += chunk
+        data, received = received[:size], received[size:]
         return data
 
     return marshal.loads(exactly(int.from_bytes(exactly(8), "little")))
@@ -425,8 +427,9 @@ def _child(connection) -> None:
         for number in (signal.SIGTERM, signal.SIGCHLD):  # the server's, not a compile's
             signal.signal(number, signal.SIG_DFL)
         connection.settimeout(ANSWER_TIMEOUT)
-        message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
-        request = _rest_of(connection, message)
+        # the streams come with the first bytes: at most the length, read with them
+        first, fds, _, _ = socket.recv_fds(connection, 8, 3)
+        request = _receive(connection, first)
         why = differs(request["where"], where())
         if why is None:
             why = _take_on(request, fds)
@@ -445,17 +448,6 @@ def _child(connection) -> None:
         pass
     finally:
         os._exit(0)
-
-
-def _rest_of(connection, first: bytes) -> dict:
-    """The request whose first bytes (with the streams) came with `first`."""
-    data = first
-    while len(data) < 8 or len(data) < 8 + int.from_bytes(data[:8], "little"):
-        chunk = connection.recv(1 << 16)
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return marshal.loads(data[8:8 + int.from_bytes(data[:8], "little")])
 
 
 def _take_on(request: dict, fds: list[int]) -> str | None:
