@@ -12,15 +12,25 @@ class Unusable(Exception):
     """No private directory can be had: asking a server is not safe."""
 
 
+def temporary_directory() -> str:
+    """The directory tempfile.gettempdir() chooses, without importing tempfile (a few ms of
+    every compile that asks the fork server where XDG_RUNTIME_DIR is unset, as in containers and
+    CI): the first of $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp this user can write in,
+    else the working directory."""
+    for candidate in (*(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")),
+                      "/tmp", "/var/tmp", "/usr/tmp"):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return os.path.abspath(candidate)
+    return os.getcwd()
+
+
 def runtime_dir() -> str:
     """$XDG_RUNTIME_DIR/llmcc, else llmcc-UID in the temporary directory; created private."""
     base = os.environ.get("XDG_RUNTIME_DIR", "")
     if base and os.path.isdir(base):
         path = os.path.join(base, "llmcc")
     else:
-        import tempfile
-
-        path = os.path.join(tempfile.gettempdir(), f"llmcc-{os.getuid()}")
+        path = os.path.join(temporary_directory(), f"llmcc-{os.getuid()}")
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:

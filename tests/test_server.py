@@ -396,8 +396,28 @@ def test_a_runtime_directory_open_to_others_is_refused(xdg: str, monkeypatch, tm
     with pytest.raises(ServerError, match="open to other users"):
         client.runtime_dir()
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     assert client.runtime_dir() == str(tmp_path / f"llmcc-{os.getuid()}")
+
+
+def test_without_xdg_runtime_dir_the_temporary_directory_is_the_one_tempfile_chooses(
+        monkeypatch, tmp_path: Path):
+    """runtime_dir finds it without importing tempfile, and must find the same one."""
+    from llmcc.runtime_dir import temporary_directory
+
+    (tmp_path / "relative").mkdir()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    settings = [{}, {"TMPDIR": str(tmp_path)}, {"TMPDIR": ""}, {"TMPDIR": "relative"},
+                {"TMPDIR": str(tmp_path / "absent"), "TEMP": str(tmp_path / "a-file"),
+                 "TMP": str(tmp_path / "relative")}]
+    for setting in settings:
+        for name in ("TMPDIR", "TEMP", "TMP"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in setting.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir's memo
+        assert temporary_directory() == tempfile.gettempdir(), setting
 
 
 def test_a_model_that_cannot_be_loaded_is_a_server_error(xdg: str, tmp_path: Path):
