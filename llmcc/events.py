@@ -3,8 +3,8 @@
 
 Counters live in an append-only file in the cache dir: each call appends one short line
 (`outcome baseline_size size seconds`, `-` where unknown) under an exclusive lock, cheap enough
-for a passthrough (no json import; nor does the log import it), and when the file grows past a limit the lines are folded
-into a totals file, so it stays small.
+for a passthrough (no json import; nor does the log's line), and when the file grows past a
+limit the lines are folded into a totals file, so it stays small.
 """
 
 from __future__ import annotations
