@@ -32,6 +32,7 @@ nothing heavier (but tempfile, for a runtime directory where XDG_RUNTIME_DIR is 
 
 from __future__ import annotations
 
+import _signal  # what the signal module wraps, without the enum import it adds
 import marshal
 import os
 import sys
@@ -41,6 +42,9 @@ START_RETRY = 60  # seconds: a server that was started is not started again this
 ANSWER_TIMEOUT = 5.0  # seconds the asking process waits for its child to start
 WATCH_INTERVAL = 1.0  # seconds between the server's looks at idleness and its socket
 SOCKET_PREFIX = "forkserver-"
+# the signals that end a compile: the asking process forwards them to its child, which handles
+# each as the asking process does (ignored or not)
+ENDING_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM)
 LIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
           "RLIMIT_MEMLOCK", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_STACK")
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -123,10 +127,7 @@ def _request(argv: list[str], language: str, environ: dict[str, str]) -> dict:
 
     umask = os.umask(0)
     os.umask(umask)
-    import _signal
-
-    ignored = [number for number in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT,
-                                     _signal.SIGTERM)
+    ignored = [number for number in ENDING_SIGNALS
                if _signal.getsignal(number) == _signal.SIG_IGN]
     return {"argv": argv, "language": language, "env": environ, "cwd": os.getcwd(),
             "cwd_id": tuple(os.stat(".")[1:3]), "cpus": sorted(os.sched_getaffinity(0)),
@@ -231,8 +232,6 @@ def _open_streams() -> list[int]:
 def _wait(sock, pid: int, path: str, connected: int):
     """Let the child go, forward signals to it, and return what it answers (see
     compile_in_server)."""
-    import _signal
-
     received: list[int] = []
 
     def forward(number: int, _frame) -> None:
@@ -247,8 +246,7 @@ def _wait(sock, pid: int, path: str, connected: int):
             pass
 
     previous = {}
-    for number in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
-                   _signal.SIGTSTP, _signal.SIGCONT):
+    for number in (*ENDING_SIGNALS, _signal.SIGTSTP, _signal.SIGCONT):
         if _signal.getsignal(number) != _signal.SIG_IGN:
             previous[number] = _signal.signal(number, forward)
     try:
@@ -490,8 +488,13 @@ def _take_on(request: dict, fds: list[int]) -> str | None:
         return "cannot take on the locale"
     tempfile.tempdir = None  # TMPDIR: found again when first asked
     os.umask(request["umask"])
-    for number in request["ignored"]:
-        signal.signal(number, signal.SIG_IGN)
+    # as the asking process has them, not as the server inherited them from the compile that
+    # started it (a background job of a script ignores Ctrl-C; nohup, SIGHUP): else a Ctrl-C
+    # forwarded to this child and its tools would be lost
+    for number in ENDING_SIGNALS:
+        signal.signal(number, signal.SIG_IGN if number in request["ignored"]
+                      else signal.default_int_handler if number == signal.SIGINT
+                      else signal.SIG_DFL)
     for fd in (0, 1, 2):
         if fd in request["streams"]:
             os.dup2(fds[request["streams"].index(fd)], fd)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -146,6 +147,13 @@ def package_copy(tmp_path, env) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__"))
     env["PYTHONPATH"] = str(copy.parent)
     return copy
+
+
+def restore_default_signals() -> None:
+    """A terminal job hears Ctrl-C; a test run started in the background (`cmd &` from a
+    script, as CI may do) inherits SIGINT ignored, so put back what a terminal would give (a
+    `preexec_fn` for the processes a test interrupts)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(cmd: list[str], cwd, env: dict[str, str] | None = None,

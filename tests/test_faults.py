@@ -19,7 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SIZE_C, SIZE_H, compile_outputs, log_events, log_outcomes, run, script
+from conftest import (
+    SIZE_C,
+    SIZE_H,
+    compile_outputs,
+    log_events,
+    log_outcomes,
+    restore_default_signals,
+    run,
+    script,
+)
 
 from llmcc.cache import hits
 from llmcc.cache.disk import FORMAT
@@ -520,17 +529,11 @@ exec {real_opt} "$@"
 """), started
 
 
-def _restore_default_signals() -> None:
-    """A terminal job hears Ctrl-C; a test run started in the background (`cmd &` from a
-    script, as CI may do) inherits SIGINT ignored, so put back what a terminal would give."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(program: str, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     """In a process group of its own, as a job started from a shell (Ctrl-C goes to all)."""
     return subprocess.Popen([program, *args], cwd=cwd, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_restore_default_signals)  # noqa: PLW1509 - no threads here
+                            preexec_fn=restore_default_signals)  # noqa: PLW1509 - no threads here
 
 
 def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SIZE_C, SIZE_H, log_events, run
+from conftest import SIZE_C, SIZE_H, log_events, restore_default_signals, run
 
 from llmcc import forkserver
 
@@ -47,10 +47,19 @@ def wait_for(condition, what: str, timeout: float = START_WAIT):
     return found
 
 
-def start_server(llmcc: str, env: dict[str, str], cwd: Path) -> psutil.Process:
-    """Compile once (which starts the server in the background) and wait until it listens."""
+def start_server(llmcc: str, env: dict[str, str], cwd: Path,
+                 ignoring: tuple[int, ...] = ()) -> psutil.Process:
+    """Compile once (which starts the server in the background; by a process `ignoring` those
+    signals, which the server inherits) and wait until it listens."""
     (cwd / "first.c").write_text("int first;\n")
-    assert run([llmcc, "-Oz", "-c", "first.c", "-o", "first.o"], cwd, env).returncode == 0
+
+    def ignore() -> None:
+        for number in ignoring:
+            signal.signal(number, signal.SIG_IGN)
+
+    first = subprocess.run([llmcc, "-Oz", "-c", "first.c", "-o", "first.o"], cwd=cwd, env=env,
+                           capture_output=True, preexec_fn=ignore, check=False)
+    assert first.returncode == 0, first.stderr
     xdg = env["XDG_RUNTIME_DIR"]
     wait_for(lambda: list(Path(xdg, "llmcc").glob("forkserver-*.sock")), "socket")
     return wait_for(lambda: servers(xdg), "server")[0]
@@ -147,11 +156,16 @@ def _slow_source(path: Path) -> None:
     path.write_text(body + "\n")
 
 
-def test_ctrl_c_reaches_the_child_and_its_tools(served, llmcc, tmp_path):
-    server = start_server(llmcc, served, tmp_path)
+@pytest.mark.parametrize("ignoring", [(), (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)],
+                         ids=["server-started-at-a-terminal", "server-started-ignoring-ctrl-c"])
+def test_ctrl_c_reaches_the_child_and_its_tools(served, llmcc, tmp_path, ignoring):
+    """Also where the compile that started the server ignored Ctrl-C (a background job of a
+    script, nohup): the child does with each signal what the asking process does."""
+    server = start_server(llmcc, served, tmp_path, ignoring)
     _slow_source(tmp_path / "slow.c")
     client = subprocess.Popen([llmcc, "-Oz", "-c", "slow.c", "-o", "slow.o"], cwd=tmp_path,
-                              env=served, stderr=subprocess.PIPE)
+                              env=served, stderr=subprocess.PIPE,
+                              preexec_fn=restore_default_signals)  # noqa: PLW1509 - no threads
     child = wait_for(lambda: server.children(), "child")[0]
     wait_for(lambda: child.children(), "tool of the child")
     client.send_signal(signal.SIGINT)
