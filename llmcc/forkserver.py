@@ -7,7 +7,8 @@ as a plain `clang -Oz -c` of a small TU takes (bench/fork_server.py). The fork s
 once: it imports and loads all of it, and for each compile that asks (one a direct-mode hit did
 not finish: a hit costs less in its own process than a fork of the server's), forks a child that
 takes on the asking process's working directory, environment, umask, resource limits, CPU
-affinity, ignored signals and standard streams (passed over the socket), then runs
+affinity, ignored and blocked signals (never the server's, which are those of whatever compile
+started it) and standard streams (passed over the socket), then runs
 `llmcc.cli.main` as that process would have. The asking process forwards the signals a terminal
 or make sends it (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT, Ctrl-Z and fg) to the child's process group
 and exits with the child's status, or execs plain clang when the child says plain clang must
@@ -25,7 +26,7 @@ preloads and the asking process's priority, so an upgrade, another LLVM or a `ni
 another server; an idle server exits.
 
 The asking side runs in every compile llmcc decides, so it imports modules written in C and
-nothing heavier (but tempfile, for a runtime directory where XDG_RUNTIME_DIR is not set).
+nothing heavier.
 
     python -m llmcc.forkserver --socket PATH --opt OPT [--idle SECONDS]
 """
@@ -129,9 +130,10 @@ def _request(argv: list[str], language: str, environ: dict[str, str]) -> dict:
     os.umask(umask)
     ignored = [number for number in ENDING_SIGNALS
                if _signal.getsignal(number) == _signal.SIG_IGN]
+    blocked = sorted(int(number) for number in _signal.pthread_sigmask(_signal.SIG_BLOCK, []))
     return {"argv": argv, "language": language, "env": environ, "cwd": os.getcwd(),
             "cwd_id": tuple(os.stat(".")[1:3]), "cpus": sorted(os.sched_getaffinity(0)),
-            "umask": umask, "ignored": ignored, "streams": _open_streams(), "where": where(),
+            "umask": umask, "ignored": ignored, "blocked": blocked, "streams": _open_streams(), "where": where(),
             "limits": {name: resource.getrlimit(getattr(resource, name)) for name in LIMITS},
             "text": [(s.encoding, s.errors, s.line_buffering) if s is not None else None
                      for s in (sys.stdout, sys.stderr)], "cpu": time.process_time()}
@@ -449,8 +451,8 @@ def _child(connection) -> None:
 
 
 def _take_on(request: dict, fds: list[int]) -> str | None:
-    """Become the asking process: its directory, environment, umask, limits, ignored signals,
-    streams. Why not, if it cannot be done exactly."""
+    """Become the asking process: its directory, environment, umask, limits, ignored and
+    blocked signals, streams. Why not, if it cannot be done exactly."""
     import io
     import resource
     import signal
@@ -495,6 +497,7 @@ def _take_on(request: dict, fds: list[int]) -> str | None:
         signal.signal(number, signal.SIG_IGN if number in request["ignored"]
                       else signal.default_int_handler if number == signal.SIGINT
                       else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, request["blocked"])
     for fd in (0, 1, 2):
         if fd in request["streams"]:
             os.dup2(fds[request["streams"].index(fd)], fd)

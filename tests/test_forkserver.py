@@ -48,17 +48,12 @@ def wait_for(condition, what: str, timeout: float = START_WAIT):
 
 
 def start_server(llmcc: str, env: dict[str, str], cwd: Path,
-                 ignoring: tuple[int, ...] = ()) -> psutil.Process:
-    """Compile once (which starts the server in the background; by a process `ignoring` those
-    signals, which the server inherits) and wait until it listens."""
+                 preexec=None) -> psutil.Process:
+    """Compile once (which starts the server in the background; by a process that ran
+    `preexec` first, whose signal state the server inherits) and wait until it listens."""
     (cwd / "first.c").write_text("int first;\n")
-
-    def ignore() -> None:
-        for number in ignoring:
-            signal.signal(number, signal.SIG_IGN)
-
     first = subprocess.run([llmcc, "-Oz", "-c", "first.c", "-o", "first.o"], cwd=cwd, env=env,
-                           capture_output=True, preexec_fn=ignore, check=False)
+                           capture_output=True, preexec_fn=preexec, check=False)
     assert first.returncode == 0, first.stderr
     xdg = env["XDG_RUNTIME_DIR"]
     wait_for(lambda: list(Path(xdg, "llmcc").glob("forkserver-*.sock")), "socket")
@@ -156,12 +151,25 @@ def _slow_source(path: Path) -> None:
     path.write_text(body + "\n")
 
 
-@pytest.mark.parametrize("ignoring", [(), (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)],
-                         ids=["server-started-at-a-terminal", "server-started-ignoring-ctrl-c"])
-def test_ctrl_c_reaches_the_child_and_its_tools(served, llmcc, tmp_path, ignoring):
-    """Also where the compile that started the server ignored Ctrl-C (a background job of a
-    script, nohup): the child does with each signal what the asking process does."""
-    server = start_server(llmcc, served, tmp_path, ignoring)
+ENDING = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM)
+
+
+def _ignoring_them() -> None:
+    for number in ENDING:
+        signal.signal(number, signal.SIG_IGN)
+
+
+def _blocking_them() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, ENDING)
+
+
+@pytest.mark.parametrize("preexec", [None, _ignoring_them, _blocking_them],
+                         ids=["server-started-at-a-terminal", "server-started-ignoring-ctrl-c",
+                              "server-started-blocking-ctrl-c"])
+def test_ctrl_c_reaches_the_child_and_its_tools(served, llmcc, tmp_path, preexec):
+    """Also where the compile that started the server ignored or blocked Ctrl-C (a background
+    job of a script ignores it, nohup SIGHUP): the child's signals are the asking process's."""
+    server = start_server(llmcc, served, tmp_path, preexec)
     _slow_source(tmp_path / "slow.c")
     client = subprocess.Popen([llmcc, "-Oz", "-c", "slow.c", "-o", "slow.o"], cwd=tmp_path,
                               env=served, stderr=subprocess.PIPE,
