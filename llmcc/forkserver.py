@@ -43,8 +43,8 @@ START_RETRY = 60  # seconds: a server that was started is not started again this
 ANSWER_TIMEOUT = 5.0  # seconds the asking process waits for its child to start
 WATCH_INTERVAL = 1.0  # seconds between the server's looks at idleness and its socket
 SOCKET_PREFIX = "forkserver-"
-# the signals that end a compile: the asking process forwards them to its child, which handles
-# each as the asking process does (ignored or not)
+# the signals that end a compile: the asking process forwards them to its child (whose ignored
+# and blocked signals are the asking process's)
 ENDING_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM)
 LIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
           "RLIMIT_MEMLOCK", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_STACK")
@@ -128,8 +128,8 @@ def _request(argv: list[str], language: str, environ: dict[str, str]) -> dict:
 
     umask = os.umask(0)
     os.umask(umask)
-    ignored = [number for number in ENDING_SIGNALS
-               if _signal.getsignal(number) == _signal.SIG_IGN]
+    ignored = sorted(number for number in _signal.valid_signals()
+                     if _signal.getsignal(number) == _signal.SIG_IGN)
     blocked = sorted(int(number) for number in _signal.pthread_sigmask(_signal.SIG_BLOCK, []))
     return {"argv": argv, "language": language, "env": environ, "cwd": os.getcwd(),
             "cwd_id": tuple(os.stat(".")[1:3]), "cpus": sorted(os.sched_getaffinity(0)),
@@ -490,13 +490,15 @@ def _take_on(request: dict, fds: list[int]) -> str | None:
         return "cannot take on the locale"
     tempfile.tempdir = None  # TMPDIR: found again when first asked
     os.umask(request["umask"])
-    # as the asking process has them, not as the server inherited them from the compile that
-    # started it (a background job of a script ignores Ctrl-C; nohup, SIGHUP): else a Ctrl-C
-    # forwarded to this child and its tools would be lost
-    for number in ENDING_SIGNALS:
-        signal.signal(number, signal.SIG_IGN if number in request["ignored"]
-                      else signal.default_int_handler if number == signal.SIGINT
-                      else signal.SIG_DFL)
+    # the signals the asking process ignores and blocks, not those the server inherited from the
+    # compile that started it (a background job of a script ignores Ctrl-C; nohup, SIGHUP): a
+    # Ctrl-C forwarded to this child and its tools would be lost
+    for number in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        if number in request["ignored"]:
+            signal.signal(number, signal.SIG_IGN)
+        elif signal.getsignal(number) == signal.SIG_IGN:
+            signal.signal(number, signal.default_int_handler if number == signal.SIGINT
+                          else signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, request["blocked"])
     for fd in (0, 1, 2):
         if fd in request["streams"]:
