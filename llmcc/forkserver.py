@@ -133,7 +133,8 @@ def _request(argv: list[str], language: str, environ: dict[str, str]) -> dict:
     blocked = sorted(int(number) for number in _signal.pthread_sigmask(_signal.SIG_BLOCK, []))
     return {"argv": argv, "language": language, "env": environ, "cwd": os.getcwd(),
             "cwd_id": tuple(os.stat(".")[1:3]), "cpus": sorted(os.sched_getaffinity(0)),
-            "umask": umask, "ignored": ignored, "blocked": blocked, "streams": _open_streams(), "where": where(),
+            "umask": umask, "ignored": ignored, "blocked": blocked, "streams": _open_streams(),
+            "where": where(),
             "limits": {name: resource.getrlimit(getattr(resource, name)) for name in LIMITS},
             "text": [(s.encoding, s.errors, s.line_buffering) if s is not None else None
                      for s in (sys.stdout, sys.stderr)], "cpu": time.process_time()}
