@@ -306,7 +306,8 @@ def cmd_server(args: argparse.Namespace) -> int:
             print(f"stopped {len(stopped)} server{'s' * (len(stopped) != 1)}")
             return 0
         running = client.servers()
-        forking = [(path, client.server_pid(path)) for path in client.sockets(("forkserver-",))]
+        forking = [(path, pid) for path in client.sockets(("forkserver-",))
+                   if (pid := client.server_pid(path)) is not None]
     except client.ServerError as err:
         sys.exit(f"llmcc-ctl: {err}")
     if not running:
@@ -314,7 +315,6 @@ def cmd_server(args: argparse.Namespace) -> int:
     for path, health in running:
         print(f"{path}\n  pid {health.get('pid')}, model {health.get('model')}, "
               f"{health.get('rss', 0) / 1e6:.1f} MB, {health.get('requests')} requests")
-    forking = [(path, pid) for path, pid in forking if pid is not None]
     if not forking:
         print("no fork server is running")
     for path, pid in forking:
