@@ -50,13 +50,28 @@ def is_clang_name(name: str) -> bool:
 
 
 def cxx_name(clang: str) -> str:
-    """The C++ driver that belongs to a C driver: clang-19 -> clang++-19, cc -> c++."""
+    """The C++ driver that belongs to a C driver: clang-19 -> clang++-19, cc -> c++.
+
+    Where that name does not exist beside it, a `clang++` name beside it or beside its target
+    that runs the same program: LLVM's own directory (/usr/lib/llvm-19/bin on Debian, often
+    first on PATH) has clang-19 but no clang++-19, only clang++, all links to one clang."""
     import re
+
+    def cxx(head: str, name: str) -> str:
+        return os.path.join(head, re.sub(r"clang(?!\+\+)", "clang++", name, count=1))
 
     head, name = os.path.split(clang)
     if name == "cc":
         return os.path.join(head, "c++")
-    return os.path.join(head, re.sub(r"clang(?!\+\+)", "clang++", name, count=1))
+    named = cxx(head, name)
+    if _is_executable(named) or not _is_executable(clang):
+        return named
+    real = os.path.realpath(clang)
+    for candidate in (cxx(*os.path.split(real)), os.path.join(head, "clang++"),
+                      os.path.join(os.path.dirname(real), "clang++")):
+        if _is_executable(candidate) and os.path.realpath(candidate) == real:
+            return candidate
+    return named
 
 
 def default_clang(setting: str, path_env: str, skip: frozenset[str]) -> str:

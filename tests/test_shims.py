@@ -72,19 +72,35 @@ def _plain_path(env: dict[str, str]) -> str:
     return os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if d != SHIM_DIR)
 
 
-@pytest.fixture(params=["default", "setting"])
+@pytest.fixture(params=["default", "setting", "llvm bin first"])
 def shimmed_env(request, env, stand_ins) -> tuple[dict[str, str], str]:
     """(environment with the shims first and the stand-ins next, the C clang it should run):
-    clang-19 on PATH by default, or the `clang` setting."""
+    clang-19 on PATH by default, or the `clang` setting; or clang-19 of LLVM's own directory,
+    which has no clang++-19 beside it (its C++ driver is named clang++ there)."""
     env = dict(env)
-    env["PATH"] = os.pathsep.join([SHIM_DIR, str(stand_ins), env["PATH"]])
-    if request.param == "default":
+    first = [LLVM_BIN] if request.param == "llvm bin first" else []
+    env["PATH"] = os.pathsep.join([SHIM_DIR, str(stand_ins), *first, env["PATH"]])
+    if request.param == "setting":
+        expected = env["LLMCC_CLANG"] = os.path.join(LLVM_BIN, "clang")
+    else:
         env.pop("LLMCC_CLANG")
         expected = shutil.which("clang-19", path=_plain_path(env))
-    else:
-        expected = env["LLMCC_CLANG"] = os.path.join(LLVM_BIN, "clang")
+    if first:  # what this case is for: a clang-19 with no clang++-19 beside it
+        assert expected == os.path.join(LLVM_BIN, "clang-19")
+        assert not os.path.exists(os.path.join(LLVM_BIN, "clang++-19"))
     assert expected is not None
     return env, expected
+
+
+def test_the_cxx_driver_is_the_same_clang_under_the_name_that_exists():
+    """clang-19 -> clang++-19 where both exist (/usr/bin on Debian); in LLVM's own directory,
+    which has clang-19 and clang++ (links to one clang) but no clang++-19, clang++."""
+    assert cxx_name(os.path.join(LLVM_BIN, "clang-19")) == os.path.join(LLVM_BIN, "clang++")
+    assert cxx_name(os.path.join(LLVM_BIN, "clang")) == os.path.join(LLVM_BIN, "clang++")
+    usr_bin = shutil.which("clang-19", path="/usr/bin")
+    if usr_bin is not None:
+        assert cxx_name(usr_bin) == "/usr/bin/clang++-19"
+    assert cxx_name("/usr/bin/cc") == "/usr/bin/c++"
 
 
 def _run_bounded(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
