@@ -65,7 +65,7 @@ def measure(job: tuple[list[str], str]) -> dict:
                 with open(obj, "rb") as handle:
                     info = read_object(handle.read())
                 refused = refusal(info, evaluator.baseline_info, evaluator.hosted,
-                                  evaluator.declared)
+                                  evaluator.declared, evaluator.bodies, evaluator.cxx)
                 row["lists"][text] = [opt, codegen, None if refused else info.size]
             except RuntimeError:
                 row["lists"][text] = None

@@ -153,7 +153,8 @@ def measure_baseline(ctx: Context, tools: Tools, bitcode_path: str, workdir: str
     from llmcc.optimize import BaselineUnusable, Evaluator
 
     evaluator = Evaluator(ctx.inv.codegen, ctx.inv.pic, tools, bitcode_path, workdir,
-                          ctx.settings.timeout, codegen_job=lambda: codegen_job(ctx, tools, workdir))
+                          ctx.settings.timeout, codegen_job=lambda: codegen_job(ctx, tools, workdir),
+                          language=ctx.inv.language)
     try:
         return evaluator, evaluator.baseline()
     except BaselineUnusable as err:

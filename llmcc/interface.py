@@ -12,6 +12,19 @@ relies on:
   source calls them, so the C library is linked, and -Oz had merely folded the call away
   (`strlen("abc")`, `memcmp` of constants) where a candidate kept it. libm is not in the table:
   its functions need `-lm`, which the program may not link.
+- In a hosted C++ compile, two more kinds, each only if the TU's frontend IR declares it or
+  defines it `available_externally` (a body kept for inlining only), and never one whose body
+  there is always-inline (every list inlines those, and libstdc++ does not export them all):
+  `CXX_RUNTIME`, the C++ standard library's and the C++ ABI's functions (namespace std,
+  operator new and delete, `__cxa_*`), which the C++ driver links into every C++ program as
+  the C driver links the C library; and any C++ (mangled) function the IR defines
+  available_externally: a member of an `extern template` instantiation, which the C++
+  standard requires the program to define once, by an explicit instantiation (libstdc++.so
+  for std::string's: all 4,182 such functions of 107 TUs of four C++ projects are among its
+  exports). Where -Oz inlined or folded away a call that a candidate keeps, the candidate
+  calls that definition, as the same compile at -O0 always does. Not C's `inline`
+  definitions, also available_externally: a C project may lack the external definition C
+  requires and rely on -Oz inlining every call.
 - COMDAT definitions (C++ inline functions and template instances, `DW.ref.__gxx_personality_v0`):
   weak and in a COMDAT group, emitted by every TU that uses them, one kept by the linker. A
   candidate may define more or fewer of them than clang's object.
@@ -78,20 +91,57 @@ C_LIBRARY: dict[str, tuple[str, ...]] = {
 _C_LIBRARY_NAMES = frozenset(name for names in C_LIBRARY.values() for name in names)
 
 
-def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]]) -> bool:
+# The C++ standard library and the C++ ABI's runtime (libstdc++ with libsupc++ and libgcc_s;
+# libc++ with libc++abi), which the C++ driver links: names by their beginnings, by what they are.
+CXX_RUNTIME: dict[str, tuple[str, ...]] = {
+    "namespace std: functions, members, typeinfo, vtables": (
+        "_ZSt", "_ZNSt", "_ZNKSt", "_ZTISt", "_ZTINSt", "_ZTSSt", "_ZTSNSt", "_ZTVSt",
+        "_ZTVNSt"),
+    "operator new and delete, every form": ("_Znw", "_Zna", "_Zdl", "_Zda"),
+    "the C++ ABI: exceptions, guards of local statics, pure virtual calls": ("__cxa_",),
+    "the C++ ABI: the vtables of typeinfo objects": ("_ZTVN10__cxxabiv1",),
+    "unwinding through C++ frames": ("__gxx_personality_v0", "_Unwind_Resume"),
+}
+_CXX_RUNTIME_BEGINNINGS = tuple(b for beginnings in CXX_RUNTIME.values() for b in beginnings)
+
+
+def cxx_runtime(name: str) -> bool:
+    """A function or object of the C++ standard library or the C++ ABI's runtime."""
+    return name.startswith(_CXX_RUNTIME_BEGINNINGS)
+
+
+def _no_bodies() -> dict[str, bool]:
+    return {}
+
+
+def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]],
+            bodies: Callable[[], dict[str, bool]] = _no_bodies, cxx: bool = False) -> bool:
     """Whether a candidate may need `name` where clang's object did not.
 
-    `declared()` gives the functions the TU's frontend IR declares; it is asked only when the
-    answer depends on it (reading it costs a process).
+    `declared()` gives the functions the TU's frontend IR declares or defines
+    available_externally (as llvm-nm lists them), `bodies()` those it defines
+    available_externally, each with whether it is always-inline
+    (llmcc.summary.available_externally); each is asked only when the answer depends on it
+    (reading the IR costs a process). `cxx`: the TU is C++.
     """
     if name in ALWAYS:
         return True
-    return hosted and name in _C_LIBRARY_NAMES and name in declared()
+    if not hosted:
+        return False
+    if name in _C_LIBRARY_NAMES:
+        return name in declared()
+    if not cxx or not (name.startswith("_Z") or cxx_runtime(name)):
+        return False
+    always_inline = bodies().get(name)
+    if always_inline is not None:  # available_externally
+        return name.startswith("_Z") and not always_inline
+    return cxx_runtime(name) and name in declared()
 
 
 def refusal(candidate: ObjectInfo, baseline: ObjectInfo, hosted: bool,
-            declared: Callable[[], frozenset[str]]) -> str | None:
-    """Why `candidate` may not replace `baseline`, or None if it may."""
+            declared: Callable[[], frozenset[str]],
+            bodies: Callable[[], dict[str, bool]] = _no_bodies, cxx: bool = False) -> str | None:
+    """Why `candidate` may not replace `baseline`, or None if it may (may_add's arguments)."""
     strong = candidate.defined - candidate.comdat
     baseline_strong = baseline.defined - baseline.comdat
     if strong != baseline_strong:
@@ -99,7 +149,7 @@ def refusal(candidate: ObjectInfo, baseline: ObjectInfo, hosted: bool,
         extra = sorted(strong - baseline_strong)[:3]
         return f"defines different symbols (missing {lost}, extra {extra})"
     new = sorted(name for name in candidate.undefined - baseline.undefined
-                 if not may_add(name, hosted, declared))
+                 if not may_add(name, hosted, declared, bodies, cxx))
     if new:
         return f"needs new symbols {new[:3]}"
     return None

@@ -98,13 +98,16 @@ class Evaluator:
     command that generates them all in one process (llmcc.codegen_job), or None. In a build
     (`stop_after_failure`) no candidate runs after the first tool failure (`tool_failure` says
     which): a hanging opt costs one time-out per TU, not one per candidate. Offline studies
-    measure every list.
+    measure every list. `language` ("c" or "c++") says which interface rule applies
+    (llmcc.interface).
     """
 
     def __init__(self, codegen: tuple[str, ...], pic: bool, tools: Tools, bitcode: str,
                  workdir: str, timeout: float, stop_after_failure: bool = True,
-                 codegen_job: Callable[[], list[str] | None] | None = None) -> None:
+                 codegen_job: Callable[[], list[str] | None] | None = None,
+                 language: str = "c") -> None:
         self.codegen, self.pic, self.tools, self.bitcode = codegen, pic, tools, bitcode
+        self.cxx = language == "c++"
         self.codegen_job = codegen_job
         self._job: list[str] | None | bool = False  # what codegen_job said; False: not asked
         self.workdir, self.timeout = workdir, timeout
@@ -113,6 +116,8 @@ class Evaluator:
         self.tool_failure: str | None = None
         self.hosted = hosted(codegen)
         self._declared: frozenset[str] | None = None
+        self._bodies: dict[str, bool] | None = None
+        self._text: str | None = None  # the TU's IR as text, once disassembled
         self._numbers = itertools.count(1)
         # optimised IR digest -> (size, error, object): different lists often produce the same
         # IR, and then code generation (half the cost of a candidate) need not run again
@@ -161,13 +166,20 @@ class Evaluator:
 
     def disassemble(self, bitcode: str) -> str:
         """The TU's IR as text, for the advisor; StepFailed if LLVM cannot read it."""
+        if bitcode == self.bitcode and self._text is not None:
+            return self._text
         worker = self._llvm() if bitcode == self.bitcode else None
         if worker is not None:
-            return worker.text()
-        from llmcc.summary import disassemble
-        from llmcc.toolchain import find_llvm_dis
+            text = worker.text()
+        else:
+            from llmcc.summary import disassemble
+            from llmcc.toolchain import find_llvm_dis
 
-        return disassemble(bitcode, find_llvm_dis(self.tools.opt, self.tools.clang), self.timeout)
+            text = disassemble(bitcode, find_llvm_dis(self.tools.opt, self.tools.clang),
+                               self.timeout)
+        if bitcode == self.bitcode:
+            self._text = text
+        return text
 
     def prepare(self, lists: list[PassList]) -> None:
         """Apply `lists` ahead of `candidate` in the LLVM worker (an opt run spends ~20 ms just
@@ -294,8 +306,28 @@ class Evaluator:
     def _check(self, blob: bytes) -> tuple[int | None, str | None, bytes]:
         """_measure's answer for an object; NotAnObject if it is not one."""
         info = read_object(blob)
-        reason = refusal(info, self.baseline_info, self.hosted, self.declared)
+        reason = refusal(info, self.baseline_info, self.hosted, self.declared, self.bodies,
+                         self.cxx)
         return (None, reason, b"") if reason else (info.size, None, blob)
+
+    def bodies(self) -> dict[str, bool]:
+        """The functions the TU's frontend IR defines available_externally, each with whether
+        it is always-inline (llmcc.interface); none if it cannot be read, which refuses what
+        depends on them rather than guess."""
+        if self._bodies is None:
+            from llmcc.summary import available_externally, disassemble
+            from llmcc.toolchain import find_llvm_dis
+
+            try:
+                text = self._text  # the advisor's; else llvm-dis, not the LLVM worker, which
+                if text is None:   # serves one caller at a time (a search measures in threads)
+                    text = disassemble(self.bitcode,
+                                       find_llvm_dis(self.tools.opt, self.tools.clang),
+                                       self.timeout)
+                self._bodies = available_externally(text)
+            except (StepFailed, OSError):
+                self._bodies = {}
+        return self._bodies
 
     def declared(self) -> frozenset[str]:
         """Functions the TU's frontend IR declares (llvm-nm, once); none if it cannot be read,

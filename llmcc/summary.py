@@ -60,6 +60,8 @@ _GLOBAL = re.compile(r'@(' + _NAME + r') = ([^"]*?)\b(global|constant|alias|ifun
 _FUNCTION = re.compile(r'(define|declare) ([^@]*)@(' + _NAME + r')\(')
 _ATTR_GROUP = re.compile(r'attributes #(\d+) = \{(.*)\}')
 _QUOTED = re.compile(r'"[^"]*"')
+_AVAILABLE_EXTERNALLY = re.compile(r'^define available_externally .*$', re.MULTILINE)
+_ATTR_GROUP_LINE = re.compile(r'^attributes #(\d+) = \{(.*)\}$', re.MULTILINE)
 _WORD = re.compile(r'[a-z_]+')
 _GROUP_REF = re.compile(r'#(\d+)')
 _ALLOCA_COUNT = re.compile(r', i\d+ ')  # `alloca T, i64 %n`: a run-time sized stack object
@@ -692,6 +694,25 @@ def _sorted_keys(value: object) -> object:
 def summarize_ir(text: str) -> dict:
     """The summary of one TU from its textual IR (`llvm-dis` output); JSON-ready, keys sorted."""
     return _sorted_keys(_summarise(_parse(text)))
+
+
+def available_externally(text: str) -> dict[str, bool]:
+    """The functions a module's IR (`text`) defines `available_externally`, each with whether it
+    is always-inline: bodies the frontend keeps only for inlining, since the program defines
+    them elsewhere (what llmcc.interface may rely on of that)."""
+    groups = {m.group(1): m.group(2) for m in _ATTR_GROUP_LINE.finditer(text)}
+    bodies = {}
+    for m in _AVAILABLE_EXTERNALLY.finditer(text):
+        line = m.group(0)
+        function = _FUNCTION.match(line)
+        if function is None:
+            continue
+        tail = _QUOTED.sub("", line[_params(line, function.end() - 1)[2]:])
+        words = set(_WORD.findall(tail))
+        words.update(*(_WORD.findall(_QUOTED.sub("", groups.get(group, "")))
+                       for group in _GROUP_REF.findall(tail)))
+        bodies[_unquote(function.group(3))] = "alwaysinline" in words
+    return bodies
 
 
 def disassemble(path: str, llvm_dis: str, timeout: float = 120.0) -> str:

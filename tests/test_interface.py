@@ -3,13 +3,16 @@ itself, the rule on symbol sets, and real compiles where -Oz folded a call a can
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from conftest import frontend_ir
+from conftest import frontend_ir, run_ok
 
 from llmcc import interface
 from llmcc.invocation import hosted
-from llmcc.objfile import ObjectInfo
+from llmcc.objfile import ObjectInfo, read_object
 from llmcc.optimize import Evaluator
+from llmcc.summary import available_externally
 from llmcc.toolchain import check_tools
 
 HOSTED = hosted(("-Oz",))
@@ -84,6 +87,31 @@ def test_libm_helpers_and_anything_else_new_are_refused(name):
     assert reason == f"needs new symbols ['{name}']"
 
 
+STRING_APPEND = "_ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE6appendEPKcm"
+MY_INSTANCE = "_ZN2my3boxIiE3getEv"  # my::box<int>::get(), an extern template of the project's
+
+
+@pytest.mark.parametrize("name, declared, bodies, cxx, hosted_, allowed", [
+    (STRING_APPEND, (STRING_APPEND,), {STRING_APPEND: False}, True, True, True),
+    (MY_INSTANCE, (MY_INSTANCE,), {MY_INSTANCE: False}, True, True, True),
+    (STRING_APPEND, (STRING_APPEND,), {STRING_APPEND: True}, True, True, False),
+    ("_ZSt20__throw_length_errorPKc", ("_ZSt20__throw_length_errorPKc",), {}, True, True, True),
+    ("_ZSt20__throw_length_errorPKc", (), {}, True, True, False),
+    ("_ZdlPvm", ("_ZdlPvm",), {}, True, True, True),
+    ("__cxa_begin_catch", ("__cxa_begin_catch",), {}, True, True, True),
+    ("_ZN2my6helperEv", ("_ZN2my6helperEv",), {}, True, True, False),
+    ("__cxa_begin_catch", ("__cxa_begin_catch",), {}, True, False, False),
+    ("_ZdlPvm", ("_ZdlPvm",), {}, False, True, False),
+    ("helper", ("helper",), {"helper": False}, False, True, False),
+], ids=["std-extern-template", "own-extern-template", "always-inline-body",
+        "std-declared", "std-undeclared", "operator-delete", "cxa", "own-declared-only",
+        "freestanding", "not-cxx", "c-inline"])
+def test_what_a_cxx_candidate_may_need_anew(name, declared, bodies, cxx, hosted_, allowed):
+    reason = interface.refusal(_info({"f"}, {name}), _info({"f"}), hosted_, _declares(*declared),
+                               lambda: bodies, cxx)
+    assert (reason is None) is allowed
+
+
 def test_comdat_definitions_may_come_and_go():
     baseline = _info({"api"}, comdat={"_Z4oncei", "DW.ref.__gxx_personality_v0"})
     more = _info({"api"}, comdat={"_Z4oncei", "_Z5twiceIiET_S0_", "DW.ref.__gxx_personality_v0"})
@@ -99,7 +127,8 @@ def _evaluate(tmp_path, clang, source_name: str, source: str, passes: tuple[str,
     bitcode = tmp_path / "tu.bc"
     frontend_ir(clang, source_path, bitcode, *flags)
     evaluator = Evaluator(("-Oz", *flags), True, check_tools(clang, ""), str(bitcode),
-                          str(tmp_path), 30)
+                          str(tmp_path), 30,
+                          language="c++" if source_name.endswith(".cc") else "c")
     baseline = evaluator.baseline()
     return baseline, evaluator.candidate(("always-inline", *passes))
 
@@ -135,3 +164,59 @@ def test_cxx_candidate_keeping_inline_functions_is_accepted(tmp_path, clang):
     baseline, result = _evaluate(tmp_path, clang, "t.cc", source, ("instsimplify",))
     assert result.error is None, result.error
     assert b"_Z4oncei" in result.object and b"_Z4oncei" not in baseline.object
+
+
+REPEAT_CC = """#include <string>
+std::string repeat(const std::string &piece, int times) {
+    std::string whole;
+    for (int i = 0; i < times; i++) whole += piece;
+    return whole;
+}
+"""
+REPEAT_MAIN = """#include <cstdio>
+#include <string>
+std::string repeat(const std::string &piece, int times);
+int main() { std::string r = repeat("ab", 3); std::printf("%s %zu\\n", r.c_str(), r.size()); }
+"""
+
+
+def test_a_cxx_candidate_calling_the_library_instead_of_inlining_it_links_and_runs(
+        tmp_path, clang, clangxx):
+    """std::string's members are an extern template: -Oz inlines them, a list without the
+    inliner calls them and keeps helpers that need the C++ runtime, all of which libstdc++
+    defines. Accepted, and the program links and runs as it does with clang's object."""
+    baseline, result = _evaluate(tmp_path, clang, "t.cc", REPEAT_CC, ("instsimplify",))
+    assert result.error is None, result.error
+    new = read_object(result.object).undefined - read_object(baseline.object).undefined
+    assert any(name.startswith("_ZNSt7__cxx1112basic_string") for name in new), new
+    (tmp_path / "main.cc").write_text(REPEAT_MAIN)
+    outputs = []
+    for name, blob in (("clang.o", baseline.object), ("candidate.o", result.object)):
+        (tmp_path / name).write_bytes(blob)
+        program = str(tmp_path / name.replace(".o", ""))
+        run_ok([clangxx, "main.cc", name, "-o", program], tmp_path, os.environ)
+        outputs.append(run_ok([program], tmp_path, os.environ))
+    assert outputs == [b"ababab 6\n"] * 2
+
+
+def test_a_c_inline_definition_is_still_refused(tmp_path, clang):
+    """C's `inline` (without extern) is available_externally in the IR too, but the external
+    definition C requires may not exist where a project relies on -Oz inlining every call."""
+    source = "inline int helper(int x) { return x * 3 + 1; }\n" \
+             "int api(int x) { return helper(x) + helper(x + 1); }\n"
+    baseline, result = _evaluate(tmp_path, clang, "t.c", source, ("instsimplify",))
+    assert b"helper" not in baseline.object
+    assert result.error == "needs new symbols ['helper']"
+
+
+def test_available_externally_says_which_bodies_are_always_inline():
+    text = """\
+define available_externally i32 @_Z1fi(i32 noundef %0) #0 {
+define available_externally i32 @_Z1gi(i32 noundef %0) #1 {
+define available_externally i32 @"_Z1h\\01"(ptr dereferenceable(8) %0) alwaysinline {
+define linkonce_odr i32 @_Z1ki(i32 noundef %0) #0 {
+declare i32 @_Z1mi(i32 noundef)
+attributes #0 = { mustprogress optsize "frame-pointer"="none" }
+attributes #1 = { alwaysinline nounwind "target-cpu"="x86-64" }
+"""
+    assert available_externally(text) == {"_Z1fi": False, "_Z1gi": True, "_Z1h\\01": True}

@@ -241,7 +241,7 @@ class Sweep:
         if done.returncode != 0:
             return [{"list": "frontend", "missing": [done.stderr.decode(errors="replace")[:200]]}]
         evaluator = Evaluator(inv.codegen, inv.pic, self.tools, bitcode, scratch, self.timeout,
-                              stop_after_failure=False)
+                              stop_after_failure=False, language=inv.language)
         lost = []
         try:
             baseline = evaluator.baseline()

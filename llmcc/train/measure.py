@@ -39,7 +39,8 @@ def recorded_evaluator(bitcode: str, workdir: str, timeout: float) -> Evaluator:
     codegen = tuple(meta["codegen"])
     return Evaluator(codegen, meta["pic"], tools, bitcode, workdir, timeout,
                      stop_after_failure=False,
-                     codegen_job=lambda: ask_clang(tools.clang, codegen, workdir, timeout))
+                     codegen_job=lambda: ask_clang(tools.clang, codegen, workdir, timeout),
+                     language=meta["language"])
 
 
 def read_rows(path: str) -> list[dict]:
