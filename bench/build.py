@@ -3,6 +3,7 @@
     .venv/bin/python bench/build.py                      # 5 projects, k = 1,3,5,10 (~15-25 min)
     .venv/bin/python bench/build.py --quick              # 2 projects, k = 1,3 (a smoke run)
     .venv/bin/python bench/build.py --projects bzip2,lmdb --ks 1,3 --out bench/out
+    .venv/bin/python bench/build.py --projects cxx --ks 3   # 3 C++ projects (CMake)
 
 The projects are Debian source packages that are NOT in the training allowlist
 (llmcc.train.corpus.ALLOWLIST), so llmcc is measured on code its advisor never saw. Each is
@@ -42,6 +43,7 @@ from pathlib import Path
 try:
     from llmcc.config import SETTINGS
     from llmcc.objfile import read_object
+    from llmcc.toolchain import cxx_name
     from llmcc.train import debian
     from llmcc.train.corpus import ALLOWLIST
 except ImportError as _err:  # pragma: no cover - run with the wrong interpreter
@@ -87,6 +89,18 @@ class Project:
 CMAKE = ("cmake", "-S", ".", "-B", "_build", "-G", "Unix Makefiles", "-DCMAKE_BUILD_TYPE=None",
          "-DCMAKE_C_COMPILER={clang}", "-DCMAKE_C_COMPILER_LAUNCHER={launcher}",
          "-DCMAKE_C_FLAGS={cflags}")
+# a C++ project: its C++ compiles through llmcc as well ({clangxx}: clang's C++ driver)
+CMAKE_CXX = (*CMAKE, "-DCMAKE_CXX_COMPILER={clangxx}", "-DCMAKE_CXX_COMPILER_LAUNCHER={launcher}",
+             "-DCMAKE_CXX_FLAGS={cflags}")
+# Debian C++ source packages -> CMake options that leave out what needs more than the compiler
+# (demos, tests against other libraries)
+CXX_OPTIONS = {
+    "box2d": ("-DBOX2D_BUILD_TESTBED=OFF", "-DBOX2D_BUILD_UNIT_TESTS=OFF"),
+    "double-conversion": ("-DBUILD_TESTING=OFF",),
+    "meshoptimizer": ("-DMESHOPT_BUILD_DEMO=OFF", "-DMESHOPT_BUILD_GLTFPACK=OFF"),
+}
+CMAKE_BUILD = ("make", "-C", "_build", "-j{jobs}")
+CMAKE_CLEAN = ("make", "-C", "_build", "clean")
 
 PROJECTS = {p.name: p for p in (
     Project("bzip2", "bzip2", "classic hand-written Makefile, 9 TUs, compression code",
@@ -108,8 +122,18 @@ PROJECTS = {p.name: p for p in (
     Project("lzo2", "lzo2", "autotools, ~100 small TUs; configure takes ~20 s (extra)",
             configure=("./configure", "CC={cc}", "CFLAGS={cflags}", "--disable-shared"),
             build=("make", "-j{jobs}")),
+    # C++ (`--projects cxx`): the CMake projects of bench/unseen_cxx.py, libraries only
+    Project("box2d", "box2d", "C++, CMake: a physics engine (extra)",
+            configure=(*CMAKE_CXX, *CXX_OPTIONS["box2d"]), build=CMAKE_BUILD, clean=CMAKE_CLEAN),
+    Project("double-conversion", "double-conversion", "C++, CMake: number formatting "
+            "(extra)", configure=(*CMAKE_CXX, *CXX_OPTIONS["double-conversion"]),
+            build=CMAKE_BUILD, clean=CMAKE_CLEAN),
+    Project("meshoptimizer", "meshoptimizer", "C++, CMake: mesh processing (extra)",
+            configure=(*CMAKE_CXX, *CXX_OPTIONS["meshoptimizer"]), build=CMAKE_BUILD,
+            clean=CMAKE_CLEAN),
 )}
 DEFAULT_PROJECTS = ("bzip2", "libyaml", "lmdb", "zopfli", "libdeflate")
+CXX_PROJECTS = tuple(CXX_OPTIONS)
 QUICK_PROJECTS = ("bzip2", "libyaml")
 _overlap = sorted({p.package for p in PROJECTS.values()} & set(ALLOWLIST))
 assert not _overlap, f"benchmark projects must not be training packages: {_overlap}"
@@ -420,6 +444,7 @@ class Workspace:
         shutil.rmtree(self.top, ignore_errors=True)
         shutil.copytree(self.pristine, self.top, symlinks=True)
         self.values = {"cc": self.llmcc.cc if use_llmcc else self.clang, "clang": self.clang,
+                       "clangxx": cxx_name(self.clang),
                        "launcher": self.llmcc.cc if use_llmcc else "", "cflags": cflags,
                        "jobs": str(self.jobs)}
         seconds = 0.0
@@ -1001,7 +1026,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Build real projects with plain clang-19 -Oz and with llmcc; compare sizes "
                     "and build times.")
     parser.add_argument("--projects", help="comma-separated, from: " + ", ".join(PROJECTS)
-                        + f" (default: {','.join(DEFAULT_PROJECTS)})")
+                        + f" (default: {','.join(DEFAULT_PROJECTS)}; cxx: "
+                        f"{','.join(CXX_PROJECTS)})")
     parser.add_argument("--ks", type=_int_list, help="candidate counts (default 1,3,5,10)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: {','.join(QUICK_PROJECTS)}, k=1,3, one timed build "
@@ -1027,6 +1053,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     names = (args.projects.split(",") if args.projects else
              list(QUICK_PROJECTS if args.quick else DEFAULT_PROJECTS))
+    if names == ["cxx"]:
+        names = list(CXX_PROJECTS)
     unknown = [n for n in names if n not in PROJECTS]
     if unknown:
         parser.error(f"unknown project(s) {', '.join(unknown)}; known: {', '.join(PROJECTS)}")

@@ -23,16 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from build import CXX_OPTIONS as PROJECTS
 from build import _cache_root, pristine_tree
 
 CTL = os.path.join(os.path.dirname(sys.executable), "llmcc-ctl")
-# Debian source package -> CMake options that leave out what needs more than the compiler
-# (demos, tests against other libraries)
-PROJECTS = {
-    "box2d": ("-DBOX2D_BUILD_TESTBED=OFF", "-DBOX2D_BUILD_UNIT_TESTS=OFF"),
-    "double-conversion": ("-DBUILD_TESTING=OFF",),
-    "meshoptimizer": ("-DMESHOPT_BUILD_DEMO=OFF", "-DMESHOPT_BUILD_GLTFPACK=OFF"),
-}
 
 
 def database(package: str, work: Path) -> list[dict]:
