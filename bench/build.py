@@ -3,7 +3,7 @@
     .venv/bin/python bench/build.py                      # 5 projects, k = 1,3,5,10 (~15-25 min)
     .venv/bin/python bench/build.py --quick              # 2 projects, k = 1,3 (a smoke run)
     .venv/bin/python bench/build.py --projects bzip2,lmdb --ks 1,3 --out bench/out
-    .venv/bin/python bench/build.py --projects cxx --ks 3   # 3 C++ projects (CMake)
+    .venv/bin/python bench/build.py --projects cxx --ks 3   # 4 C++ projects (CMake)
 
 The projects are Debian source packages that are NOT in the training allowlist
 (llmcc.train.corpus.ALLOWLIST), so llmcc is measured on code its advisor never saw. Each is
@@ -122,7 +122,8 @@ PROJECTS = {p.name: p for p in (
     Project("lzo2", "lzo2", "autotools, ~100 small TUs; configure takes ~20 s (extra)",
             configure=("./configure", "CC={cc}", "CFLAGS={cflags}", "--disable-shared"),
             build=("make", "-j{jobs}")),
-    # C++ (`--projects cxx`): the CMake projects of bench/unseen_cxx.py, libraries only
+    # C++ (`--projects cxx`): the CMake projects of bench/unseen_cxx.py and log4cplus, libraries
+    # only
     Project("box2d", "box2d", "C++, CMake: a physics engine (extra)",
             configure=(*CMAKE_CXX, *CXX_OPTIONS["box2d"]), build=CMAKE_BUILD, clean=CMAKE_CLEAN),
     Project("double-conversion", "double-conversion", "C++, CMake: number formatting "
@@ -131,9 +132,13 @@ PROJECTS = {p.name: p for p in (
     Project("meshoptimizer", "meshoptimizer", "C++, CMake: mesh processing (extra)",
             configure=(*CMAKE_CXX, *CXX_OPTIONS["meshoptimizer"]), build=CMAKE_BUILD,
             clean=CMAKE_CLEAN),
+    Project("log4cplus", "log4cplus", "C++, CMake: logging, std::string and streams "
+            "throughout (extra)", configure=(*CMAKE_CXX, "-DLOG4CPLUS_BUILD_TESTING=OFF",
+                                   "-DLOG4CPLUS_BUILD_LOGGINGSERVER=OFF"),
+            build=CMAKE_BUILD, clean=CMAKE_CLEAN),
 )}
 DEFAULT_PROJECTS = ("bzip2", "libyaml", "lmdb", "zopfli", "libdeflate")
-CXX_PROJECTS = tuple(CXX_OPTIONS)
+CXX_PROJECTS = (*CXX_OPTIONS, "log4cplus")
 QUICK_PROJECTS = ("bzip2", "libyaml")
 _overlap = sorted({p.package for p in PROJECTS.values()} & set(ALLOWLIST))
 assert not _overlap, f"benchmark projects must not be training packages: {_overlap}"

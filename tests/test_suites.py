@@ -2,10 +2,10 @@
 
 A project's suite is the strongest evidence that the pass lists llmcc chose kept the code
 correct: it runs thousands of checks written by people who know what the code must do. Each
-test builds with default settings (3 candidates, a cold cache), once with the default advisor
-(the popular lists) and once with the shipped model, runs the suite, checks that llmcc itself
-compiled every object with that advisor, and that the objects are never larger than plain clang
--Oz's.
+test builds with default settings (3 candidates, a cold cache), the C projects once with each
+advisor that chooses for itself (conftest's `advisor`: the popular lists, the shipped model
+and the shipped forest), runs the suite, checks that llmcc itself compiled every object (with
+that advisor), and that the objects are never larger than plain clang's at the same level.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from conftest import (
 )
 
 from llmcc import events
+from llmcc.objfile import read_object
 from llmcc.train import corpus
 
 pytestmark = pytest.mark.slow
@@ -198,12 +199,21 @@ def _generate_re2_tables(source: Path) -> None:
         pytest.skip(str(err))
 
 
-def _build_re2(source: Path, build: Path, cxx: str, env: dict[str, str]) -> None:
+def _assert_each_compiled_once(env: dict[str, str], objects: dict[str, bytes]) -> None:
+    """One intercepted compile per object: none fell back to plain clang, none ran twice."""
+    compiles = [e for e in read_log(env["LLMCC_LOG"]) if e["outcome"] in INTERCEPTED]
+    assert sorted(e["output"] for e in compiles) == sorted(objects)
+    assert {e["outcome"] for e in compiles} <= {events.MISS, events.HIT}  # a cold cache
+
+
+def _build_cmake(source: Path, build: Path, cxx: str, env: dict[str, str], *options: str,
+                 level: str = "-Oz") -> None:
+    """A C++ CMake project built as MinSizeRel at `level` with `cxx` as its C++ compiler."""
     cmake = need_tool("cmake")
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     run_ok([cmake, "-S", str(source), "-B", str(build), *generator, f"-DCMAKE_CXX_COMPILER={cxx}",
-            "-DCMAKE_BUILD_TYPE=MinSizeRel", "-DCMAKE_CXX_FLAGS_MINSIZEREL=-Oz -DNDEBUG"],
-           build.parent, env)
+            "-DCMAKE_BUILD_TYPE=MinSizeRel", f"-DCMAKE_CXX_FLAGS_MINSIZEREL={level} -DNDEBUG",
+            *options], build.parent, env)
     run_ok([cmake, "--build", str(build), "-j2"], build.parent, env)
 
 
@@ -215,7 +225,7 @@ def test_re2_built_with_llmcxx_passes_its_tests_and_objects_are_never_larger(
 
     # llmcc++ is CMake's C++ compiler: it detects, compiles and links through llmcc++
     ours = tmp_path / "llmcc"
-    _build_re2(source, ours, llmccxx, env)
+    _build_cmake(source, ours, llmccxx, env)
     exclude = "^(" + "|".join(RE2_BIG_TESTS) + ")$"
     ctest_output = run_ok([ctest, "-j2", "-V", "-E", exclude], ours, env)
     summary = CTEST_SUMMARY.search(ctest_output)
@@ -227,14 +237,45 @@ def test_re2_built_with_llmcxx_passes_its_tests_and_objects_are_never_larger(
     objects = collect_objects(ours)  # the library, the testing library, tests and benchmark
     assert "CMakeFiles/re2.dir/re2/dfa.cc.o" in objects
     assert "CMakeFiles/re2_test.dir/re2/testing/re2_test.cc.o" in objects
-    # one intercepted compile per object: none fell back to plain clang, none ran twice
-    compiles = [e for e in read_log(env["LLMCC_LOG"]) if e["outcome"] in INTERCEPTED]
-    assert sorted(e["output"] for e in compiles) == sorted(objects)
-    assert {e["outcome"] for e in compiles} <= {events.MISS, events.HIT}  # a cold cache
+    _assert_each_compiled_once(env, objects)
     optimised = set(objects) & _optimised(env["LLMCC_LOG"])
 
     plain = tmp_path / "plain"
-    _build_re2(source, plain, clangxx, env)
+    _build_cmake(source, plain, clangxx, env)
     total, plain_total = assert_no_larger(objects, collect_objects(plain))
     report_sizes(f"RE2 ({len(objects)} objects, {len(optimised)} from a candidate list, -Oz)",
                  total, plain_total)
+
+
+# --- log4cplus: C++ that calls its standard library everywhere ----------------------------------
+
+LOG4CPLUS_TESTS = 16
+LOG4CPLUS_OPTIONS = ("-DLOG4CPLUS_BUILD_TESTING=ON",)
+
+
+def test_log4cplus_calling_libstdcxx_where_clang_inlined_it_passes_its_tests(
+        tmp_path, env, llmccxx, clangxx, debian_source):
+    """At -Os (CMake's MinSizeRel) clang inlines libstdc++'s std::string and stream members,
+    which size-tuned lists call instead (llmcc.interface, the C++ rule): log4cplus's own tests
+    pass with such objects, and none is larger."""
+    ctest = need_tool("ctest")
+    source = extract(debian_source("log4cplus"), tmp_path / "src")
+    ours = tmp_path / "llmcc"
+    _build_cmake(source, ours, llmccxx, env, *LOG4CPLUS_OPTIONS, level="-Os")
+    ctest_output = run_ok([ctest], ours, env)  # one at a time: some tests share files
+    summary = CTEST_SUMMARY.search(ctest_output)
+    assert summary is not None and int(summary[1]) == LOG4CPLUS_TESTS, ctest_output[-3000:]
+    objects = collect_objects(ours)
+    _assert_each_compiled_once(env, objects)
+
+    plain = tmp_path / "plain"
+    _build_cmake(source, plain, clangxx, env, *LOG4CPLUS_OPTIONS, level="-Os")
+    plain_objects = collect_objects(plain)
+    total, plain_total = assert_no_larger(objects, plain_objects)
+    calling = [name for name in objects
+               if any(symbol.startswith(("_ZNSt", "_ZNKSt"))
+                      for symbol in read_object(objects[name]).undefined
+                      - read_object(plain_objects[name]).undefined)]
+    assert calling, "no object calls the library where clang's inlined it: the rule is untested"
+    report_sizes(f"log4cplus ({len(objects)} objects, {len(calling)} calling std:: members "
+                 "clang's inlined, -Os)", total, plain_total)
