@@ -17,7 +17,9 @@ relies on:
   there is always-inline (every list inlines those, and libstdc++ does not export them all):
   `CXX_RUNTIME`, the C++ standard library's and the C++ ABI's functions (namespace std,
   operator new and delete, `__cxa_*`), which the C++ driver links into every C++ program as
-  the C driver links the C library; and any C++ (mangled) function the IR defines
+  the C driver links the C library, with libm (`LIBM`) and, in a TU with C++ exception
+  handling, `_Unwind_Resume` (which code generation calls for a landing pad's `resume`, and
+  which no IR declares); and any C++ (mangled) function the IR defines
   available_externally: a member of an `extern template` instantiation, which the C++
   standard requires the program to define once, by an explicit instantiation (libstdc++.so
   for std::string's: all 4,182 such functions of 107 TUs of four C++ projects are among its
@@ -100,9 +102,21 @@ CXX_RUNTIME: dict[str, tuple[str, ...]] = {
     "operator new and delete, every form": ("_Znw", "_Zna", "_Zdl", "_Zda"),
     "the C++ ABI: exceptions, guards of local statics, pure virtual calls": ("__cxa_",),
     "the C++ ABI: the vtables of typeinfo objects": ("_ZTVN10__cxxabiv1",),
-    "unwinding through C++ frames": ("__gxx_personality_v0", "_Unwind_Resume"),
+    "the personality of C++ exception handling": ("__gxx_personality_v0",),
 }
 _CXX_RUNTIME_BEGINNINGS = tuple(b for beginnings in CXX_RUNTIME.values() for b in beginnings)
+# libm (<math.h>), which the C++ driver also links into every C++ program (libstdc++ needs it):
+# each function also with the f and l suffixes (sqrtf, sqrtl)
+LIBM = ("acos", "asin", "atan", "atan2", "cos", "sin", "tan", "acosh", "asinh", "atanh", "cosh",
+        "sinh", "tanh", "exp", "exp2", "expm1", "log", "log10", "log1p", "log2", "logb", "ilogb",
+        "frexp", "ldexp", "modf", "scalbn", "scalbln", "cbrt", "fabs", "hypot", "pow", "sqrt",
+        "erf", "erfc", "lgamma", "tgamma", "ceil", "floor", "nearbyint", "rint", "lrint",
+        "llrint", "round", "lround", "llround", "trunc", "fmod", "remainder", "remquo",
+        "copysign", "nan", "nextafter", "nexttoward", "fdim", "fmax", "fmin", "fma")
+_LIBM_NAMES = frozenset(name + suffix for name in LIBM for suffix in ("", "f", "l"))
+# what code generation calls to go on unwinding after a landing pad (libgcc_s, which the C++
+# driver links): in the IR only as a `resume` instruction, never a declaration
+UNWIND_RESUME = "_Unwind_Resume"
 
 
 def cxx_runtime(name: str) -> bool:
@@ -128,8 +142,10 @@ def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]],
         return True
     if not hosted:
         return False
-    if name in _C_LIBRARY_NAMES:
+    if name in _C_LIBRARY_NAMES or (cxx and name in _LIBM_NAMES):
         return name in declared()
+    if cxx and name == UNWIND_RESUME:  # a TU with C++ exception handling
+        return "__gxx_personality_v0" in declared()
     if not cxx or not (name.startswith("_Z") or cxx_runtime(name)):
         return False
     always_inline = bodies().get(name)
