@@ -129,14 +129,15 @@ def _no_bodies() -> dict[str, bool]:
 
 
 def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]],
-            bodies: Callable[[], dict[str, bool]] = _no_bodies, cxx: bool = False) -> bool:
+            bodies: Callable[[], dict[str, bool] | None] = _no_bodies,
+            cxx: bool = False) -> bool:
     """Whether a candidate may need `name` where clang's object did not.
 
     `declared()` gives the functions the TU's frontend IR declares or defines
     available_externally (as llvm-nm lists them), `bodies()` those it defines
     available_externally, each with whether it is always-inline
-    (llmcc.summary.available_externally); each is asked only when the answer depends on it
-    (reading the IR costs a process). `cxx`: the TU is C++.
+    (llmcc.summary.available_externally; None if the IR could not be read); each is asked only
+    when the answer depends on it (reading the IR costs a process). `cxx`: the TU is C++.
     """
     if name in ALWAYS:
         return True
@@ -148,7 +149,10 @@ def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]],
         return "__gxx_personality_v0" in declared()
     if not cxx or not (name.startswith("_Z") or cxx_runtime(name)):
         return False
-    always_inline = bodies().get(name)
+    known = bodies()
+    if known is None:  # the IR could not be read: whether the body is always-inline is unknown
+        return False
+    always_inline = known.get(name)
     if always_inline is not None:  # available_externally
         return name.startswith("_Z") and not always_inline
     return cxx_runtime(name) and name in declared()
@@ -156,7 +160,8 @@ def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]],
 
 def refusal(candidate: ObjectInfo, baseline: ObjectInfo, hosted: bool,
             declared: Callable[[], frozenset[str]],
-            bodies: Callable[[], dict[str, bool]] = _no_bodies, cxx: bool = False) -> str | None:
+            bodies: Callable[[], dict[str, bool] | None] = _no_bodies,
+            cxx: bool = False) -> str | None:
     """Why `candidate` may not replace `baseline`, or None if it may (may_add's arguments)."""
     strong = candidate.defined - candidate.comdat
     baseline_strong = baseline.defined - baseline.comdat

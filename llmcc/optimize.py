@@ -116,7 +116,7 @@ class Evaluator:
         self.tool_failure: str | None = None
         self.hosted = hosted(codegen)
         self._declared: frozenset[str] | None = None
-        self._bodies: dict[str, bool] | None = None
+        self._bodies: dict[str, bool] | None | bool = None  # False: the IR could not be read
         self._text: str | None = None  # the TU's IR as text, once disassembled
         self._numbers = itertools.count(1)
         # optimised IR digest -> (size, error, object): different lists often produce the same
@@ -310,10 +310,12 @@ class Evaluator:
                          self.cxx)
         return (None, reason, b"") if reason else (info.size, None, blob)
 
-    def bodies(self) -> dict[str, bool]:
+    def bodies(self) -> dict[str, bool] | None:
         """The functions the TU's frontend IR defines available_externally, each with whether
-        it is always-inline (llmcc.interface); none if it cannot be read, which refuses what
+        it is always-inline (llmcc.interface); None if it cannot be read, which refuses what
         depends on them rather than guess."""
+        if self._bodies is False:
+            return None
         if self._bodies is None:
             from llmcc.summary import available_externally, disassemble
             from llmcc.toolchain import find_llvm_dis
@@ -326,7 +328,8 @@ class Evaluator:
                                        self.timeout)
                 self._bodies = available_externally(text)
             except (StepFailed, OSError):
-                self._bodies = {}
+                self._bodies = False
+                return None
         return self._bodies
 
     def declared(self) -> frozenset[str]:

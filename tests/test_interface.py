@@ -107,10 +107,12 @@ MY_INSTANCE = "_ZN2my3boxIiE3getEv"  # my::box<int>::get(), an extern template o
     ("sqrtf", (), {}, True, True, False),
     ("_Unwind_Resume", ("__gxx_personality_v0",), {}, True, True, True),
     ("_Unwind_Resume", (), {}, True, True, False),
+    ("_ZSt20__throw_length_errorPKc", ("_ZSt20__throw_length_errorPKc",), None, True, True,
+     False),
 ], ids=["std-extern-template", "own-extern-template", "always-inline-body",
         "std-declared", "std-undeclared", "operator-delete", "cxa", "own-declared-only",
         "freestanding", "not-cxx", "c-inline", "libm-declared", "libm-undeclared",
-        "unwind-with-eh", "unwind-without-eh"])
+        "unwind-with-eh", "unwind-without-eh", "ir-unreadable"])
 def test_what_a_cxx_candidate_may_need_anew(name, declared, bodies, cxx, hosted_, allowed):
     reason = interface.refusal(_info({"f"}, {name}), _info({"f"}), hosted_, _declares(*declared),
                                lambda: bodies, cxx)
