@@ -169,17 +169,18 @@ class Evaluator:
         if bitcode == self.bitcode and self._text is not None:
             return self._text
         worker = self._llvm() if bitcode == self.bitcode else None
-        if worker is not None:
-            text = worker.text()
-        else:
-            from llmcc.summary import disassemble
-            from llmcc.toolchain import find_llvm_dis
-
-            text = disassemble(bitcode, find_llvm_dis(self.tools.opt, self.tools.clang),
-                               self.timeout)
+        text = worker.text() if worker is not None else self._llvm_dis(bitcode)
         if bitcode == self.bitcode:
             self._text = text
         return text
+
+    def _llvm_dis(self, bitcode: str) -> str:
+        """`bitcode` as text by llvm-dis, a process of its own (any thread may ask, where the
+        LLVM worker serves one caller at a time)."""
+        from llmcc.summary import disassemble
+        from llmcc.toolchain import find_llvm_dis
+
+        return disassemble(bitcode, find_llvm_dis(self.tools.opt, self.tools.clang), self.timeout)
 
     def prepare(self, lists: list[PassList]) -> None:
         """Apply `lists` ahead of `candidate` in the LLVM worker (an opt run spends ~20 ms just
@@ -317,15 +318,10 @@ class Evaluator:
         if self._bodies is False:
             return None
         if self._bodies is None:
-            from llmcc.summary import available_externally, disassemble
-            from llmcc.toolchain import find_llvm_dis
+            from llmcc.summary import available_externally
 
-            try:
-                text = self._text  # the advisor's; else llvm-dis, not the LLVM worker, which
-                if text is None:   # serves one caller at a time (a search measures in threads)
-                    text = disassemble(self.bitcode,
-                                       find_llvm_dis(self.tools.opt, self.tools.clang),
-                                       self.timeout)
+            try:  # the advisor's text, else llvm-dis's (a search measures in threads)
+                text = self._text if self._text is not None else self._llvm_dis(self.bitcode)
                 self._bodies = available_externally(text)
             except (StepFailed, OSError):
                 self._bodies = False
