@@ -206,6 +206,25 @@ def test_a_cxx_candidate_calling_the_library_instead_of_inlining_it_links_and_ru
     assert outputs == [b"ababab 6\n"] * 2
 
 
+def test_libstdcxx_exports_every_function_std_string_has_for_inlining_only(
+        tmp_path, clang, clangxx):
+    """What the C++ rule relies on: each available_externally body of a TU using std::string,
+    always-inline ones aside, is a function the libstdc++.so that clang++ links defines."""
+    source = tmp_path / "t.cc"
+    source.write_text(REPEAT_CC)
+    frontend_ir(clang, source, tmp_path / "tu.bc")
+    evaluator = Evaluator(("-Oz",), True, check_tools(clang, ""), str(tmp_path / "tu.bc"),
+                          str(tmp_path), 30, language="c++")
+    bodies = evaluator.bodies()
+    elsewhere = {name for name, always_inline in bodies.items() if not always_inline}
+    assert any(name.startswith("_ZNSt7__cxx1112basic_string") for name in elsewhere), bodies
+    library = run_ok([clangxx, "-print-file-name=libstdc++.so"], tmp_path, os.environ).strip()
+    nm = os.path.join(os.path.dirname(os.path.realpath(clang)), "llvm-nm")
+    exported = set(run_ok([nm, "-D", "--defined-only", "--format=just-symbols",
+                           os.path.realpath(library)], tmp_path, os.environ).decode().split())
+    assert elsewhere <= {name.split("@")[0] for name in exported}, elsewhere - exported
+
+
 def test_a_c_inline_definition_is_still_refused(tmp_path, clang):
     """C's `inline` (without extern) is available_externally in the IR too, but the external
     definition C requires may not exist where a project relies on -Oz inlining every call."""
