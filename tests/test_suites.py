@@ -138,7 +138,7 @@ def test_sqlite_testfixture_built_with_llmcc_passes_the_core_sql_tests(
 # --- xz-utils: make check ---------------------------------------------------------------------
 
 XZ_CONFIGURE = ["--disable-shared", "--disable-nls"]  # one object per TU, fewer probes
-XZ_SUMMARY = re.compile(rb"^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR): +(\d+)$", re.MULTILINE)
+AUTOMAKE_SUMMARY = re.compile(rb"^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR): +(\d+)$", re.MULTILINE)
 
 
 def _names(paths) -> set[str]:
@@ -160,7 +160,7 @@ def test_xz_utils_make_check_passes_and_objects_are_never_larger(
     run_ok([make, "-j2"], ours, env)
     built = collect_objects(ours)
     check_output = run_ok([make, "-j2", "check"], ours, env)
-    counts = {name.decode(): int(value) for name, value in XZ_SUMMARY.findall(check_output)}
+    counts = {name.decode(): int(value) for name, value in AUTOMAKE_SUMMARY.findall(check_output)}
     assert counts["FAIL"] == counts["ERROR"] == counts["XPASS"] == 0, counts
     assert counts["PASS"] == counts["TOTAL"] >= 18, counts
     print(f"\nxz-utils: make check, {counts['PASS']} of {counts['TOTAL']} tests passed")
@@ -178,6 +178,39 @@ def test_xz_utils_make_check_passes_and_objects_are_never_larger(
     total, plain_total = assert_no_larger(built, collect_objects(plain))
     report_sizes(f"xz-utils ({len(built)} objects, {len(optimised)} from a candidate list, -Oz, "
                  f"{advisor} advisor)", total, plain_total)
+
+
+# --- PCRE2: C that generates machine code (its JIT) ------------------------------------------
+
+PCRE2_TESTS = 4  # RunTest and RunGrepTest (each also with the JIT), pcre2_jit_test, posix
+
+
+def test_pcre2_with_its_jit_built_by_llmcc_passes_make_check(tmp_path, env, llmcc, clang,
+                                                             debian_source):
+    """PCRE2's JIT compiler (sljit) at -Os, as a shared library: its `make check`. A list with
+    LLVM 19's IROutliner changed what pcre2_jit_compile.c computes (three checks of
+    pcre2_jit_test failed; llmcc.passes.NEVER_RUN); the lists llmcc now runs on that TU must
+    not, and one of them must be what its object was made by."""
+    make = need_tool("make")
+    source = extract(debian_source("pcre2"), tmp_path / "src")
+    ours, plain = tmp_path / "llmcc", tmp_path / "plain"  # built beside the source: its
+    for build, cc in ((ours, llmcc), (plain, clang)):     # Makefile links to it by full path
+        build.mkdir()
+        run_ok([str(source / "configure"), "--enable-jit"], build,
+               {**env, "CC": cc, "CFLAGS": "-Os"})
+
+    run_ok([make, "-j2"], ours, env)
+    built = collect_objects(ours)
+    check_output = run_ok([make, "-j2", "check"], ours, env)
+    counts = {name.decode(): int(value) for name, value in AUTOMAKE_SUMMARY.findall(check_output)}
+    assert counts["FAIL"] == counts["ERROR"] == 0, counts
+    assert counts["PASS"] == counts["TOTAL"] == PCRE2_TESTS, counts
+    jit = "src/.libs/libpcre2_8_la-pcre2_jit_compile.o"  # what the shared library links
+    assert jit in built and jit in _optimised(env["LLMCC_LOG"])
+
+    run_ok([make, "-j2"], plain, env)
+    total, plain_total = assert_no_larger(built, collect_objects(plain))
+    report_sizes(f"PCRE2 ({len(built)} objects, -Os, JIT)", total, plain_total)
 
 
 # --- RE2: its CMake test suite, every C++ TU through llmcc++ ----------------------------------
