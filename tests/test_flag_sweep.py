@@ -31,6 +31,14 @@ def test_every_intercepted_flag_keeps_its_effect_in_every_candidate(tools, capsy
             "-finstrument-functions-after-inlining", "-fstack-protector-all"} <= kept
 
 
+def test_every_list_of_the_sweep_is_one_a_compile_may_run():
+    """A list with a pass llmcc never runs is refused whole, and the sweep skips a refused list
+    as the symbol rule's: the other passes of such a list would go unchecked."""
+    assert not any(passes.never_run(names) for names in flag_sweep.LISTS)
+    assert {"hotcoldsplit", "mergefunc", "attributor-light"} <= {
+        name for names in flag_sweep.LISTS for name in names}
+
+
 def test_the_sweep_catches_a_candidate_that_drops_instrumentation(tools, monkeypatch):
     """Without the entry/exit instrumenter in every candidate (the bug a user found), the sweep
     reports -finstrument-functions as lost in every list."""
