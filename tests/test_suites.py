@@ -1,11 +1,13 @@
 """End to end: real projects' own test suites pass when every object is compiled by llmcc.
 
 A project's suite is the strongest evidence that the pass lists llmcc chose kept the code
-correct: it runs thousands of checks written by people who know what the code must do. Each
-test builds with default settings (3 candidates, a cold cache), the C projects once with each
-advisor that chooses for itself (conftest's `advisor`: the popular lists, the shipped model
-and the shipped forest), runs the suite, checks that llmcc itself compiled every object (with
-that advisor), and that the objects are never larger than plain clang's at the same level.
+correct: it runs thousands of checks written by people who know what the code must do (and
+PCRE2's caught a pass that csmith programs never did). Each test builds with default settings
+(3 candidates, a cold cache), SQLite and xz-utils once with each advisor that chooses for
+itself (conftest's `advisor`: the popular lists, the shipped model and the shipped forest),
+PCRE2 and the C++ projects with the default one, runs the suite, checks that llmcc itself
+compiled the objects (with that advisor), and that they are never larger than plain clang's at
+the same level.
 """
 
 from __future__ import annotations
