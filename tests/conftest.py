@@ -212,16 +212,16 @@ def frontend_ir(clang: str, source: Path, bitcode: Path, *flags: str, cwd=None) 
 
 
 def sample_lists(count: int) -> list:
-    """The first `count` popular lists, then `count` random lists of the vocabulary (seeded)."""
+    """The first `count` popular lists a compile may run (none with a pass of NEVER_RUN), then
+    random lists of the vocabulary (seeded): `2 * count` lists in all."""
     import random
 
-    import llmcc
     from llmcc import passes
+    from llmcc.advisor.popular import DATA_FILE, PopularAdvisor
 
-    data = Path(llmcc.__file__).parent / "advisor" / "popular.json"
-    popular = [passes.parse(entry["passes"]) for entry in json.loads(data.read_text())["lists"]]
+    popular = list(PopularAdvisor.load(DATA_FILE).lists[:count])
     rng = random.Random(19)
-    return popular[:count] + [passes.random_list(rng) for _ in range(count)]
+    return popular + [passes.random_list(rng) for _ in range(2 * count - len(popular))]
 
 
 def need_tool(name: str) -> str:
