@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -363,8 +364,9 @@ def test_a_broadcast_list_that_runs_past_the_time_limit_is_measured_by_a_later_r
     def opt_runs_out_of_time(cmd, timeout):  # a real opt, given no time at all
         return real_run(cmd, 0.001 if "opt" in os.path.basename(cmd[0]) else timeout)
 
-    class HurriedWorker(llvm_worker.Worker):  # the same for lists applied in the LLVM worker
-        def apply(self, *args):
+    class HurriedWorker(llvm_worker.Worker):  # the same for lists applied in the LLVM worker,
+        def apply(self, *args):               # stopped, so that even a list LLVM applies within
+            os.kill(self.pid, signal.SIGSTOP)  # the millisecond cannot be answered in time
             self.timeout = 0.001
             return super().apply(*args)
 
