@@ -22,8 +22,9 @@ relies on:
   which no IR declares); and any C++ (mangled) function the IR defines
   available_externally: a member of an `extern template` instantiation, which the C++
   standard requires the program to define once, by an explicit instantiation (libstdc++.so
-  for std::string's: tests/test_interface.py checks its exports). Where -Oz inlined or folded away a call that a candidate keeps, the candidate
-  calls that definition, as the same compile at -O0 always does. Not C's `inline`
+  for std::string's: tests/test_interface.py checks its exports). Where -Oz inlined or folded
+  away a call that a candidate keeps, the candidate calls that definition, as the same compile
+  at -O0 always does. Not C's `inline`
   definitions, also available_externally: a C project may lack the external definition C
   requires and rely on -Oz inlining every call.
 - COMDAT definitions (C++ inline functions and template instances, `DW.ref.__gxx_personality_v0`):
@@ -92,6 +93,8 @@ C_LIBRARY: dict[str, tuple[str, ...]] = {
 _C_LIBRARY_NAMES = frozenset(name for names in C_LIBRARY.values() for name in names)
 
 
+# What a TU with C++ exception handling declares: the personality routine of its landing pads.
+PERSONALITY = "__gxx_personality_v0"
 # The C++ standard library and the C++ ABI's runtime (libstdc++ with libsupc++ and libgcc_s;
 # libc++ with libc++abi), which the C++ driver links: names by their beginnings, by what they are.
 CXX_RUNTIME: dict[str, tuple[str, ...]] = {
@@ -101,7 +104,7 @@ CXX_RUNTIME: dict[str, tuple[str, ...]] = {
     "operator new and delete, every form": ("_Znw", "_Zna", "_Zdl", "_Zda"),
     "the C++ ABI: exceptions, guards of local statics, pure virtual calls": ("__cxa_",),
     "the C++ ABI: the vtables of typeinfo objects": ("_ZTVN10__cxxabiv1",),
-    "the personality of C++ exception handling": ("__gxx_personality_v0",),
+    "the personality of C++ exception handling": (PERSONALITY,),
 }
 _CXX_RUNTIME_BEGINNINGS = tuple(b for beginnings in CXX_RUNTIME.values() for b in beginnings)
 # libm (<math.h>), which the C++ driver also links into every C++ program (libstdc++ needs it):
@@ -145,7 +148,7 @@ def may_add(name: str, hosted: bool, declared: Callable[[], frozenset[str]],
     if name in _C_LIBRARY_NAMES or (cxx and name in _LIBM_NAMES):
         return name in declared()
     if cxx and name == UNWIND_RESUME:  # a TU with C++ exception handling
-        return "__gxx_personality_v0" in declared()
+        return PERSONALITY in declared()
     if not cxx or not (name.startswith("_Z") or cxx_runtime(name)):
         return False
     known = bodies()

@@ -217,9 +217,9 @@ def sample_lists(count: int) -> list:
     import random
 
     from llmcc import passes
-    from llmcc.advisor.popular import DATA_FILE, PopularAdvisor
+    from llmcc.advisor.popular import PopularAdvisor
 
-    popular = list(PopularAdvisor.load(DATA_FILE).lists[:count])
+    popular = list(PopularAdvisor.load().lists[:count])
     rng = random.Random(19)
     return popular + [passes.random_list(rng) for _ in range(2 * count - len(popular))]
 

@@ -568,6 +568,11 @@ def test_signal_during_a_compile_leaves_no_output_and_a_working_cache(tree, tmp_
     assert log_outcomes(env)[-2:] == ["miss", "direct_hit"]
 
 
+def _frames(text: str) -> list[str]:
+    """The `  File "...", line N, in ...` lines of the tracebacks in `text`."""
+    return [line for line in text.splitlines() if line.startswith("  File ")]
+
+
 def _interrupted_while_python_starts(returncode: int, stderr: bytes) -> bool:
     """Ctrl-C in the first few tens of milliseconds, before llmcc's `main` runs: CPython itself
     reports the KeyboardInterrupt (exit 1) while it sets up its standard streams, imports
@@ -580,7 +585,7 @@ def _interrupted_while_python_starts(returncode: int, stderr: bytes) -> bool:
         return text == "KeyboardInterrupt\n" or text.startswith((
             "Fatal Python error: init_import_site", "Fatal Python error: init_sys_streams",
             "python: failed to set __main__.__loader__"))
-    frames = [line for line in text.splitlines() if line.startswith("  File ")]
+    frames = _frames(text)
     return (returncode == -signal.SIGINT and text.rstrip().endswith("KeyboardInterrupt")
             and "cc()" not in text
             and ("from llmcc.launch import" in text
@@ -603,7 +608,7 @@ def _without_importer_check_report(stderr: bytes) -> bytes:
         return stderr
     report, end, rest = text.partition("\nKeyboardInterrupt\n")
     assert end, text
-    frames = [line for line in report.splitlines() if line.startswith("  File ")]
+    frames = _frames(report)
     assert frames and all(line.startswith('  File "<frozen ') for line in frames), text
     return rest.encode()
 

@@ -143,6 +143,11 @@ XZ_CONFIGURE = ["--disable-shared", "--disable-nls"]  # one object per TU, fewer
 AUTOMAKE_SUMMARY = re.compile(rb"^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR): +(\d+)$", re.MULTILINE)
 
 
+def _automake_counts(check_output: bytes) -> dict[str, int]:
+    """`make check`'s summary of an automake test suite: TOTAL, PASS, FAIL, ... -> count."""
+    return {name.decode(): int(value) for name, value in AUTOMAKE_SUMMARY.findall(check_output)}
+
+
 def _names(paths) -> set[str]:
     """File names only: make runs in each subdirectory, so the log names objects relative to
     theirs."""
@@ -161,8 +166,7 @@ def test_xz_utils_make_check_passes_and_objects_are_never_larger(
 
     run_ok([make, "-j2"], ours, env)
     built = collect_objects(ours)
-    check_output = run_ok([make, "-j2", "check"], ours, env)
-    counts = {name.decode(): int(value) for name, value in AUTOMAKE_SUMMARY.findall(check_output)}
+    counts = _automake_counts(run_ok([make, "-j2", "check"], ours, env))
     assert counts["FAIL"] == counts["ERROR"] == counts["XPASS"] == 0, counts
     assert counts["PASS"] == counts["TOTAL"] >= 18, counts
     print(f"\nxz-utils: make check, {counts['PASS']} of {counts['TOTAL']} tests passed")
@@ -203,8 +207,7 @@ def test_pcre2_with_its_jit_built_by_llmcc_passes_make_check(tmp_path, env, llmc
 
     run_ok([make, "-j2"], ours, env)
     built = collect_objects(ours)
-    check_output = run_ok([make, "-j2", "check"], ours, env)
-    counts = {name.decode(): int(value) for name, value in AUTOMAKE_SUMMARY.findall(check_output)}
+    counts = _automake_counts(run_ok([make, "-j2", "check"], ours, env))
     assert counts["FAIL"] == counts["ERROR"] == 0, counts
     assert counts["PASS"] == counts["TOTAL"] == PCRE2_TESTS, counts
     jit = "src/.libs/libpcre2_8_la-pcre2_jit_compile.o"  # what the shared library links
