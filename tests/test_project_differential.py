@@ -1,0 +1,137 @@
+"""The project differential (llmcc.reliability.projects): seeded builds of a real build system
+with one pass list per TU, the project's own check, and a failure narrowed to one object and
+a shorter list. The project here is a small configure + make one whose check fails exactly
+when one object keeps a function clang's -Oz inlines (what a list without the inliner does):
+a stand-in for a suite catching a miscompile, since every list llmcc runs passes the suites
+we have."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import script
+
+from llmcc.passes import parse
+from llmcc.reliability import projects
+
+CONFIGURE = """\
+cat > Makefile <<EOF
+CC = $CC
+CFLAGS = $CFLAGS
+prog: main.o scale.o
+\t\\$(CC) main.o scale.o -o prog
+%.o: %.c
+\t\\$(CC) \\$(CFLAGS) -c \\$< -o \\$@
+check: prog
+\t./prog && ./check.sh
+clean:
+\trm -f *.o prog
+EOF
+"""
+MAIN = "int scale(int);\nint main(void) { return scale(21) != 42; }\n"
+SCALE = ("static int twice(int x) { return x + x; }\n"
+         "int scale(int x) { return twice(x); }\n")
+# An automake-like suite: its failures named. FLAKY_RUN (if set) makes that run of it fail in
+# a test of its own, as a suite on a busy machine now and then does.
+CHECK = """\
+echo $(( $(cat runs 2>/dev/null || echo 0) + 1 )) > runs
+if nm scale.o | grep -q twice; then echo "FAIL: twice inlined"; exit 1; fi
+if [ "$(cat runs)" = "$FLAKY_RUN" ]; then echo "FAIL: flaky"; exit 1; fi
+"""
+NO_INLINER = parse("always-inline sroa<modify-cfg>")  # keeps `twice`: the check fails
+INLINER = parse("always-inline default<Oz>")
+
+
+def _project(tmp_path: Path, check_passes_with_clang: bool = True) -> Path:
+    source = tmp_path / "source"
+    source.mkdir()
+    script(source / "configure", CONFIGURE)
+    (source / "main.c").write_text(MAIN if check_passes_with_clang else
+                                   MAIN.replace("!= 42", "!= 43"))
+    (source / "scale.c").write_text(SCALE)
+    script(source / "check.sh", CHECK)
+    return source
+
+
+def _test(tmp_path: Path, source: Path, lists, builds: int = 1) -> list[dict]:
+    clang = subprocess.run(["sh", "-c", "command -v clang-19"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    return projects.test_project("toy", projects.Project("toy", "-Oz"), str(source),
+                                 str(tmp_path / "out"), builds, 7, 2, clang, lists,
+                                 say=lambda _: None)
+
+
+def test_a_failing_list_is_narrowed_to_its_object_confirmed_and_shortened(tmp_path):
+    rows = _test(tmp_path, _project(tmp_path), (NO_INLINER,))
+    assert [r["passed"] for r in rows] == [False]
+    assert rows[0]["compiles"] == rows[0]["used"] == 2  # main.o and scale.o, by that list
+    failure = rows[0]["failure"]
+    assert failure["objects"] == {"scale.o": "always-inline sroa<modify-cfg>"}
+    assert failure["alone"] and failure["confirmed"]
+    assert failure["shortest"] == "always-inline"  # sroa is not what keeps `twice`
+    # every plan built on the way, the last a confirmation that the shortest list fails
+    assert failure["steps"][-1] == {"seed": "", "plan": {"scale.o": "always-inline"},
+                                    "passed": False, "failed": failure["steps"][-1]["failed"]}
+    assert {"seed": "", "plan": None, "passed": True, "failed": []} in failure["steps"]
+    recorded = [json.loads(line) for line in
+                (tmp_path / "out" / "toy" / projects.FAILURES).read_text().splitlines()]
+    assert recorded == [failure]
+    assert "scale.o: always-inline" in projects.report(str(tmp_path / "out"))
+
+
+def test_a_failure_in_another_test_is_not_taken_for_the_same_one(tmp_path, monkeypatch):
+    # runs: 1 plain clang, 2 the seeded build (fails), 3 main.o's list alone: fails, but in
+    # the flaky test; narrowing goes on to scale.o's
+    monkeypatch.setenv("FLAKY_RUN", "3")
+    (row,) = _test(tmp_path, _project(tmp_path), (NO_INLINER,))
+    assert row["failure"]["failed"] == ["FAIL: twice inlined"]
+    assert row["failure"]["objects"] == {"scale.o": "always-inline sroa<modify-cfg>"}
+    assert row["failure"]["steps"][0] == {"seed": "", "plan": {"main.o": "always-inline "
+                                          "sroa<modify-cfg>"}, "passed": False,
+                                          "failed": ["FAIL: flaky"]}
+    assert row["failure"]["confirmed"] and row["failure"]["shortest"] == "always-inline"
+
+
+def test_builds_that_pass_are_recorded_and_a_rerun_resumes(tmp_path):
+    source = _project(tmp_path)
+    rows = _test(tmp_path, source, (INLINER,), builds=2)
+    assert [r["passed"] for r in rows] == [True, True]
+    assert all(r["used"] == 2 and r["lists"] == 1 for r in rows)
+    again = _test(tmp_path, source, (INLINER,), builds=3)  # builds 0 and 1 are not redone
+    assert [r["seed"] for r in again] == ["7:0", "7:1", "7:2"]
+    with pytest.raises(projects.ProjectFailed, match="other lists"):
+        _test(tmp_path, source, (NO_INLINER,), builds=4)
+
+
+def test_a_suite_that_fails_with_plain_clang_tests_nothing(tmp_path):
+    with pytest.raises(projects.ProjectFailed, match="fails built by plain clang"):
+        _test(tmp_path, _project(tmp_path, check_passes_with_clang=False), (INLINER,))
+
+
+def test_the_compiler_uses_the_planned_list_and_hands_the_rest_to_clang(tmp_path, env, clang):
+    source = _project(tmp_path)
+    compiler = tmp_path / "cc"
+    script(compiler, f'exec {projects.sys.executable} -m llmcc.reliability.projects cc "$@"')
+    log, plan = tmp_path / "log.jsonl", tmp_path / "plan.json"
+    plan.write_text(json.dumps({"scale.o": "always-inline sroa<modify-cfg>"}))
+    base = {**env, projects.CLANG_ENV: clang, projects.ROOT_ENV: str(source),
+            projects.LOG_ENV: str(log), projects.CACHE_ENV: str(tmp_path)}
+
+    def compile_with(extra: dict[str, str]) -> bytes:
+        subprocess.run([str(compiler), "-Oz", "-c", "scale.c", "-o", "scale.o"], cwd=source,
+                       env={**base, **extra}, check=True)
+        return (source / "scale.o").read_bytes()
+
+    planned = compile_with({projects.PLAN_ENV: str(plan)})
+    assert b"twice" in planned
+    (row,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert row["object"] == "scale.o" and row["used"] and row["size"] > row["baseline_size"]
+    plain = compile_with({})  # no plan, no seed: clang itself, and nothing logged
+    subprocess.run([clang, "-Oz", "-c", "scale.c", "-o", "ref.o"], cwd=source, check=True)
+    assert plain == (source / "ref.o").read_bytes() and b"twice" not in plain
+    assert len(log.read_text().splitlines()) == 1
+    plan.write_text("{}")  # planned for no object: clang's pipeline through llmcc's evaluator
+    assert compile_with({projects.PLAN_ENV: str(plan)}) == plain
