@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import script
 
-from llmcc.passes import parse
+from llmcc.passes import never_run, parse
 from llmcc.reliability import projects
 
 CONFIGURE = """\
@@ -135,3 +135,13 @@ def test_the_compiler_uses_the_planned_list_and_hands_the_rest_to_clang(tmp_path
     assert len(log.read_text().splitlines()) == 1
     plan.write_text("{}")  # planned for no object: clang's pipeline through llmcc's evaluator
     assert compile_with({projects.PLAN_ENV: str(plan)}) == plain
+
+
+def test_builds_draw_every_list_the_default_advisor_may_run_and_the_same_in_a_rebuild():
+    lists = projects.runnable_lists()
+    assert len(lists) > 50 and not any(never_run(p) for p in lists)
+    keys = [f"src/file{n}.o" for n in range(2000)]
+    first = [projects.drawn("1:0", key, lists) for key in keys]
+    assert set(first) == set(lists)  # a few builds of a large project try every list
+    assert first == [projects.drawn("1:0", key, lists) for key in keys]
+    assert first != [projects.drawn("1:1", key, lists) for key in keys]
