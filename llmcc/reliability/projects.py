@@ -265,10 +265,10 @@ class Tree:
 
 
 def read_rows(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
+    """llmcc.train.measure's, imported only by the harness (it costs a compile ~60 ms)."""
+    from llmcc.train import measure
+
+    return measure.read_rows(path)
 
 
 def narrow(tree: Tree, used: dict[str, str], failed: list[str]) -> tuple[dict[str, str], bool]:
@@ -306,8 +306,10 @@ def test_project(name: str, project: Project, source: str, out: str, builds: int
     os.makedirs(home, exist_ok=True)
     texts = [to_text(p) for p in lists]
     rows = read_rows(os.path.join(home, BUILDS))
-    if rows and read_rows(os.path.join(home, LISTS)) != [texts]:
-        raise ProjectFailed(f"{home} holds builds with other lists: use another --out")
+    if rows:
+        with open(os.path.join(home, LISTS)) as handle:
+            if json.load(handle) != texts:
+                raise ProjectFailed(f"{home} holds builds with other lists: use another --out")
     with open(os.path.join(home, LISTS), "w") as handle:
         json.dump(texts, handle)
     tree = Tree(project, source, os.path.join(home, "tree"), clang, jobs)
