@@ -14,6 +14,7 @@ a reproducer in DIR/<project>/failures.jsonl.
 
     python -m llmcc.reliability.projects --project pcre2 --builds 8 --out DIR
     python -m llmcc.reliability.projects --out DIR --report
+    python -m llmcc.reliability.projects --project zlib --lists FILE --out DIR  # your lists
 
 Each finished build is one line of DIR/<project>/builds.jsonl, so a run that stops resumes.
 The build's compiler is `python -m llmcc.reliability.projects cc ...` (a script in DIR), which
@@ -33,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from llmcc.passes import PassList, never_run, parse, to_text
+from llmcc.passes import PassList, PassListError, never_run, parse, to_text
 
 # The compiler's instructions, set by the harness for one build.
 CLANG_ENV = "LLMCC_PROJECTS_CLANG"  # the real clang
@@ -394,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--builds", type=int, default=4, help="seeded builds per project")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="make -j")
+    parser.add_argument("--lists", help="a JSON file: the pass lists to draw from (default: "
+                        "every list the default advisor may run)")
     parser.add_argument("--out", required=True, help="results directory (resumable)")
     parser.add_argument("--report", action="store_true", help="print the table of a run")
     options = parser.parse_args(argv)
@@ -405,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     from llmcc.train.corpus import Skip, unpack
 
     clang = default_clang("", os.environ.get("PATH", ""), frozenset())
+    lists = runnable_lists()
+    if options.lists:
+        try:
+            with open(options.lists) as handle:
+                lists = tuple(parse(text) for text in json.load(handle))
+        except (OSError, ValueError, TypeError, PassListError) as err:
+            parser.error(f"--lists {options.lists}: {err}")
     status = 0
     for name in options.project or sorted(PROJECTS):
         project = PROJECTS[name]
@@ -412,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             tarball = debian.fetch(project.package, os.path.join(options.out, "downloads"))
             source = unpack(tarball, os.path.join(options.out, name, "source"))
             test_project(name, project, source, options.out, options.builds, options.seed,
-                         options.jobs, clang, runnable_lists())
+                         options.jobs, clang, lists)
         except (debian.FetchFailed, Skip, ProjectFailed) as err:
             print(f"{name}: {err}", file=sys.stderr)
             status = 1
