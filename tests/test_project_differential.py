@@ -56,12 +56,15 @@ def _project(tmp_path: Path, check_passes_with_clang: bool = True) -> Path:
     return source
 
 
-def _test(tmp_path: Path, source: Path, lists, builds: int = 1) -> list[dict]:
+TOY = projects.Project("toy", "-Oz")
+
+
+def _test(tmp_path: Path, source: Path, lists, builds: int = 1,
+          project: projects.Project = TOY) -> list[dict]:
     clang = subprocess.run(["sh", "-c", "command -v clang-19"], capture_output=True, text=True,
                            check=True).stdout.strip()
-    return projects.test_project("toy", projects.Project("toy", "-Oz"), str(source),
-                                 str(tmp_path / "out"), builds, 7, 2, clang, lists,
-                                 say=lambda _: None)
+    return projects.test_project("toy", project, str(source), str(tmp_path / "out"), builds, 7,
+                                 2, clang, lists, say=lambda _: None)
 
 
 def test_a_failing_list_is_narrowed_to_its_object_confirmed_and_shortened(tmp_path):
@@ -93,6 +96,33 @@ def test_a_failure_in_another_test_is_not_taken_for_the_same_one(tmp_path, monke
                                           "sroa<modify-cfg>"}, "passed": False,
                                           "failed": ["FAIL: flaky"]}
     assert row["failure"]["confirmed"] and row["failure"]["shortest"] == "always-inline"
+
+
+CMAKE_LISTS = """\
+cmake_minimum_required(VERSION 3.13)
+project(toy CXX)
+enable_testing()
+add_executable(prog main.cc scale.cc)
+set(SCALE_OBJECT ${CMAKE_BINARY_DIR}/CMakeFiles/prog.dir/scale.cc.o)
+add_test(NAME runs COMMAND prog)
+add_test(NAME inlined COMMAND sh -c "! nm ${SCALE_OBJECT} | grep -q twice")
+"""
+
+
+def test_a_cmake_cxx_project_is_narrowed_by_its_ctest_failure(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "CMakeLists.txt").write_text(CMAKE_LISTS)
+    # the C project's sources as C++ (linked by clang's C++ driver)
+    (source / "main.cc").write_text('extern "C" ' + MAIN)
+    (source / "scale.cc").write_text(SCALE.replace("int scale", 'extern "C" int scale'))
+    project = projects.Project("toy", "-Oz", check=("test",), cmake=True)
+    (row,) = _test(tmp_path, source, (NO_INLINER,), project=project)
+    failure = row["failure"]
+    assert failure["failed"] == ["2 - inlined (Failed)"]
+    assert failure["objects"] == {"_build/CMakeFiles/prog.dir/scale.cc.o":
+                                  "always-inline sroa<modify-cfg>"}
+    assert failure["confirmed"] and failure["shortest"] == "always-inline"
 
 
 def test_builds_that_pass_are_recorded_and_a_rerun_resumes(tmp_path):

@@ -27,6 +27,8 @@ import argparse
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from llmcc.passes import PassList, PassListError, never_run, parse, to_text
+from llmcc.toolchain import cxx_name
 
 # The compiler's instructions, set by the harness for one build.
 CLANG_ENV = "LLMCC_PROJECTS_CLANG"  # the real clang
@@ -46,17 +49,33 @@ LOG_ENV = "LLMCC_PROJECTS_LOG"  # one JSON line per compile decided
 CACHE_ENV = "LLMCC_PROJECTS_CACHE"  # objects made, by IR, flags and list
 
 BUILDS, FAILURES, LISTS = "builds.jsonl", "failures.jsonl", "lists.json"
+CMAKE_DIR = "_build"  # a CMake project's build directory, inside its tree
+CTEST_FAILED = re.compile(r"^\s+\d+ - \S+ \(")  # "  3 - re2_test (Failed)", after ctest's run
 STEP_TIMEOUT = 60.0  # one opt or code generation step
 
 
 @dataclass(frozen=True)
 class Project:
-    """A Debian source package whose suite runs by `make check` (or `check`) after configure."""
+    """A Debian source package whose suite runs by `make check` (or `check`) after configure,
+    or (`cmake`) by `make test` (ctest) in a CMake build directory; `configure` holds the
+    options either one is given."""
 
     package: str
     cflags: str
     configure: tuple[str, ...] = ()
     check: tuple[str, ...] = ("check",)
+    cmake: bool = False
+
+    def configure_steps(self, cc: str, cxx: str) -> list[list[str]]:
+        if self.cmake:
+            return [["cmake", "-S", ".", "-B", CMAKE_DIR, "-G", "Unix Makefiles",
+                     "-DCMAKE_BUILD_TYPE=None", f"-DCMAKE_C_COMPILER={cc}",
+                     f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_C_FLAGS={self.cflags}",
+                     f"-DCMAKE_CXX_FLAGS={self.cflags}", *self.configure]]
+        return [["./configure", *self.configure]]  # CC, CXX and their flags from the environment
+
+    def make(self, *args: str) -> list[str]:
+        return ["make", *(("-C", CMAKE_DIR) if self.cmake else ()), *args]
 
 
 # Packages whose suites pass built by plain clang-19 here, at the level distributions use or
@@ -72,6 +91,9 @@ PROJECTS = {
     "libtasn1-6": Project("libtasn1-6", "-Os", ("--disable-doc",)),
     "mpfr4": Project("mpfr4", "-Oz"),
     "grep": Project("grep", "-Os", ("--disable-nls",)),
+    # C++, CMake, as MinSizeRel builds it: the suite tests/test_suites.py runs
+    "log4cplus": Project("log4cplus", "-Os -DNDEBUG", ("-DLOG4CPLUS_BUILD_TESTING=ON",),
+                         check=("test",), cmake=True),
 }
 
 
@@ -193,24 +215,27 @@ class Tree:
     """One configured build tree of a project, rebuilt from clean for every plan."""
 
     def __init__(self, project: Project, source: str, where: str, clang: str, jobs: int) -> None:
-        self.project, self.root, self.clang, self.jobs = project, where, clang, jobs
+        self.project, self.root, self.jobs = project, where, jobs
         self.history: list[dict] = []  # every plan built and checked, with its outcome
         self.lists = os.path.join(os.path.dirname(where), LISTS)
-        self.compiler = os.path.join(os.path.dirname(where), "cc")
         self.cache = os.path.join(os.path.dirname(where), "objects")
         os.makedirs(self.cache, exist_ok=True)
-        with open(self.compiler, "w") as handle:
-            handle.write(f"#!/bin/sh\nexec {sys.executable} -P -m llmcc.reliability.projects cc "
-                         '"$@"\n')
-        os.chmod(self.compiler, 0o755)
+        # the C and the C++ compiler: the same harness, clang's C or C++ driver behind it
+        cc, cxx = (os.path.join(os.path.dirname(where), name) for name in ("cc", "c++"))
+        for path, driver in ((cc, clang), (cxx, cxx_name(clang))):
+            with open(path, "w") as handle:
+                handle.write(f"#!/bin/sh\n{CLANG_ENV}={shlex.quote(driver)} exec "
+                             f'{sys.executable} -P -m llmcc.reliability.projects cc "$@"\n')
+            os.chmod(path, 0o755)
         configured = os.path.join(where, ".llmcc-configured")
         if not os.path.exists(configured):
             shutil.rmtree(where, ignore_errors=True)
             shutil.copytree(source, where, symlinks=True)
-            env = {**self._env(), "CC": self.compiler, "CFLAGS": project.cflags}
-            steps = [] if os.path.exists(os.path.join(where, "configure")) else \
-                [["autoreconf", "-fi"]]  # a tarball of the git tree (libsodium's, jansson's)
-            for step in [*steps, ["./configure", *project.configure]]:
+            env = {**self._env(), "CC": cc, "CXX": cxx, "CFLAGS": project.cflags,
+                   "CXXFLAGS": project.cflags}
+            steps = [] if project.cmake or os.path.exists(os.path.join(where, "configure")) \
+                else [["autoreconf", "-fi"]]  # a tarball of the git tree (libsodium's)
+            for step in [*steps, *project.configure_steps(cc, cxx)]:
                 if self._step(step, env, "llmcc-configure.log"):
                     raise ProjectFailed(f"{step[0]} failed: see {where}/llmcc-configure.log")
             open(configured, "w").close()
@@ -218,8 +243,8 @@ class Tree:
     def _env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if k not in (SEED_ENV, PLAN_ENV, "MAKEFLAGS", "MFLAGS")}
-        return {**env, CLANG_ENV: self.clang, ROOT_ENV: self.root, LISTS_ENV: self.lists,
-                CACHE_ENV: self.cache, **extra}
+        return {**env, ROOT_ENV: self.root, LISTS_ENV: self.lists, CACHE_ENV: self.cache,
+                **extra}
 
     def _step(self, cmd: list[str], env: dict[str, str], log: str) -> int:
         with open(os.path.join(self.root, log), "wb") as out:
@@ -239,23 +264,24 @@ class Tree:
         elif seed:
             extra[SEED_ENV] = seed
         env = self._env(**extra)
-        make = ["make", f"-j{self.jobs}"]
-        self._step(["make", "clean"], env, "llmcc-clean.log")
-        if self._step(make, env, "llmcc-make.log") != 0:
+        self._step(self.project.make("clean"), env, "llmcc-clean.log")
+        if self._step(self.project.make(f"-j{self.jobs}"), env, "llmcc-make.log") != 0:
             raise ProjectFailed(f"make failed (seed {seed!r}, plan {plan}): see "
                                 f"{os.path.join(self.root, 'llmcc-make.log')}")
         # one test at a time: PCRE2's suite failed once in four builds run two at a time on
         # a busy machine, and passed three times with the same objects
-        passed = self._step(["make", *self.project.check], env, "llmcc-check.log") == 0
+        passed = self._step(self.project.make(*self.project.check), env, "llmcc-check.log") == 0
         self.history.append({"seed": seed, "plan": plan, "passed": passed,
                              "failed": [] if passed else self.failed_tests()})
         return passed
 
     def failed_tests(self) -> list[str]:
-        """What the suite's log says failed (automake's FAIL/ERROR lines), else that it did."""
+        """What the suite's log says failed (automake's FAIL/ERROR lines, ctest's list of
+        failed tests), else that it did."""
         with open(os.path.join(self.root, "llmcc-check.log"), errors="replace") as handle:
             lines = handle.read().splitlines()
-        return [line for line in lines if line.startswith(("FAIL:", "ERROR:", "XPASS:"))] \
+        return [line.strip() for line in lines
+                if line.startswith(("FAIL:", "ERROR:", "XPASS:")) or CTEST_FAILED.match(line)] \
             or [f"make {' '.join(self.project.check)} failed"]
 
     def fails_alike(self, plan: dict[str, str], failed: list[str]) -> bool:
