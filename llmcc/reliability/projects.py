@@ -9,8 +9,9 @@ by a seeded hash of the object's path, and uses the object that list made wherev
 the TU's interface (`optimize.Evaluator`'s check), even where it is larger than clang's: a
 build tests one list on every TU, not only where llmcc would have kept it. A suite that fails
 where plain clang's passed is narrowed down by rebuilding with half of the lists (bisection) to
-one TU, confirmed twice, and its list is shortened while the suite still fails; the result is
-a reproducer in DIR/<project>/failures.jsonl.
+one TU, confirmed (its list alone fails again, the build without lists passes), and its list is
+shortened while the suite still fails; the result, with every step, is in
+DIR/<project>/failures.jsonl.
 
     python -m llmcc.reliability.projects --project pcre2 --builds 8 --out DIR
     python -m llmcc.reliability.projects --out DIR --report
