@@ -41,3 +41,29 @@ def test_forest_ranker_chooses_what_the_forest_chooses_for_each_min_gain(tmp_pat
             assert rank(row["summary"], 3, min_gain) == expected
     fewer = sum(len(rank(r["summary"], 3, 0.01)) for r in rows)
     assert fewer < sum(len(rank(r["summary"], 3, 0.0)) for r in rows)
+
+
+def test_model_ranker_chooses_what_the_model_chooses_and_asks_it_once_a_tu():
+    from llmcc.advisor.model import DEFAULT_MODEL
+    from llmcc.advisor.model_runtime import ModelRuntime
+    from llmcc.summary import to_prompt
+    from llmcc.train import labelled
+    from llmcc.train.evaluate import KS, MIN_GAINS, model_ranker
+
+    distinct = {to_prompt(r["summary"]): r["summary"] for r in labelled.read_all()
+                if r["split"] == "validation" and "summary" in r}
+    summaries = list(distinct.values())[:20]
+    with ModelRuntime(DEFAULT_MODEL) as runtime:
+        asked = []
+        top = runtime.top
+        runtime.top = lambda text, n: asked.append(text) or top(text, n)
+        rank = model_ranker(runtime)
+        for summary in summaries:
+            for k in KS:
+                assert rank(summary, k, 0.0) == runtime.rank(to_prompt(summary), k)
+            for min_gain in MIN_GAINS:
+                assert rank(summary, 3, min_gain) == runtime.rank(to_prompt(summary), 3,
+                                                                  min_gain)
+        # the ranker's own questions: one a TU; runtime.rank asked once a call
+        assert len(asked) == len(summaries) * (1 + len(KS) + len(MIN_GAINS))
+        assert len(set(asked)) == len(summaries)

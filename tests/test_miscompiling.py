@@ -6,6 +6,7 @@ every candidate goes through refuses it. Data files that name it still load.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -124,3 +125,18 @@ def test_evaluation_counts_such_a_list_as_refused():
     kept = runnable(pool, ["always-inline gvn", CAUGHT])
     assert kept[0]["sizes"] == [99, None] and pool[0]["sizes"] == [99, 80]
     assert greedy(kept, 2, 2) == [0] and round(geomean_saving(kept, [0, 1]), 6) == 1.0
+
+
+def test_training_the_model_teaches_no_such_list():
+    """`llmcc-ctl train`: a TU where such a list was smallest teaches the best list llmcc may
+    run, and the coverage table credits such a list with nothing."""
+    from llmcc.advisor.model_runtime import COVERAGE_SCALE
+    from llmcc.train.fit import coverage_table, examples_from_rows
+
+    registry = {"lists": [CAUGHT, "always-inline gvn"], "broadcast": [0, 1]}
+    row = {"tu": "t", "split": "train", "summary": _validation_summaries(1)[0], "baseline": 100,
+           "broadcast": {"0": 80, "1": 99}}
+    [(_, weights)] = examples_from_rows([row], registry)
+    assert weights == (0.0, 1.0, 0.0)  # CAUGHT, gvn, NONE
+    saved = round(COVERAGE_SCALE * math.log(100 / 99))  # gvn's saving on the TU teaching gvn
+    assert coverage_table([row], registry) == [[0, 0], [0, saved]]

@@ -6,7 +6,7 @@ The candidates are the dataset's broadcast set (LLVM's -Oz pipeline and the most
 winners), measured on every labelled TU; each becomes one answer token (llmcc.train.tokenizer).
 A TU teaches a distribution over them: candidate i gets weight exp(-(size_i / best - 1) / T),
 so lists within a fraction T of the TU's best share its weight and a list refused by the symbol
-rule gets none. With `--teacher forest` the sizes are those a forest of trees expects of the TU,
+rule, or one llmcc never runs, gets none. With `--teacher forest` the sizes are those a forest of trees expects of the TU,
 having learnt from other packages (llmcc.train.forest): what TUs like this one save rather than
 one TU's own measurements. A TU where no candidate beats clang's -Oz teaches the answer NONE: a
 compile the model expects nothing from need try no list (llmcc.advisor.model_runtime.answers).
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from llmcc.advisor.model_runtime import COVERAGE_SCALE
-from llmcc.passes import PassList, parse
+from llmcc.passes import PassList, never_run, parse
 from llmcc.summary import to_prompt
 from llmcc.train.model import Config, Llama
 from llmcc.train.tokenizer import PassTokenizer
@@ -93,11 +93,14 @@ def candidates_of(registry: dict) -> list[PassList]:
 def _teaching(rows: Iterable[dict], registry: dict, split: str,
               temperature: float) -> Iterator[tuple[dict, list[int | None], tuple[float, ...]]]:
     """(row, broadcast sizes, weights) of each labelled TU of `split` with a summary, a
-    broadcast and an object to shrink."""
+    broadcast and an object to shrink. A list llmcc never runs (llmcc.passes.NEVER_RUN) counts
+    as refused, as `llmcc-ctl eval` counts it: no TU teaches what no compile may try."""
+    never = {i for i in registry["broadcast"] if never_run(parse(registry["lists"][i]))}
     for row in rows:
         if row.get("split") != split or "summary" not in row or "broadcast" not in row:
             continue
-        sizes = [row["broadcast"].get(str(i)) for i in registry["broadcast"]]
+        sizes = [None if i in never else row["broadcast"].get(str(i))
+                 for i in registry["broadcast"]]
         weights = candidate_weights(sizes, row["baseline"], temperature)
         if weights is not None:
             yield row, sizes, weights
