@@ -68,17 +68,21 @@ def to_json(value) -> str:
 
 def _append(path: str, line: str) -> None:
     """Append one line atomically; a missing or read-only place is silently skipped."""
+    try:
+        append_line(path, line)
+    except OSError:
+        pass
+
+
+def append_line(path: str, line: str) -> None:
+    """Append `line` by one write under an exclusive lock, so parallel writers never
+    interleave; OSError where it cannot (a caller whose record must not be lost sees it)."""
     import fcntl
 
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError:
-        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, line.encode())
-    except OSError:
-        pass
     finally:
         os.close(fd)
 

@@ -198,12 +198,11 @@ def _build(inv, clang: str, passes: PassList | None, workdir: str, cache: str):
 
 
 def _append(path: str, row: dict) -> None:
-    """One line, one write, O_APPEND: parallel compiles never interleave."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(row) + "\n").encode())
-    finally:
-        os.close(fd)
+    """One JSON line (llmcc.events.append_line: parallel compiles never interleave); unlike a
+    compile's event log, a row that cannot be written stops the run instead of vanishing."""
+    from llmcc.events import append_line
+
+    append_line(path, json.dumps(row) + "\n")
 
 
 # --- the harness -----------------------------------------------------------------------------
