@@ -8,6 +8,7 @@ we have."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -175,3 +176,65 @@ def test_builds_draw_every_list_the_default_advisor_may_run_and_the_same_in_a_re
     assert set(first) == set(lists)  # a few builds of a large project try every list
     assert first == [projects.drawn("1:0", key, lists) for key in keys]
     assert first != [projects.drawn("1:1", key, lists) for key in keys]
+
+
+def test_a_patched_project_is_built_from_the_source_debian_builds(tmp_path):
+    """`patched`: the upstream tarball with the patches of Debian's .dsc beside it applied
+    (Debian's snappy, yaml-cpp, fmt and leveldb build their tests with its googletest so)."""
+    import hashlib
+    import tarfile
+
+    upstream = tmp_path / "toy-1.0"
+    upstream.mkdir()
+    (upstream / "scale.c").write_text(SCALE)
+    debian = tmp_path / "debian"
+    (debian / "source").mkdir(parents=True)
+    (debian / "source" / "format").write_text("3.0 (quilt)\n")
+    (debian / "patches").mkdir()
+    (debian / "patches" / "series").write_text("thrice.patch\n")
+    (debian / "patches" / "thrice.patch").write_text(
+        "--- a/scale.c\n+++ b/scale.c\n@@ -1,2 +1,2 @@\n"
+        "-static int twice(int x) { return x + x; }\n"
+        "+static int twice(int x) { return x + x + x; }\n"
+        " int scale(int x) { return twice(x); }\n")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    tarballs = {downloads / "toy_1.0.orig.tar.gz": upstream,
+                downloads / "toy_1.0-1.debian.tar.xz": debian}
+    for path, tree in tarballs.items():
+        with tarfile.open(path, "w:gz" if path.suffix == ".gz" else "w:xz") as archive:
+            archive.add(tree, arcname=tree.name)
+    files = "".join(f" {hashlib.md5(p.read_bytes()).hexdigest()} {p.stat().st_size} {p.name}\n"
+                    for p in tarballs)
+    (downloads / "toy_1.0-1.dsc").write_text(
+        f"Format: 3.0 (quilt)\nSource: toy\nVersion: 1.0-1\nFiles:\n{files}")
+
+    tree = projects.debian_source(str(downloads / "toy_1.0.orig.tar.gz"),
+                                  str(tmp_path / "out" / "source"))
+    assert "x + x + x" in (Path(tree) / "scale.c").read_text()
+    assert (upstream / "scale.c").read_text() == SCALE
+    (downloads / "toy_1.0-1.debian.tar.xz").unlink()
+    with pytest.raises(projects.ProjectFailed, match="dpkg-source -x failed"):
+        projects.debian_source(str(downloads / "toy_1.0.orig.tar.gz"), tree)
+    (downloads / "toy_1.0-1.dsc").unlink()
+    with pytest.raises(projects.ProjectFailed, match="no .dsc"):
+        projects.debian_source(str(downloads / "toy_1.0.orig.tar.gz"), tree)
+
+
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="ccache is not installed")
+def test_ccache_in_front_of_the_compiler_does_not_hand_back_the_plain_build(tmp_path,
+                                                                             monkeypatch):
+    """jsoncpp's CMake puts ccache before the compiler it is given: the seeded build would get
+    the plain build's objects from ccache and test no list."""
+    monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))
+    source = _project(tmp_path)
+    script(source / "configure", CONFIGURE.replace("CC = $CC", "CC = ccache $CC"))
+    (row,) = _test(tmp_path, source, (NO_INLINER,))
+    assert row["used"] == 2 and not row["passed"]
+
+
+def test_a_build_that_bypasses_the_harness_tests_nothing_and_says_so(tmp_path):
+    source = _project(tmp_path)
+    script(source / "configure", CONFIGURE.replace("CC = $CC", "CC = clang-19"))
+    with pytest.raises(projects.ProjectFailed, match="compiled nothing through the harness"):
+        _test(tmp_path, source, (NO_INLINER,))
