@@ -62,8 +62,8 @@ def _rows(seed: int = 0, packages: int = 6, per_package: int = 20) -> list[dict]
     return rows
 
 
-REGISTRY = {"broadcast": list(range(LISTS)), "lists": ["a", "b", "c"]}
 TEXTS = ["always-inline default<Oz>", "always-inline mem2reg default<Oz>", "always-inline sroa<modify-cfg>"]
+REGISTRY = {"broadcast": list(range(LISTS)), "lists": TEXTS}
 
 
 def _ratios(rows: list[dict]) -> np.ndarray:
