@@ -6,10 +6,11 @@ The candidates are the dataset's broadcast set (LLVM's -Oz pipeline and the most
 winners), measured on every labelled TU; each becomes one answer token (llmcc.train.tokenizer).
 A TU teaches a distribution over them: candidate i gets weight exp(-(size_i / best - 1) / T),
 so lists within a fraction T of the TU's best share its weight and a list refused by the symbol
-rule, or one llmcc never runs, gets none. With `--teacher forest` the sizes are those a forest of trees expects of the TU,
-having learnt from other packages (llmcc.train.forest): what TUs like this one save rather than
-one TU's own measurements. A TU where no candidate beats clang's -Oz teaches the answer NONE: a
-compile the model expects nothing from need try no list (llmcc.advisor.model_runtime.answers).
+rule, or one llmcc never runs, gets none. With `--teacher forest` the sizes are those a forest
+of trees expects of the TU, having learnt from other packages (llmcc.train.forest): what TUs
+like this one save rather than one TU's own measurements. A TU where no candidate beats clang's
+-Oz teaches the answer NONE: a compile the model expects nothing from need try no list
+(llmcc.advisor.model_runtime.answers).
 The loss is the cross-entropy of that distribution against the model's next-token distribution
 after the prompt, over the whole vocabulary, so a server's top log-probabilities hold answer
 tokens first.
