@@ -37,10 +37,16 @@ Ranker = Callable[[dict, int, float], list[PassList]]
 Order = Sequence[int | None]                   # a TU's choices: positions in the broadcast set
 
 
+def never_run_positions(texts: Sequence[str]) -> list[int]:
+    """The positions of the lists in `texts` that llmcc never runs (llmcc.passes.NEVER_RUN):
+    whoever scores or teaches with the broadcast sizes counts them as refused."""
+    return [j for j, text in enumerate(texts) if never_run(parse(text))]
+
+
 def runnable(pool: list[dict], texts: list[str]) -> list[dict]:
-    """Pool rows with each list that llmcc never runs (llmcc.passes.NEVER_RUN) counted as
-    refused: what no compile can get is no saving for an advisor, a fixed list or an oracle."""
-    never = [j for j, text in enumerate(texts) if never_run(parse(text))]
+    """Pool rows with each list that llmcc never runs counted as refused: what no compile can
+    get is no saving for an advisor, a fixed list or an oracle."""
+    never = never_run_positions(texts)
     if not never:
         return pool
     out = []

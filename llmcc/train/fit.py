@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from llmcc.advisor.model_runtime import COVERAGE_SCALE
-from llmcc.passes import PassList, never_run, parse
+from llmcc.passes import PassList, parse
 from llmcc.summary import to_prompt
 from llmcc.train.model import Config, Llama
 from llmcc.train.tokenizer import PassTokenizer
@@ -96,12 +96,14 @@ def _teaching(rows: Iterable[dict], registry: dict, split: str,
     """(row, broadcast sizes, weights) of each labelled TU of `split` with a summary, a
     broadcast and an object to shrink. A list llmcc never runs (llmcc.passes.NEVER_RUN) counts
     as refused, as `llmcc-ctl eval` counts it: no TU teaches what no compile may try."""
-    never = {i for i in registry["broadcast"] if never_run(parse(registry["lists"][i]))}
+    from llmcc.train.evaluate import never_run_positions
+
+    never = set(never_run_positions([registry["lists"][i] for i in registry["broadcast"]]))
     for row in rows:
         if row.get("split") != split or "summary" not in row or "broadcast" not in row:
             continue
-        sizes = [None if i in never else row["broadcast"].get(str(i))
-                 for i in registry["broadcast"]]
+        sizes = [None if j in never else row["broadcast"].get(str(i))
+                 for j, i in enumerate(registry["broadcast"])]
         weights = candidate_weights(sizes, row["baseline"], temperature)
         if weights is not None:
             yield row, sizes, weights
