@@ -61,11 +61,12 @@ TOY = projects.Project("toy", "-Oz")
 
 
 def _test(tmp_path: Path, source: Path, lists, builds: int = 1,
-          project: projects.Project = TOY) -> list[dict]:
+          project: projects.Project = TOY, make_source=None) -> list[dict]:
     clang = subprocess.run(["sh", "-c", "command -v clang-19"], capture_output=True, text=True,
                            check=True).stdout.strip()
-    return projects.test_project("toy", project, str(source), str(tmp_path / "out"), builds, 7,
-                                 2, clang, lists, say=lambda _: None)
+    return projects.test_project("toy", project, make_source or (lambda: str(source)),
+                                 str(tmp_path / "out"), builds, 7, 2, clang, lists,
+                                 say=lambda _: None)
 
 
 def test_a_failing_list_is_narrowed_to_its_object_confirmed_and_shortened(tmp_path):
@@ -131,7 +132,12 @@ def test_builds_that_pass_are_recorded_and_a_rerun_resumes(tmp_path):
     rows = _test(tmp_path, source, (INLINER,), builds=2)
     assert [r["passed"] for r in rows] == [True, True]
     assert all(r["used"] == 2 and r["lists"] == 1 for r in rows)
-    again = _test(tmp_path, source, (INLINER,), builds=3)  # builds 0 and 1 are not redone
+
+    def unpack_again():  # the configured tree is reused: its source is not made again
+        raise AssertionError("the source was unpacked again")
+
+    # builds 0 and 1 are not redone
+    again = _test(tmp_path, source, (INLINER,), builds=3, make_source=unpack_again)
     assert [r["seed"] for r in again] == ["7:0", "7:1", "7:2"]
     with pytest.raises(projects.ProjectFailed, match="other lists"):
         _test(tmp_path, source, (NO_INLINER,), builds=4)

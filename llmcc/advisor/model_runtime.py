@@ -37,7 +37,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Self
 
 from llmcc.advisor import AdvisorError
@@ -438,10 +438,13 @@ class ModelRuntime:
         order = np.argsort(-logprobs, kind="stable")[:n]
         return [(self.pieces[i], float(logprobs[i])) for i in order]
 
-    def rank(self, prompt: str, k: int, min_gain: float = 0.0) -> list[PassList]:
-        """The model's answer for a TU's prompt: up to k pass lists, best first (`answers`)."""
-        top = self.top(prompt_text(prompt), top_count(k, len(self.lists)))
-        return answers(top, k, self.lists, self.coverage, min_gain)
+    def rank(self, prompt: str, k: int, min_gain: float = 0.0,
+             top: Callable[[str, int], list[tuple[str, float]]] | None = None) -> list[PassList]:
+        """The model's answer for a TU's prompt: up to k pass lists, best first (`answers`).
+        `top`: what asks for the likeliest tokens (`self.top`; an evaluation, asking for every
+        k of a prompt, hands in a memo of it)."""
+        likeliest = (top or self.top)(prompt_text(prompt), top_count(k, len(self.lists)))
+        return answers(likeliest, k, self.lists, self.coverage, min_gain)
 
     def generate(self, text: str, max_tokens: int) -> str:
         """The greedy continuation of `text` (BOS first if the model asks for it), up to

@@ -25,6 +25,7 @@ hands every call it does not decide (configure's probes, links) to the real clan
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import hashlib
 import json
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmcc.passes import PassList, PassListError, never_run, parse, to_text
@@ -261,10 +263,27 @@ def debian_source(tarball: str, into: str) -> str:
     return into
 
 
+def project_source(project: Project, out: str, into: str) -> str:
+    """The project's source unpacked into `into` as the harness builds it: Debian's patched
+    source for a `patched` project, its tables generated where the corpus builder generates
+    them (llmcc.train.corpus.PREPARE)."""
+    from llmcc.train import debian
+    from llmcc.train.corpus import PREPARE, unpack
+
+    tarball = debian.fetch(project.package, os.path.join(out, "downloads"))
+    source = debian_source(tarball, into) if project.patched else unpack(tarball, into)
+    if project.package in PREPARE:
+        PREPARE[project.package](source)
+    return source
+
+
 class Tree:
     """One configured build tree of a project, rebuilt from clean for every plan."""
 
-    def __init__(self, project: Project, source: str, where: str, clang: str, jobs: int) -> None:
+    def __init__(self, project: Project, make_source: Callable[[], str], where: str, clang: str,
+                 jobs: int) -> None:
+        """`make_source`: unpacks the project's source and returns its directory; called only
+        when `where` holds no configured tree yet (a resumed run reuses the tree)."""
         self.project, self.root, self.jobs = project, where, jobs
         self.history: list[dict] = []  # every plan built and checked, with its outcome
         self.lists = os.path.join(os.path.dirname(where), LISTS)
@@ -280,7 +299,7 @@ class Tree:
         configured = os.path.join(where, ".llmcc-configured")
         if not os.path.exists(configured):
             shutil.rmtree(where, ignore_errors=True)
-            shutil.copytree(source, where, symlinks=True)
+            shutil.copytree(make_source(), where, symlinks=True)
             env = {**self._env(), "CC": cc, "CXX": cxx, "CFLAGS": project.cflags,
                    "CXXFLAGS": project.cflags}
             steps = [] if project.cmake or os.path.exists(os.path.join(where, "configure")) \
@@ -377,7 +396,8 @@ def shorten(tree: Tree, key: str, passes: PassList, failed: list[str]) -> PassLi
         passes, lambda shorter: tree.fails_alike({key: to_text(shorter)}, failed), budget=12)
 
 
-def test_project(name: str, project: Project, source: str, out: str, builds: int, seed: int,
+def test_project(name: str, project: Project, make_source: Callable[[], str], out: str,
+                 builds: int, seed: int,
                  jobs: int, clang: str, lists: tuple[PassList, ...], say=print) -> list[dict]:
     """Run `builds` seeded builds of the project (resuming), each TU given one of `lists`,
     narrowing each failure down; returns every build's row."""
@@ -391,7 +411,7 @@ def test_project(name: str, project: Project, source: str, out: str, builds: int
                 raise ProjectFailed(f"{home} holds builds with other lists: use another --out")
     with open(os.path.join(home, LISTS), "w") as handle:
         json.dump(texts, handle)
-    tree = Tree(project, source, os.path.join(home, "tree"), clang, jobs)
+    tree = Tree(project, make_source, os.path.join(home, "tree"), clang, jobs)
     if not rows:
         if not tree.passes_suite():
             raise ProjectFailed(f"{name}'s suite fails built by plain clang: "
@@ -486,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from llmcc.toolchain import default_clang
     from llmcc.train import debian
-    from llmcc.train.corpus import PREPARE, Skip, unpack
+    from llmcc.train.corpus import Skip
 
     clang = default_clang("", os.environ.get("PATH", ""), frozenset())
     lists = runnable_lists()
@@ -500,13 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in options.project or sorted(PROJECTS):
         project = PROJECTS[name]
         try:
-            tarball = debian.fetch(project.package, os.path.join(options.out, "downloads"))
             into = os.path.join(options.out, name, "source")
-            source = debian_source(tarball, into) if project.patched else unpack(tarball, into)
-            if project.package in PREPARE:
-                PREPARE[project.package](source)
-            test_project(name, project, source, options.out, options.builds, options.seed,
-                         options.jobs, clang, lists)
+            test_project(name, project, functools.partial(project_source, project, options.out,
+                                                          into),
+                         options.out, options.builds, options.seed, options.jobs, clang, lists)
         except (debian.FetchFailed, Skip, ProjectFailed) as err:
             print(f"{name}: {err}", file=sys.stderr)
             status = 1

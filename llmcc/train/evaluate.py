@@ -17,6 +17,7 @@ size and counts as no saving.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections import defaultdict
@@ -88,16 +89,8 @@ def model_ranker(runtime) -> Ranker:
     as the prompt a compile renders and chooses as `runtime.rank` does, but evaluates each
     prompt once: the tables ask for every k and min_gain of a TU (eight answers), all chosen
     from the same likelihoods."""
-    from llmcc.advisor.model_runtime import answers, prompt_text, top_count
-
-    tops: dict[tuple[str, int], list[tuple[str, float]]] = {}
-
-    def rank(summary: dict, k: int, min_gain: float) -> list[PassList]:
-        text, count = prompt_text(to_prompt(summary)), top_count(k, len(runtime.lists))
-        if (text, count) not in tops:
-            tops[text, count] = runtime.top(text, count)
-        return answers(tops[text, count], k, runtime.lists, runtime.coverage, min_gain)
-    return rank
+    top = functools.cache(runtime.top)
+    return lambda summary, k, min_gain: runtime.rank(to_prompt(summary), k, min_gain, top)
 
 
 def orders_of(summaries: list[dict], texts: list[str], rank: Ranker, k: int,
