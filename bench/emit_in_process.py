@@ -3,17 +3,18 @@
     .venv/bin/python bench/emit_in_process.py DIR [--lists 3]     (DIR: LLMCC_RECORD wrote it)
 
 A tried list costs a cold compile about 0.9 of a plain one, most of it code generation by a
-clang process of its own (README, "Where a cold build's time goes"). The LLVM worker already
-holds each optimised module: emitting its object there (`LLVMTargetMachineEmitToMemoryBuffer`)
-skips clang's start and the bitcode round trip. That object is not one a compile may write (the
-C API sets fewer of clang's target options: no address-significance table, and some functions
-come out otherwise), so it could only rank the lists, and clang would still build the one ranked
-first. For each recorded TU and each of the first `--lists` popular lists this applies the list
-as the worker does, emits the object in the process and has clang build it from the same
-bitcode (as a compile does), timing both, and prints how often the two objects' text + data
-agree, the median times, and what a compile guided by the in-process objects would keep: clang
-builds the lists in their order, only those smaller than clang's -Oz object there, until one
-is smaller in fact (`guided`), against clang building every list.
+clang process of its own (docs/benchmark.md, "Where a cold build's time goes"). The LLVM worker
+already holds each optimised module: emitting its object there
+(`LLVMTargetMachineEmitToMemoryBuffer`) skips clang's start and the bitcode round trip. That
+object is not one a compile may write (the C API sets fewer of clang's target options: no
+address-significance table, and some functions come out otherwise), so it could only rank the
+lists, and clang would still build the one ranked first. For each recorded TU and each of the
+first `--lists` popular lists this applies the list as the worker does, emits the object in the
+process and has clang build it from the same bitcode (as a compile does), timing both, and
+prints how often the two objects' text + data agree, the median times, and what a compile guided
+by the in-process objects would keep: clang builds the lists in their order, only those smaller
+than clang's -Oz object there, until one is smaller in fact (`guided`), against clang building
+every list.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The rule registered for the next forest (README, "The forest after it, by the same rule"),
-as a command: may CANDIDATE replace the shipped forest?
+"""The rule registered for the next forest (docs/forest.md, "The forest after it, by the same
+rule"), as a command: may CANDIDATE replace the shipped forest?
 
     .venv/bin/python bench/forest_rule.py CANDIDATE [--split validation] [--margin 0.05]
 

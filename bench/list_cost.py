@@ -1,5 +1,5 @@
 """What each candidate list costs a cold compile, beside what it saves: the data a cheaper choice
-of lists would start from (a tried list costs about 0.9 of a plain compile, README "Benchmark").
+of lists would start from (a tried list costs about 0.9 of a plain compile, docs/benchmark.md).
 
     LLMCC_RECORD=DIR LLMCC_CANDIDATES=0 make ...     # record a project's TUs
     .venv/bin/python bench/list_cost.py DIR [--dataset DIR] [--jobs N] [--out rows.jsonl]

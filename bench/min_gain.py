@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/min_gain.py [--split validation] [--after N] [--forest FILE]
 
-A cold compile pays an opt and a code generation for every list it tries (README, "Where a
-cold build's time goes"). With `min_gain` (LLMCC_MIN_GAIN, % of the TU's object) the forest
-tries no list it expects to save less, so k is an upper bound and the lists tried per TU are
-what a cold build pays. For each k and min_gain, on a split of the committed dataset (its
-broadcast sizes, nothing compiled): the geomean % below clang -Oz and the lists tried per TU,
-as `llmcc-ctl eval --forest` counts them. Prints one markdown table.
+A cold compile pays an opt and a code generation for every list it tries (docs/benchmark.md,
+"Where a cold build's time goes"). With `min_gain` (LLMCC_MIN_GAIN, % of the TU's object) the
+forest tries no list it expects to save less, so k is an upper bound and the lists tried per TU
+are what a cold build pays. For each k and min_gain, on a split of the committed dataset (its
+broadcast sizes, nothing compiled): the geomean % below clang -Oz and the lists tried per TU, as
+`llmcc-ctl eval --forest` counts them. Prints one markdown table.
 """
 
 from __future__ import annotations

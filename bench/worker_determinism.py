@@ -3,14 +3,15 @@ LLVM workers, run after run, against opt's IR for the same list and TU.
 
     .venv/bin/python bench/worker_determinism.py DIR [--runs 10] [--tus N]
 
-DIR holds TUs recorded by `LLMCC_RECORD=DIR` (README, "Where a cold build's time goes", says how
-the 19 of zopfli's and bzip2's libraries were recorded). The lists are the shipped forest's 101,
-those llmcc never runs included (llmcc.passes.NEVER_RUN): this is how gvn-sink was caught. For
-each TU, `--runs` fresh processes each start the worker a compile starts (llmcc.llvm_worker)
-and apply every list in turn; opt, one process per list, gives the reference. A fresh process
-has a heap of its own, laid out by its own history and the system's address randomisation: a
-pass whose result depends on where LLVM's objects lie in memory gives different IR in some
-runs. Prints each list that ever differed: on how many TUs, in how many runs.
+DIR holds TUs recorded by `LLMCC_RECORD=DIR` (docs/benchmark.md, "Where a cold build's time
+goes", says how the 19 of zopfli's and bzip2's libraries were recorded). The lists are the
+shipped forest's 101, those llmcc never runs included (llmcc.passes.NEVER_RUN): this is how
+gvn-sink was caught. For each TU, `--runs` fresh processes each start the worker a compile
+starts (llmcc.llvm_worker) and apply every list in turn; opt, one process per list, gives the
+reference. A fresh process has a heap of its own, laid out by its own history and the system's
+address randomisation: a pass whose result depends on where LLVM's objects lie in memory gives
+different IR in some runs. Prints each list that ever differed: on how many TUs, in how many
+runs.
 """
 
 from __future__ import annotations

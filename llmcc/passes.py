@@ -38,10 +38,10 @@ _MODULE = (
 )
 
 # Passes llmcc never runs, each with its evidence: caught miscompiling
-# (llmcc.reliability.differential, or a real project's own tests; README "Reliability"), or
+# (llmcc.reliability.differential, or a real project's own tests; docs/reliability.md), or
 # giving different IR for the same list and TU from run to run, which would make a build's
-# objects depend on the machine's memory layout (README "Reproducible objects"). No list
-# containing one is generated, advised or tried.
+# objects depend on the machine's memory layout (docs/reliability.md, "Reproducible
+# objects"). No list containing one is generated, advised or tried.
 NEVER_RUN: dict[str, str] = {
     "newgvn": "LLVM 19's NewGVN miscompiles (after default<Oz> a csmith program that prints "
               "its checksum in 2 ms loops forever: differential --seed 5, program 144)",

@@ -5,11 +5,11 @@
 Every number of a TU's summary becomes a feature, log(1 + n), and an extremely randomised forest
 (scikit-learn's ExtraTreesRegressor) learns each broadcast list's log size ratio to clang -Oz.
 With 2,000-odd training TUs such a forest chooses lists for unseen TUs better than the llama
-reading the same summary as text (README, "What the summary holds"). The file a compile reads
+reading the same summary as text (docs/model.md, "What the summary holds"). The file a compile reads
 holds the trees as plain arrays, so compiles import neither scikit-learn nor numpy. Taught the
 forest's expectations instead of its own measured sizes, one llama gained at k = 1 and 2 on
 validation; a 3-member ensemble so taught, with a shorter prompt, lost to the shipped model on
-fresh test TUs (README, "Teaching the model what a forest expects"). A TU is taught what
+fresh test TUs (docs/model.md, "Teaching the model what a forest expects"). A TU is taught what
 forests that never saw its package expect (`out_of_fold`): what the forest knows of TUs like
 it, not its own noise.
 
