@@ -413,8 +413,8 @@ def shorten(tree: Tree, key: str, passes: PassList, failed: list[str]) -> PassLi
 
 
 def test_project(name: str, project: Project, make_source: Callable[[], str], out: str,
-                 builds: int, seed: int,
-                 jobs: int, clang: str, lists: tuple[PassList, ...], say=print) -> list[dict]:
+                 builds: int, seed: int, jobs: int, clang: str, lists: tuple[PassList, ...],
+                 say=print) -> list[dict]:
     """Run `builds` seeded builds of the project (resuming), each TU given one of `lists`,
     narrowing each failure down; returns every build's row."""
     home = os.path.abspath(os.path.join(out, name))
