@@ -3,12 +3,14 @@ forest chooses as a compile chooses them."""
 
 from __future__ import annotations
 
+import math
+
 from test_forest import TEXTS, _ratios, _rows
 
 from llmcc.advisor.forest import Forest
 from llmcc.passes import parse
 from llmcc.train import forest
-from llmcc.train.evaluate import forest_ranker, split_rows
+from llmcc.train.evaluate import difference, forest_ranker, group_table, split_rows
 from llmcc.train.labels import sample_rank
 
 
@@ -67,3 +69,21 @@ def test_model_ranker_chooses_what_the_model_chooses_and_asks_it_once_a_tu():
         # the ranker's own questions: one a TU; runtime.rank asked once a call
         assert len(asked) == len(summaries) * (1 + len(KS) + len(MIN_GAINS))
         assert len(set(asked)) == len(summaries)
+
+
+def test_a_package_behind_the_popular_lists_by_more_than_its_noise_is_marked_behind():
+    # list 0 is popular's; the model chooses list 1. On "steady" list 1 keeps 1% where list 0
+    # keeps 2%, on every TU: behind with no noise. On "noisy" it wins on two TUs and loses on two.
+    held = [{"baseline": 100, "sizes": [98, 99]} for _ in range(4)]
+    held += [{"baseline": 100, "sizes": sizes} for sizes in ([99, 96], [96, 99], [99, 94],
+                                                             [95, 99])]
+    names = ["steady"] * 4 + ["noisy"] * 4
+    orders = {3: [[1]] * 8}
+    lead, band = difference(held[:4], orders[3][:4], [[0]] * 4, 3)
+    assert round(lead, 3) == round(100 * (math.log(0.98) - math.log(0.99)), 3) and band == 0
+    lead, band = difference(held[4:], orders[3][4:], [[0]] * 4, 3)
+    assert lead > 0 and lead - band < 0 < lead + band  # ahead, but within its noise
+    table = group_table(held, orders, [0], names, "package")
+    steady = next(line for line in table.splitlines() if line.startswith("| steady"))
+    noisy = next(line for line in table.splitlines() if line.startswith("| noisy"))
+    assert steady.endswith("| -1.02 (± 0.00) behind | 2.00% |") and "behind" not in noisy

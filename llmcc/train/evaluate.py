@@ -18,6 +18,7 @@ size and counts as no saving.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections import defaultdict
@@ -28,7 +29,7 @@ from llmcc.passes import PassList, never_run, parse
 from llmcc.summary import to_prompt
 from llmcc.train import labelled
 from llmcc.train.headroom import as_pool_rows
-from llmcc.train.measure import geomean_saving, greedy
+from llmcc.train.measure import best_size, geomean_saving, greedy
 
 KS = (1, 2, 3, 5, 10)
 MIN_GAINS = (0.001, 0.003, 0.01)  # expected savings below which no list is tried (log ratios)
@@ -149,21 +150,46 @@ def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], p
     return "\n".join(lines)
 
 
+def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
+               k: int) -> tuple[float, float]:
+    """How much more `ours` saves than `theirs` when each TU tries its first k choices: the mean
+    over TUs of the difference of their log size ratios to -Oz, and twice its standard error,
+    both in points (x 100), so that a group whose difference is more than that band from zero
+    differs by more than its TUs' noise."""
+    first = list(range(k))
+    gains = [100.0 * (math.log(best_size(theirs_row, first) / theirs_row["baseline"])
+                      - math.log(best_size(ours_row, first) / ours_row["baseline"]))
+             for ours_row, theirs_row in zip(chosen_rows(pool, ours, k),
+                                             chosen_rows(pool, theirs, k), strict=True)
+             if ours_row["baseline"] > 0]
+    if not gains:
+        return 0.0, 0.0
+    mean = sum(gains) / len(gains)
+    if len(gains) < 2:
+        return mean, math.inf
+    spread = sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)
+    return mean, 2.0 * math.sqrt(spread / len(gains))
+
+
 def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order,
                 names: list[str], key: str, k: int = 3, name: str = "model") -> str:
-    """Popular against model at k, per package or language (`names[i]` of held row i)."""
+    """Popular against model at k, per package or language (`names[i]` of held row i), and the
+    model's lead with its noise band (`difference`)."""
     groups = defaultdict(list)
     for i, group in enumerate(names):
         groups[group].append(i)
-    lines = [f"| {key} | TUs | popular top-{k} | {name} top-{k} | best broadcast list |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [(f"| {key} | TUs | popular top-{k} | {name} top-{k} | {name} ahead by, points "
+              "(± 2 s.e.) | best broadcast list |"),
+             "|---|---:|---:|---:|---:|---:|"]
     for group, members in sorted(groups.items()):
         pool = [held[i] for i in members]
-        values = [score(pool, [popular] * len(pool), k)[0],
-                  score(pool, [orders[k][i] for i in members], k)[0],
-                  geomean_saving(pool, list(range(len(pool[0]["sizes"]))))]
+        ours = [orders[k][i] for i in members]
+        values = [score(pool, [popular] * len(pool), k)[0], score(pool, ours, k)[0]]
+        lead, band = difference(pool, ours, [popular] * len(pool), k)
+        verdict = " behind" if lead + band < 0 else ""
         lines.append(f"| {group} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
-                     + " |")
+                     + f" | {lead:+.2f} (± {band:.2f}){verdict} | "
+                     f"{geomean_saving(pool, list(range(len(pool[0]['sizes'])))):.2f}% |")
     return "\n".join(lines)
 
 
