@@ -18,7 +18,6 @@ import argparse
 import time
 
 import numpy as np
-from sklearn.ensemble import ExtraTreesRegressor
 
 from llmcc.advisor.forest import Forest
 from llmcc.train import forest as grow
@@ -59,9 +58,7 @@ def variant_forest(summaries: list[dict], ratios: np.ndarray, texts: list[str],
     target, leaf, max_features, trees = variant
     names = grow.feature_names(summaries)
     inputs = grow.feature_matrix(summaries, names)
-    grown = ExtraTreesRegressor(n_estimators=trees, min_samples_leaf=leaf,
-                                max_features=max_features, n_jobs=-1,
-                                random_state=0).fit(inputs, target(ratios))
+    grown = grow.grow(inputs, target(ratios), trees=trees, leaf=leaf, max_features=max_features)
     return Forest.from_bytes(grow.forest_file(grow.to_arrays(grown, inputs, ratios), names,
                                               texts, {}))
 

@@ -29,7 +29,7 @@ from llmcc.passes import PassList, never_run, parse
 from llmcc.summary import to_prompt
 from llmcc.train import labelled
 from llmcc.train.headroom import as_pool_rows
-from llmcc.train.measure import best_size, geomean_saving, greedy
+from llmcc.train.measure import geomean_saving, greedy, tu_log_ratios
 
 KS = (1, 2, 3, 5, 10)
 MIN_GAINS = (0.001, 0.003, 0.01)  # expected savings below which no list is tried (log ratios)
@@ -157,11 +157,9 @@ def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
     both in points (x 100), so that a group whose difference is more than that band from zero
     differs by more than its TUs' noise."""
     first = list(range(k))
-    gains = [100.0 * (math.log(best_size(theirs_row, first) / theirs_row["baseline"])
-                      - math.log(best_size(ours_row, first) / ours_row["baseline"]))
-             for ours_row, theirs_row in zip(chosen_rows(pool, ours, k),
-                                             chosen_rows(pool, theirs, k), strict=True)
-             if ours_row["baseline"] > 0]
+    gains = [100.0 * (their - our) for our, their in zip(
+        tu_log_ratios(chosen_rows(pool, ours, k), first),
+        tu_log_ratios(chosen_rows(pool, theirs, k), first), strict=True)]
     if not gains:
         return 0.0, 0.0
     mean = sum(gains) / len(gains)
@@ -183,9 +181,9 @@ def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order
              "|---|---:|---:|---:|---:|---:|"]
     for group, members in sorted(groups.items()):
         pool = [held[i] for i in members]
-        ours = [orders[k][i] for i in members]
-        values = [score(pool, [popular] * len(pool), k)[0], score(pool, ours, k)[0]]
-        lead, band = difference(pool, ours, [popular] * len(pool), k)
+        ours, theirs = [orders[k][i] for i in members], [popular] * len(members)
+        values = [score(pool, theirs, k)[0], score(pool, ours, k)[0]]
+        lead, band = difference(pool, ours, theirs, k)
         verdict = " behind" if lead + band < 0 else ""
         lines.append(f"| {group} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
                      + f" | {lead:+.2f} (± {band:.2f}){verdict} | "

@@ -59,11 +59,11 @@ def log_ratios(baselines: Sequence[int], sizes: Sequence[Sequence[int | None]]) 
 
 
 def grow(inputs: np.ndarray, ratios: np.ndarray, seed: int = 0, trees: int = TREES,
-         leaf: int = LEAF) -> ExtraTreesRegressor:
+         leaf: int = LEAF, max_features: float = MAX_FEATURES) -> ExtraTreesRegressor:
     """A forest learning `ratios` (log_ratios) from `inputs` (feature_matrix), grown on every
     core; the same trees and predictions for the same seed, whatever the number of cores."""
     grown = ExtraTreesRegressor(n_estimators=trees, min_samples_leaf=leaf,
-                                max_features=MAX_FEATURES, n_jobs=-1,
+                                max_features=max_features, n_jobs=-1,
                                 random_state=seed).fit(inputs, ratios)
     # Threads would add the trees' predictions up in whatever order they finish.
     return grown.set_params(n_jobs=1)

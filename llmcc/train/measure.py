@@ -81,12 +81,18 @@ def best_size(row: dict, chosen: list[int]) -> int:
     return min([row["baseline"], *sizes])
 
 
+def tu_log_ratios(rows: list[dict], chosen: list[int]) -> list[float]:
+    """Each TU's log size ratio to clang when it tries `chosen`; an empty object (baseline 0)
+    cannot shrink and has none."""
+    return [math.log(best_size(row, chosen) / row["baseline"]) for row in rows
+            if row["baseline"] > 0]
+
+
 def geomean_saving(rows: list[dict], chosen: list[int]) -> float:
     """Geometric-mean size reduction vs clang over TUs, in percent."""
-    rows = [row for row in rows if row["baseline"] > 0]  # an empty object cannot shrink
-    if not rows:
+    logs = tu_log_ratios(rows, chosen)
+    if not logs:
         return 0.0
-    logs = [math.log(best_size(row, chosen) / row["baseline"]) for row in rows]
     return 100.0 * (1.0 - math.exp(sum(logs) / len(logs)))
 
 
