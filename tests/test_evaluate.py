@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from test_forest import TEXTS, _ratios, _rows
 
 from llmcc.advisor.forest import Forest
@@ -74,7 +75,8 @@ def test_model_ranker_chooses_what_the_model_chooses_and_asks_it_once_a_tu():
 def test_a_package_behind_the_popular_lists_by_more_than_its_noise_is_marked_behind():
     # list 0 is popular's; the model chooses list 1. On "steady" list 1 keeps 1% where list 0
     # keeps 2%, on every TU: behind with no noise. On "noisy" it wins on two TUs and loses on two.
-    held = [{"baseline": 100, "sizes": [98, 99]} for _ in range(4)]
+    # (Distinct TUs: alike ones are one sample of the noise, below.)
+    held = [{"baseline": b, "sizes": [98 * b // 100, 99 * b // 100]} for b in (100, 200, 300, 400)]
     held += [{"baseline": 100, "sizes": sizes} for sizes in ([99, 96], [96, 99], [99, 94],
                                                              [95, 99])]
     names = ["steady"] * 4 + ["noisy"] * 4
@@ -87,3 +89,18 @@ def test_a_package_behind_the_popular_lists_by_more_than_its_noise_is_marked_beh
     steady = next(line for line in table.splitlines() if line.startswith("| steady"))
     noisy = next(line for line in table.splitlines() if line.startswith("| noisy"))
     assert steady.endswith("| -1.02 (± 0.00) behind | 2.00% |") and "behind" not in noisy
+
+
+def test_tus_alike_in_every_size_are_one_sample_of_the_noise():
+    # zlib's objects are built twice (static and shared), alike in every measured size: each
+    # counted twice, the mean is the same and the band as wide as with each counted once
+    held = [{"baseline": 100, "sizes": sizes} for sizes in ([99, 96], [96, 99], [99, 94],
+                                                            [95, 99], [97, 98])]
+    once = difference(held, [[1]] * 5, [[0]] * 5, 3)
+    twice = difference(held + held, [[1]] * 10, [[0]] * 10, 3)
+    assert twice[0] == pytest.approx(once[0]) and twice[1] == pytest.approx(once[1])
+    # as if they were ten TUs apart, the band would be narrower
+    apart = [{**row, "baseline": 1000, "sizes": [10 * s for s in row["sizes"]]} for row in held]
+    assert difference(held + apart, [[1]] * 10, [[0]] * 10, 3)[1] < once[1] * 0.9
+    # one TU, however often counted, has no band
+    assert difference(held[:1] * 3, [[1]] * 3, [[0]] * 3, 3)[1] == math.inf

@@ -155,18 +155,25 @@ def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
     """How much more `ours` saves than `theirs` when each TU tries its first k choices: the mean
     over TUs of the difference of their log size ratios to -Oz, and twice its standard error,
     both in points (x 100), so that a group whose difference is more than that band from zero
-    differs by more than its TUs' noise."""
+    differs by more than its TUs' noise. TUs alike in every measured size are one sample of
+    that noise, not several (a file built twice, as libtool builds static and shared objects):
+    the error is clustered on them."""
     first = list(range(k))
+    kept = [i for i, row in enumerate(pool) if row["baseline"] > 0]  # as tu_log_ratios keeps
     gains = [100.0 * (their - our) for our, their in zip(
         tu_log_ratios(chosen_rows(pool, ours, k), first),
         tu_log_ratios(chosen_rows(pool, theirs, k), first), strict=True)]
     if not gains:
         return 0.0, 0.0
     mean = sum(gains) / len(gains)
-    if len(gains) < 2:
+    deviations: dict[tuple, float] = defaultdict(float)  # per cluster, summed
+    for i, gain in zip(kept, gains, strict=True):
+        deviations[(pool[i]["baseline"], tuple(pool[i]["sizes"]))] += gain - mean
+    clusters = len(deviations)
+    if clusters < 2:
         return mean, math.inf
-    spread = sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)
-    return mean, 2.0 * math.sqrt(spread / len(gains))
+    variance = clusters / (clusters - 1) * sum(d * d for d in deviations.values()) / len(gains) ** 2
+    return mean, 2.0 * math.sqrt(variance)
 
 
 def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order,
