@@ -185,14 +185,19 @@ class Forest:
                 weights[tu] = weights.get(tu, 0.0) + share
         return weights
 
+    def neighbour_savings(self, summary: dict) -> list[tuple[float, dict[int, int]]]:
+        """The TU's neighbours as weighted_greedy weighs them: each one's weight and what each
+        list that shrinks it keeps (log size ratio, in units of 1 / RATIO_SCALE)."""
+        start, lists, ratios = self.saving_start, self.saving_list, self.saving_ratio
+        return [(weight, dict(zip(lists[start[tu]:start[tu + 1]],
+                                  ratios[start[tu]:start[tu + 1]], strict=True)))
+                for tu, weight in self.neighbours(inputs(summary, self.index)).items()]
+
     def choose(self, summary: dict, k: int, min_gain: float = 0.0) -> list[int]:
         """The positions in `lists` of the TU's at most k lists (weighted_greedy), none of
         `never`."""
-        start, lists, ratios = self.saving_start, self.saving_list, self.saving_ratio
-        tus = [(weight, dict(zip(lists[start[tu]:start[tu + 1]],
-                                 ratios[start[tu]:start[tu + 1]], strict=True)))
-               for tu, weight in self.neighbours(inputs(summary, self.index)).items()]
-        return weighted_greedy(tus, len(self.texts), k, min_gain, self.never)
+        return weighted_greedy(self.neighbour_savings(summary), len(self.texts), k, min_gain,
+                               self.never)
 
 
 _LOADED: dict[str, tuple[tuple, Forest]] = {}  # path -> (the file's stat, its forest)

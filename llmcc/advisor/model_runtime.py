@@ -179,6 +179,25 @@ def list_index(token: str) -> int:
     return int(token[3:-2])
 
 
+def answer_weights(top: Iterable[tuple[str, float]],
+                   lists: dict[str, PassList]) -> dict[int, float]:
+    """Each answered list's probability among the model's answers (the lists and NONE) in
+    `top`'s (token text, log-probability) pairs: candidate index -> probability, likeliest
+    first."""
+    likely: dict[int, float] = {}  # candidate index -> log-probability, best first
+    nothing = -math.inf            # log-probability of NONE
+    for text, logprob in sorted(top, key=lambda item: -item[1]):
+        if text in lists:
+            likely.setdefault(list_index(text), logprob)
+        elif text == NONE:
+            nothing = max(nothing, logprob)
+    if not likely:
+        return {}
+    first = max(nothing, *likely.values())
+    total = math.exp(nothing - first) + sum(math.exp(lp - first) for lp in likely.values())
+    return {j: math.exp(logprob - first) / total for j, logprob in likely.items()}
+
+
 def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList],
             coverage: list[list[float]] | None = None,
             min_gain: float = 0.0) -> list[PassList]:
@@ -194,18 +213,9 @@ def answers(top: Iterable[tuple[str, float]], k: int, lists: dict[str, PassList]
     repeats another's saving gives way to one that saves elsewhere, as the popular lists are
     chosen (llmcc.train.measure.greedy). With `min_gain` (a log size ratio), no list is added
     that is expected to save less: a TU the model expects nothing from costs no candidate."""
-    likely: dict[int, float] = {}  # candidate index -> log-probability, best first
-    nothing = -math.inf            # log-probability of NONE
-    for text, logprob in sorted(top, key=lambda item: -item[1]):
-        if text in lists:
-            likely.setdefault(list_index(text), logprob)
-        elif text == NONE:
-            nothing = max(nothing, logprob)
-    if coverage is None or not likely:
-        return [lists[list_token(i)] for i in list(likely)[:k]]
-    first = max(nothing, *likely.values())
-    total = math.exp(nothing - first) + sum(math.exp(lp - first) for lp in likely.values())
-    weight = {j: math.exp(logprob - first) / total for j, logprob in likely.items()}
+    weight = answer_weights(top, lists)
+    if coverage is None or not weight:
+        return [lists[list_token(i)] for i in list(weight)[:k]]
     remaining = {list_index(token): passes for token, passes in lists.items()}
     # parallel lists over the likely j (weight, coverage row, best saving so far): the loop
     # below runs candidates x answers times per list chosen, on every cache miss
