@@ -1,5 +1,6 @@
 """The forest's settings tried on a held split: does another leaf size, split width, number of
-trees or target grow a forest that chooses better than the shipped settings?
+trees, target, more numbers to split on, or fewer training TUs grow a forest that chooses better
+than the shipped settings?
 
     .venv/bin/python bench/forest_knobs.py [--split validation] [VARIANT ...]
     (needs scikit-learn: pip install .[train])
@@ -9,13 +10,19 @@ Each VARIANT (default: all of VARIANTS) is grown on the train split as `llmcc-ct
 and read back, then scored on the split at each k of `llmcc-ctl eval` (the geomean % below
 clang -Oz, from the measured broadcast sizes; nothing is compiled). A target other than `raw`
 only changes what the trees learn, so which TUs share a leaf: the lists are still chosen on
-those TUs' measured savings, as a compile chooses them. Prints one markdown table.
+those TUs' measured savings, as a compile chooses them. A variant with more numbers adds them
+to each summary's `module` section (every number there is a feature), for the train and the held
+TUs alike, as a compile would if it shipped. Prints one markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from collections import Counter
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,29 +43,121 @@ def near_best(ratios: np.ndarray) -> np.ndarray:
     return ((ratios <= best + 0.001) & (best < 0)).astype(float)
 
 
-# name -> (what the trees learn from the log ratios, fewest TUs a leaf, split width, trees)
-SHIPPED = (lambda ratios: ratios, grow.LEAF, grow.MAX_FEATURES, grow.TREES)
+FUNCTION_NUMBERS = ("blocks", "callers", "calls_external", "calls_indirect", "calls_internal",
+                    "calls_intrinsic", "loops", "loop_depth", "params", "stack_bytes",
+                    "dynamic_allocas")
+
+
+def kept_functions(summary: dict, baseline: int) -> dict[str, float]:
+    """What the summary's largest functions (its `functions`) hold beyond their instruction
+    counts: sums and maxima of their numbers, their linkages, attributes and flags, and how many
+    look alike (same size and opcodes: what mergefunc may merge)."""
+    functions = summary.get("functions", [])
+    out: Counter = Counter({"kept_functions": len(functions)})
+    for name in FUNCTION_NUMBERS:
+        values = [f.get(name, 0) for f in functions]
+        out[f"kept_sum_{name}"], out[f"kept_max_{name}"] = sum(values), max(values, default=0)
+    for f in functions:
+        out[f"kept_linkage_{f.get('linkage')}"] += 1
+        out.update(f"kept_attr_{attr}" for attr in f.get("attrs", []))
+        out.update(f"kept_{flag}" for flag in ("vararg", "recursive", "address_taken")
+                   if f.get(flag))
+    shapes = Counter((f["instructions"], f["blocks"], json.dumps(f["opcodes"], sort_keys=True))
+                     for f in functions)
+    out["kept_alike"] = sum(n - 1 for n in shapes.values())
+    return dict(out)
+
+
+def shares(summary: dict, baseline: int) -> dict[str, float]:
+    """Ratios a tree cannot split on as two counts: instructions per block and per function,
+    the largest function's share, each common opcode's share (in thousandths)."""
+    module, opcodes = summary.get("module") or {}, summary.get("opcodes") or {}
+    instructions = max(1, module.get("instructions", 0))
+    largest = max((f["instructions"] for f in summary.get("functions", [])), default=0)
+    out = {"share_per_block": 100 * instructions / max(1, module.get("blocks", 0)),
+           "share_per_function": instructions / max(1, module.get("functions", 0)),
+           "share_local_functions": 1000 * module.get("local_functions", 0)
+           / max(1, module.get("functions", 0)),
+           "share_largest": 1000 * largest / instructions}
+    out.update((f"share_{op}", 1000 * opcodes.get(op, 0) / instructions)
+               for op in ("alloca", "load", "store", "call", "br", "getelementptr", "icmp",
+                          "phi", "select", "switch"))
+    return out
+
+
+def baseline_size(summary: dict, baseline: int) -> dict[str, float]:
+    """clang -Oz's object size (a compile measures it before the advisor runs), and per IR
+    instruction: how much -Oz already made of the TU."""
+    instructions = max(1, (summary.get("module") or {}).get("instructions", 0))
+    return {"baseline_bytes": baseline, "baseline_per_instruction": 1000 * baseline / instructions}
+
+
+Numbers = Callable[[dict, int], dict[str, float]]  # (summary, -Oz size) -> more numbers
+
+
+class Variant(NamedTuple):
+    """What the trees learn from the log ratios, fewest TUs a leaf, split width, trees, more
+    numbers to split on, and whether to grow on one of each set of train TUs alike in summary
+    and every measured size (a file built twice, static and shared)."""
+    target: Callable[[np.ndarray], np.ndarray] = lambda ratios: ratios
+    leaf: int = grow.LEAF
+    max_features: float = grow.MAX_FEATURES
+    trees: int = grow.TREES
+    numbers: tuple[Numbers, ...] = ()
+    distinct: bool = False
+
+
 VARIANTS = {
-    "shipped": SHIPPED,
-    "leaf 2": (SHIPPED[0], 2, grow.MAX_FEATURES, grow.TREES),
-    "leaf 10": (SHIPPED[0], 10, grow.MAX_FEATURES, grow.TREES),
-    "leaf 20": (SHIPPED[0], 20, grow.MAX_FEATURES, grow.TREES),
-    "max_features 0.6": (SHIPPED[0], grow.LEAF, 0.6, grow.TREES),
-    "500 trees": (SHIPPED[0], grow.LEAF, grow.MAX_FEATURES, 500),
-    "relative target": (relative, grow.LEAF, grow.MAX_FEATURES, grow.TREES),
-    "near-best target": (near_best, grow.LEAF, grow.MAX_FEATURES, grow.TREES),
-    "sqrt target": (lambda ratios: -np.sqrt(-ratios), grow.LEAF, grow.MAX_FEATURES,
-                    grow.TREES),
+    "shipped": Variant(),
+    "leaf 2": Variant(leaf=2),
+    "leaf 10": Variant(leaf=10),
+    "leaf 20": Variant(leaf=20),
+    "max_features 0.6": Variant(max_features=0.6),
+    "500 trees": Variant(trees=500),
+    "relative target": Variant(target=relative),
+    "near-best target": Variant(target=near_best),
+    "sqrt target": Variant(target=lambda ratios: -np.sqrt(-ratios)),
+    "largest functions' numbers": Variant(numbers=(kept_functions,)),
+    "shares": Variant(numbers=(shares,)),
+    "largest functions' numbers and shares": Variant(numbers=(kept_functions, shares)),
+    "-Oz object size": Variant(numbers=(baseline_size,)),
+    "distinct train TUs": Variant(distinct=True),
 }
 
 
-def variant_forest(summaries: list[dict], ratios: np.ndarray, texts: list[str],
-                   variant: tuple) -> Forest:
+def with_numbers(summary: dict, baseline: int, numbers: tuple[Numbers, ...]) -> dict:
+    """`summary` with each of `numbers` added to its `module` section."""
+    if not numbers:
+        return summary
+    module = dict(summary.get("module") or {})
+    for more in numbers:
+        module.update(more(summary, baseline))
+    return {**summary, "module": module}
+
+
+def distinct(train: list[dict]) -> list[int]:
+    """The first of each set of train rows alike in package, summary and every size."""
+    seen, kept = set(), []
+    for i, row in enumerate(train):
+        key = json.dumps([row["package"], row["summary"], row["baseline"], row["broadcast"]],
+                         sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(i)
+    return kept
+
+
+def variant_forest(train: list[dict], pool: list[dict], texts: list[str],
+                   variant: Variant) -> Forest:
     """A forest file grown as `variant` says, read as a compile reads one."""
-    target, leaf, max_features, trees = variant
+    rows = distinct(train) if variant.distinct else range(len(train))
+    summaries = [with_numbers(train[i]["summary"], pool[i]["baseline"], variant.numbers)
+                 for i in rows]
+    ratios = grow.log_ratios([pool[i]["baseline"] for i in rows], [pool[i]["sizes"] for i in rows])
     names = grow.feature_names(summaries)
     inputs = grow.feature_matrix(summaries, names)
-    grown = grow.grow(inputs, target(ratios), trees=trees, leaf=leaf, max_features=max_features)
+    grown = grow.grow(inputs, variant.target(ratios), trees=variant.trees, leaf=variant.leaf,
+                      max_features=variant.max_features)
     return Forest.from_bytes(grow.forest_file(grow.to_arrays(grown, inputs, ratios), names,
                                               texts, {}))
 
@@ -74,15 +173,17 @@ def main() -> int:
     if unknown:
         parser.error(f"no variant {unknown[0]!r}")
     train, pool, texts = grow.training_set(args.dataset)
-    ratios = grow.log_ratios([r["baseline"] for r in pool], [r["sizes"] for r in pool])
     held, summaries, _ = held_split(args.dataset, args.split)
     print(f"| {len(held)} {args.split} TUs, % below clang -Oz | "
           + " | ".join(f"k = {k}" for k in KS) + " | minutes |")
     print("|---|" + "---:|" * (len(KS) + 1))
     for name in args.variants or VARIANTS:
         started = time.time()
-        grown = variant_forest([r["summary"] for r in train], ratios, texts, VARIANTS[name])
-        orders = model_orders(summaries, texts, forest_ranker(grown))
+        variant = VARIANTS[name]
+        grown = variant_forest(train, pool, texts, variant)
+        seen = [with_numbers(summary, row["baseline"], variant.numbers)
+                for summary, row in zip(summaries, held, strict=True)]
+        orders = model_orders(seen, texts, forest_ranker(grown))
         print(f"| {name} | " + " | ".join(f"{score(held, orders[k], k)[0]:.2f}%" for k in KS)
               + f" | {(time.time() - started) / 60:.1f} |", flush=True)
     return 0
