@@ -5,7 +5,7 @@ training, the other half evaluated, against the model trained without them.
                                                [--work DIR] [-- TRAIN ARGS]
 
 The package's labelled test rows (per-TU search and broadcast: what `llmcc-ctl label DIR`
-computes for TUs recorded with LLMCC_RECORD=DIR) are split in two halves by TU hash, each
+computes for TUs recorded with LLMCC_RECORD=DIR) are split in two halves by summary hash, each
 written where `llmcc-ctl label` writes a user's labels (DIR/labels). Then, as a user would:
 
     llmcc-ctl train --add HALF1 --out mine.gguf [FIT ARGS]
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,14 @@ from llmcc.advisor.model import DEFAULT_MODEL
 from llmcc.train import labelled
 
 CTL = os.path.join(os.path.dirname(sys.executable), "llmcc-ctl")
+
+
+def half_of(row: dict) -> int:
+    """0 or 1, by the hash of the TU's summary: a file built twice (static and shared objects)
+    has one summary, so its two TUs land in the same half and the second half holds no TU the
+    first has taught already."""
+    summary = json.dumps(row["summary"], sort_keys=True).encode()
+    return hashlib.blake2b(summary).digest()[0] % 2
 
 
 def main() -> int:
@@ -56,7 +65,7 @@ def main() -> int:
     for half in ("half1", "half2"):
         directory = os.path.join(work, half)
         its_rows = {tu: {**row, "split": "train", "package": half} for tu, row in rows.items()
-                    if (hashlib.blake2b(tu.encode()).digest()[0] % 2) == len(halves)}
+                    if half_of(row) == len(halves)}
         labelled.write_package(os.path.join(directory, "labels"), half, its_rows)
         labelled.write_lists(os.path.join(directory, "labels"), registry)
         halves.append(directory)
