@@ -91,8 +91,8 @@ class Project:
 # (panic-tests.sh, run as root), libxml2 (its tarball lacks some of runtests' files), m4 (its
 # 198.sysval check); and expat (its source in a subdirectory of the tarball), gmp (Debian's
 # tarball lacks doc/Makefile.in) and gawk (nor doc/gawktexi.in), which do not configure or
-# build as the harness does, and mbedtls (its ssl
-# and x509parse suites fail with plain clang here: test certificates past their dates).
+# build as the harness does, and mbedtls (its ssl and x509parse suites fail with plain clang
+# here: test certificates past their dates).
 PROJECTS = {
     "pcre2": Project("pcre2", "-Os", ("--enable-jit",)),
     "xz-utils": Project("xz-utils", "-Oz", ("--disable-shared", "--disable-nls")),
