@@ -37,6 +37,7 @@ from llmcc.advisor.model_runtime import (
     NONE,
     ModelError,
     ModelRuntime,
+    answer_weights,
     answers,
     coverage_of,
     gguf_strings,
@@ -496,6 +497,15 @@ def test_coverage_answers_a_list_that_saves_where_the_likeliest_do_not():
     # a list outside the likeliest tokens can be answered; none twice, none unknown
     assert answers([(list_token(0), -0.1), ("gvn", -0.2)], 3, LISTS, coverage) == [A, B, C]
     assert answers([("gvn", -0.2)], 3, LISTS, coverage) == []
+
+
+def test_answer_weights_share_the_probability_among_the_lists_and_none():
+    top = [(list_token(1), math.log(0.3)), ("gvn", math.log(0.2)), (NONE, math.log(0.1)),
+           (list_token(0), math.log(0.4)), (list_token(1), math.log(0.01))]
+    weights = answer_weights(top, LISTS)
+    assert list(weights) == [0, 1]  # likeliest first; text tokens and a repeat dropped
+    assert weights[0] == pytest.approx(0.4 / 0.8) and weights[1] == pytest.approx(0.3 / 0.8)
+    assert answer_weights([(NONE, -0.1), ("gvn", -0.2)], LISTS) == {}
 
 
 def test_a_tu_like_those_nothing_improved_is_answered_with_fewer_lists_by_min_gain():
