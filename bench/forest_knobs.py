@@ -28,7 +28,7 @@ import numpy as np
 
 from llmcc.advisor.forest import Forest
 from llmcc.train import forest as grow
-from llmcc.train.evaluate import KS, forest_ranker, held_split, model_orders, score
+from llmcc.train.evaluate import KS, alike, forest_ranker, held_split, model_orders, score
 
 
 def relative(ratios: np.ndarray) -> np.ndarray:
@@ -135,22 +135,18 @@ def with_numbers(summary: dict, baseline: int, numbers: tuple[Numbers, ...]) -> 
     return {**summary, "module": module}
 
 
-def distinct(train: list[dict]) -> list[int]:
-    """The first of each set of train rows alike in package, summary and every size."""
-    seen, kept = set(), []
-    for i, row in enumerate(train):
-        key = json.dumps([row["package"], row["summary"], row["baseline"], row["broadcast"]],
-                         sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            kept.append(i)
-    return kept
+def distinct(train: list[dict], pool: list[dict]) -> list[int]:
+    """The first of each set of train TUs `alike` (their rows and pool rows)."""
+    first: dict[tuple, int] = {}
+    for i, (row, sizes) in enumerate(zip(train, pool, strict=True)):
+        first.setdefault(alike(sizes, row["summary"]), i)
+    return sorted(first.values())
 
 
 def variant_forest(train: list[dict], pool: list[dict], texts: list[str],
                    variant: Variant) -> Forest:
     """A forest file grown as `variant` says, read as a compile reads one."""
-    rows = distinct(train) if variant.distinct else range(len(train))
+    rows = distinct(train, pool) if variant.distinct else range(len(train))
     summaries = [with_numbers(train[i]["summary"], pool[i]["baseline"], variant.numbers)
                  for i in rows]
     ratios = grow.log_ratios([pool[i]["baseline"] for i in rows], [pool[i]["sizes"] for i in rows])

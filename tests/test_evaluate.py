@@ -11,7 +11,7 @@ from test_forest import TEXTS, _ratios, _rows
 from llmcc.advisor.forest import Forest
 from llmcc.passes import parse
 from llmcc.train import forest
-from llmcc.train.evaluate import difference, forest_ranker, group_table, split_rows
+from llmcc.train.evaluate import alike, difference, forest_ranker, group_table, split_rows
 from llmcc.train.labels import sample_rank
 
 
@@ -75,32 +75,39 @@ def test_model_ranker_chooses_what_the_model_chooses_and_asks_it_once_a_tu():
 def test_a_package_behind_the_popular_lists_by_more_than_its_noise_is_marked_behind():
     # list 0 is popular's; the model chooses list 1. On "steady" list 1 keeps 1% where list 0
     # keeps 2%, on every TU: behind with no noise. On "noisy" it wins on two TUs and loses on two.
-    # (Distinct TUs: alike ones are one sample of the noise, below.)
-    held = [{"baseline": b, "sizes": [98 * b // 100, 99 * b // 100]} for b in (100, 200, 300, 400)]
+    held = [{"baseline": 100, "sizes": [98, 99]} for _ in range(4)]
     held += [{"baseline": 100, "sizes": sizes} for sizes in ([99, 96], [96, 99], [99, 94],
                                                              [95, 99])]
+    summaries = [{"module": {"functions": i}} for i in range(8)]  # eight distinct TUs
     names = ["steady"] * 4 + ["noisy"] * 4
     orders = {3: [[1]] * 8}
     lead, band = difference(held[:4], orders[3][:4], [[0]] * 4, 3)
     assert round(lead, 3) == round(100 * (math.log(0.98) - math.log(0.99)), 3) and band == 0
     lead, band = difference(held[4:], orders[3][4:], [[0]] * 4, 3)
     assert lead > 0 and lead - band < 0 < lead + band  # ahead, but within its noise
-    table = group_table(held, orders, [0], names, "package")
+    table = group_table(held, summaries, orders, [0], names, "package")
     steady = next(line for line in table.splitlines() if line.startswith("| steady"))
     noisy = next(line for line in table.splitlines() if line.startswith("| noisy"))
     assert steady.endswith("| -1.02 (± 0.00) behind | 2.00% |") and "behind" not in noisy
 
 
-def test_tus_alike_in_every_size_are_one_sample_of_the_noise():
-    # zlib's objects are built twice (static and shared), alike in every measured size: each
-    # counted twice, the mean is the same and the band as wide as with each counted once
+def test_tus_alike_in_summary_and_every_size_are_one_sample_of_the_noise():
+    # zlib's objects are built twice (static and shared), alike in summary and every measured
+    # size: each counted twice, the mean is the same and the band as wide as counted once
     held = [{"baseline": 100, "sizes": sizes} for sizes in ([99, 96], [96, 99], [99, 94],
                                                             [95, 99], [97, 98])]
-    once = difference(held, [[1]] * 5, [[0]] * 5, 3)
-    twice = difference(held + held, [[1]] * 10, [[0]] * 10, 3)
+    summaries = [{"module": {"functions": i}} for i in range(5)]
+    twins = [alike(row, summary) for row, summary in zip(held, summaries)]
+    once = difference(held, [[1]] * 5, [[0]] * 5, 3, twins)
+    twice = difference(held + held, [[1]] * 10, [[0]] * 10, 3, twins + twins)
     assert twice[0] == pytest.approx(once[0]) and twice[1] == pytest.approx(once[1])
-    # as if they were ten TUs apart, the band would be narrower
-    apart = [{**row, "baseline": 1000, "sizes": [10 * s for s in row["sizes"]]} for row in held]
-    assert difference(held + apart, [[1]] * 10, [[0]] * 10, 3)[1] < once[1] * 0.9
+    # the same sizes with other summaries (small TUs no list changes can share them): apart
+    others = [alike(row, {"module": {"functions": 9 + i}}) for i, row in enumerate(held)]
+    assert difference(held + held, [[1]] * 10, [[0]] * 10, 3, twins + others)[1] < \
+        once[1] * 0.9
     # one TU, however often counted, has no band
-    assert difference(held[:1] * 3, [[1]] * 3, [[0]] * 3, 3)[1] == math.inf
+    assert difference(held[:1] * 3, [[1]] * 3, [[0]] * 3, 3, twins[:1] * 3)[1] == math.inf
+    # in the per-package table too
+    table = group_table(held + held, summaries + summaries, {3: [[1]] * 10}, [0],
+                        ["zlib"] * 10, "package")
+    assert f"(± {once[1]:.2f})" in table

@@ -18,11 +18,12 @@ size and counts as no saving.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
 from llmcc.passes import PassList, never_run, parse
@@ -150,14 +151,20 @@ def table(train: list[dict], held: list[dict], orders: dict[int, list[Order]], p
     return "\n".join(lines)
 
 
+def alike(row: dict, summary: dict) -> tuple:
+    """What TUs alike share (a pool row and the TU's summary): the same summary and every
+    measured size the same, as a file built twice (static and shared objects) is; small TUs
+    that no list changes can share their sizes alone."""
+    return json.dumps(summary, sort_keys=True), row["baseline"], tuple(row["sizes"])
+
+
 def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
-               k: int) -> tuple[float, float]:
+               k: int, twins: Sequence[Hashable] | None = None) -> tuple[float, float]:
     """How much more `ours` saves than `theirs` when each TU tries its first k choices: the mean
     over TUs of the difference of their log size ratios to -Oz, and twice its standard error,
     both in points (x 100), so that a group whose difference is more than that band from zero
-    differs by more than its TUs' noise. TUs alike in every measured size are one sample of
-    that noise, not several (a file built twice, as libtool builds static and shared objects):
-    the error is clustered on them."""
+    differs by more than its TUs' noise. TUs with the same `twins` entry (`alike`) are one
+    sample of that noise, not several: the error is clustered on them."""
     first = list(range(k))
     kept = [i for i, row in enumerate(pool) if row["baseline"] > 0]  # as tu_log_ratios keeps
     gains = [100.0 * (their - our) for our, their in zip(
@@ -166,9 +173,9 @@ def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
     if not gains:
         return 0.0, 0.0
     mean = sum(gains) / len(gains)
-    deviations: dict[tuple, float] = defaultdict(float)  # per cluster, summed
+    deviations: dict[Hashable, float] = defaultdict(float)  # per cluster, summed
     for i, gain in zip(kept, gains, strict=True):
-        deviations[(pool[i]["baseline"], tuple(pool[i]["sizes"]))] += gain - mean
+        deviations[i if twins is None else twins[i]] += gain - mean
     clusters = len(deviations)
     if clusters < 2:
         return mean, math.inf
@@ -176,10 +183,11 @@ def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
     return mean, 2.0 * math.sqrt(variance)
 
 
-def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order,
-                names: list[str], key: str, k: int = 3, name: str = "model") -> str:
+def group_table(held: list[dict], summaries: list[dict], orders: dict[int, list[Order]],
+                popular: Order, names: list[str], key: str, k: int = 3,
+                name: str = "model") -> str:
     """Popular against model at k, per package or language (`names[i]` of held row i), and the
-    model's lead with its noise band (`difference`)."""
+    model's lead with its noise band (`difference`, TUs `alike` clustered)."""
     groups = defaultdict(list)
     for i, group in enumerate(names):
         groups[group].append(i)
@@ -190,7 +198,8 @@ def group_table(held: list[dict], orders: dict[int, list[Order]], popular: Order
         pool = [held[i] for i in members]
         ours, theirs = [orders[k][i] for i in members], [popular] * len(members)
         values = [score(pool, theirs, k)[0], score(pool, ours, k)[0]]
-        lead, band = difference(pool, ours, theirs, k)
+        lead, band = difference(pool, ours, theirs, k,
+                                [alike(held[i], summaries[i]) for i in members])
         verdict = " behind" if lead + band < 0 else ""
         lines.append(f"| {group} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
                      + f" | {lead:+.2f} (± {band:.2f}){verdict} | "
@@ -291,7 +300,8 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
         *fits,
         table(train, held, orders, popular, split, name),
         adaptive_table(held, summaries, texts, rank, orders[3], name=name),
-        *(group_table(held, orders, popular, [r[key] for r in held_rows], key, name=name)
+        *(group_table(held, summaries, orders, popular, [r[key] for r in held_rows], key,
+                      name=name)
           for key in ("language", "package"))])
 
 
