@@ -78,14 +78,14 @@ def test_a_package_behind_the_popular_lists_by_more_than_its_noise_is_marked_beh
     held = [{"baseline": 100, "sizes": [98, 99]} for _ in range(4)]
     held += [{"baseline": 100, "sizes": sizes} for sizes in ([99, 96], [96, 99], [99, 94],
                                                              [95, 99])]
-    summaries = [{"module": {"functions": i}} for i in range(8)]  # eight distinct TUs
+    twins = list(range(8))  # eight distinct TUs
     names = ["steady"] * 4 + ["noisy"] * 4
     orders = {3: [[1]] * 8}
     lead, band = difference(held[:4], orders[3][:4], [[0]] * 4, 3)
     assert round(lead, 3) == round(100 * (math.log(0.98) - math.log(0.99)), 3) and band == 0
     lead, band = difference(held[4:], orders[3][4:], [[0]] * 4, 3)
     assert lead > 0 and lead - band < 0 < lead + band  # ahead, but within its noise
-    table = group_table(held, summaries, orders, [0], names, "package")
+    table = group_table(held, twins, orders, [0], names, "package")
     steady = next(line for line in table.splitlines() if line.startswith("| steady"))
     noisy = next(line for line in table.splitlines() if line.startswith("| noisy"))
     assert steady.endswith("| -1.02 (± 0.00) behind | 2.00% |") and "behind" not in noisy
@@ -108,6 +108,6 @@ def test_tus_alike_in_summary_and_every_size_are_one_sample_of_the_noise():
     # one TU, however often counted, has no band
     assert difference(held[:1] * 3, [[1]] * 3, [[0]] * 3, 3, twins[:1] * 3)[1] == math.inf
     # in the per-package table too
-    table = group_table(held + held, summaries + summaries, {3: [[1]] * 10}, [0],
-                        ["zlib"] * 10, "package")
+    table = group_table(held + held, twins + twins, {3: [[1]] * 10}, [0], ["zlib"] * 10,
+                        "package")
     assert f"(± {once[1]:.2f})" in table

@@ -183,11 +183,11 @@ def difference(pool: list[dict], ours: Sequence[Order], theirs: Sequence[Order],
     return mean, 2.0 * math.sqrt(variance)
 
 
-def group_table(held: list[dict], summaries: list[dict], orders: dict[int, list[Order]],
+def group_table(held: list[dict], twins: list[Hashable], orders: dict[int, list[Order]],
                 popular: Order, names: list[str], key: str, k: int = 3,
                 name: str = "model") -> str:
     """Popular against model at k, per package or language (`names[i]` of held row i), and the
-    model's lead with its noise band (`difference`, TUs `alike` clustered)."""
+    model's lead with its noise band (`difference`, clustered on `twins`: each row's `alike`)."""
     groups = defaultdict(list)
     for i, group in enumerate(names):
         groups[group].append(i)
@@ -198,8 +198,7 @@ def group_table(held: list[dict], summaries: list[dict], orders: dict[int, list[
         pool = [held[i] for i in members]
         ours, theirs = [orders[k][i] for i in members], [popular] * len(members)
         values = [score(pool, theirs, k)[0], score(pool, ours, k)[0]]
-        lead, band = difference(pool, ours, theirs, k,
-                                [alike(held[i], summaries[i]) for i in members])
+        lead, band = difference(pool, ours, theirs, k, [twins[i] for i in members])
         verdict = " behind" if lead + band < 0 else ""
         lines.append(f"| {group} | {len(pool)} | " + " | ".join(f"{v:.2f}%" for v in values)
                      + f" | {lead:+.2f} (± {band:.2f}){verdict} | "
@@ -294,13 +293,14 @@ def evaluate(directory: str, split: str, rank: Ranker, held_directory: str | Non
     orders = model_orders(summaries, texts, rank)
     # greedy ranks incrementally: its top k are the first k of its top max(KS)
     popular = greedy(train, len(indices), max(KS))
+    twins = [alike(row, summary) for row, summary in zip(held, summaries, strict=True)]
     fits = [] if count is None else [fits_line([to_prompt(s) for s in summaries], count,
                                                context)]
     return "\n\n".join([
         *fits,
         table(train, held, orders, popular, split, name),
         adaptive_table(held, summaries, texts, rank, orders[3], name=name),
-        *(group_table(held, summaries, orders, popular, [r[key] for r in held_rows], key,
+        *(group_table(held, twins, orders, popular, [r[key] for r in held_rows], key,
                       name=name)
           for key in ("language", "package"))])
 
