@@ -150,12 +150,9 @@ def variant_forest(train: list[dict], pool: list[dict], texts: list[str],
     summaries = [with_numbers(train[i]["summary"], pool[i]["baseline"], variant.numbers)
                  for i in rows]
     ratios = grow.log_ratios([pool[i]["baseline"] for i in rows], [pool[i]["sizes"] for i in rows])
-    names = grow.feature_names(summaries)
-    inputs = grow.feature_matrix(summaries, names)
-    grown = grow.grow(inputs, variant.target(ratios), trees=variant.trees, leaf=variant.leaf,
-                      max_features=variant.max_features)
-    return Forest.from_bytes(grow.forest_file(grow.to_arrays(grown, inputs, ratios), names,
-                                              texts, {}))
+    return Forest.from_bytes(grow.shipped(summaries, ratios, texts, trees=variant.trees,
+                                          leaf=variant.leaf, max_features=variant.max_features,
+                                          learned=variant.target(ratios)))
 
 
 def main() -> int:

@@ -160,12 +160,14 @@ def forest_file(arrays: dict, names: list[str], texts: list[str], made: dict) ->
 
 
 def shipped(summaries: Sequence[dict], ratios: np.ndarray, texts: list[str], seed: int = 0,
-            trees: int = TREES, leaf: int = LEAF, made: dict | None = None) -> bytes:
+            trees: int = TREES, leaf: int = LEAF, made: dict | None = None,
+            max_features: float = MAX_FEATURES, learned: np.ndarray | None = None) -> bytes:
     """The forest file of a forest grown on `summaries` learning `ratios` (log_ratios of the
-    lists `texts`)."""
+    lists `texts`), or `learned` where given (bench/forest_knobs.py's other targets: they change
+    which TUs share a leaf, and the file still holds each TU's `ratios`)."""
     names = feature_names(summaries)
     inputs = feature_matrix(summaries, names)
-    grown = grow(inputs, ratios, seed, trees, leaf)
+    grown = grow(inputs, ratios if learned is None else learned, seed, trees, leaf, max_features)
     return forest_file(to_arrays(grown, inputs, ratios), names, texts, made or {})
 
 
