@@ -7,8 +7,8 @@ at k = 10? Grow the forest (and choose the popular lists) on less of either and 
     (needs scikit-learn: pip install .[train])
 
 `packages`: grown on a seeded random share of the train packages (a team adding packages adds
-whole ones), `--seeds` draws each. `lists`: every size llmcc may run of the lists outside a
-seeded random subset is counted as refused, for the training and the held TUs alike, so the
+whole ones), `--seeds` draws each. `lists`: the sizes of every list outside a seeded random
+subset are counted as refused, for the training and the held TUs alike, so the
 forest, the popular lists and the oracle (best of the subset per TU) all choose among the
 subset. `validation`: grown on the train and validation splits together and scored on test
 (what a forest shipped after its settings were decided on validation could learn from). Each
@@ -26,18 +26,14 @@ import time
 from forest_knobs import Variant, variant_forest
 
 from llmcc.train import forest as grow
-from llmcc.train import labelled
 from llmcc.train.evaluate import (
     KS,
     forest_ranker,
     held_split,
     model_orders,
     never_run_positions,
-    runnable,
     score,
-    usable,
 )
-from llmcc.train.headroom import as_pool_rows
 from llmcc.train.measure import greedy
 
 
@@ -82,9 +78,8 @@ def main() -> int:
           f"popular {ks} | best list per TU | minutes |")
     print("|---|" + "---:|" * (2 * len(KS) + 4))
     if args.what == "validation":
-        registry = labelled.read_lists(args.dataset)
-        more = [r for r in usable(labelled.read_all(args.dataset)) if r["split"] == "validation"]
-        more_pool = runnable(as_pool_rows(more, registry["broadcast"], False), texts)
+        more_pool, more_summaries, _ = held_split(args.dataset, "validation")
+        more = [{"summary": summary} for summary in more_summaries]  # all variant_forest reads
         print(row("train", train, pool, held, summaries, texts, lists), flush=True)
         print(row("train + validation", train + more, pool + more_pool, held, summaries, texts,
                   lists), flush=True)
