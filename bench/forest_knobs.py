@@ -155,6 +155,15 @@ def variant_forest(train: list[dict], pool: list[dict], texts: list[str],
                                           learned=variant.target(ratios)))
 
 
+def table_row(name: str, grown: Forest, shown: list[dict], held: list[dict], texts: list[str],
+              started: float) -> str:
+    """A table row: what `grown` saves at each k on the `held` TUs choosing from the summaries
+    `shown` as a compile does (geomean % below -Oz), and the minutes since `started`."""
+    orders = model_orders(shown, texts, forest_ranker(grown))
+    return (f"| {name} | " + " | ".join(f"{score(held, orders[k], k)[0]:.2f}%" for k in KS)
+            + f" | {(time.time() - started) / 60:.1f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*", metavar="VARIANT",
@@ -176,9 +185,7 @@ def main() -> int:
         grown = variant_forest(train, pool, texts, variant)
         seen = [with_numbers(summary, row["baseline"], variant.numbers)
                 for summary, row in zip(summaries, held, strict=True)]
-        orders = model_orders(seen, texts, forest_ranker(grown))
-        print(f"| {name} | " + " | ".join(f"{score(held, orders[k], k)[0]:.2f}%" for k in KS)
-              + f" | {(time.time() - started) / 60:.1f} |", flush=True)
+        print(table_row(name, grown, seen, held, texts, started), flush=True)
     return 0
 
 
