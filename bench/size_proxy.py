@@ -128,7 +128,7 @@ def main() -> int:
           f"({len(read_rows(args.out))} in all)\n")
     print(table(rows))
     shares = sorted(entry[5] / entry[6] for row in rows for entry in row["lists"]
-                    if entry and len(entry) > 6 and entry[6] > 0)
+                    if entry and entry[6] > 0)
     if shares:
         print(f"\nthe -O0 object cost {shares[len(shares) // 2]:.2f} of the list's opt run and "
               f"code generation (median of {len(shares)})")
