@@ -24,6 +24,7 @@ import glob
 import math
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -127,10 +128,10 @@ def main() -> int:
     print(f"{len(rows)} TUs, the first {len(texts)} popular lists, rows in {args.out} "
           f"({len(read_rows(args.out))} in all)\n")
     print(table(rows))
-    shares = sorted(entry[5] / entry[6] for row in rows for entry in row["lists"]
-                    if entry and entry[6] > 0)
+    shares = [entry[5] / entry[6] for row in rows for entry in row["lists"]
+              if entry and entry[6] > 0]
     if shares:
-        print(f"\nthe -O0 object cost {shares[len(shares) // 2]:.2f} of the list's opt run and "
+        print(f"\nthe -O0 object cost {statistics.median(shares):.2f} of the list's opt run and "
               f"code generation (median of {len(shares)})")
     return 0
 
