@@ -27,6 +27,7 @@ over lists and TUs).
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import math
 import os
@@ -102,19 +103,20 @@ def measure(job: tuple[list[str] | int, str, str]) -> dict:
         return row
 
 
-_FOREST = []  # the shipped forest, loaded once per worker process
+@functools.cache
+def _forest():
+    """The shipped forest, read once per worker process."""
+    from llmcc.advisor.forest import FOREST_FILE, Forest
+
+    return Forest.load(FOREST_FILE)
 
 
 def _forest_texts(evaluator, bitcode: str, count: int) -> list[str]:
     """The shipped forest's lists for this TU, in its order (no min_gain: as many as asked)."""
-    from llmcc.advisor.forest import FOREST_FILE, Forest
     from llmcc.summary import summarize_ir
 
-    if not _FOREST:
-        _FOREST.append(Forest.load(FOREST_FILE))
-    forest = _FOREST[0]
-    chosen = forest.choose(summarize_ir(evaluator.disassemble(bitcode)), count)
-    return [to_text(forest.lists[i]) for i in chosen]
+    chosen = _forest().choose(summarize_ir(evaluator.disassemble(bitcode)), count)
+    return [to_text(_forest().lists[i]) for i in chosen]
 
 
 def learned_estimates(rows: list[dict]) -> dict[tuple[str, int], float]:
