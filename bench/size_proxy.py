@@ -224,10 +224,10 @@ def main() -> int:
     if any(entry and len(entry) < ENTRY_LENGTH for row in rows for entry in row["lists"]):
         parser.error(f"{args.out} holds rows of an older size_proxy.py: give another --out")
     rows = [row for row in rows if row["baseline_size"] > 0]
-    which = "the forest's first" if args.forest else "the first"
-    print(f"{len(rows)} TUs of {len({row['group'] for row in rows})} package(s), {which} "
-          f"{args.lists} lists (popular ones: {not args.forest}), rows in {args.out} "
-          f"({len(read_rows(args.out))} in all)\n")
+    which = (f"the shipped forest's first {args.lists} lists for each" if args.forest else
+             f"the first {args.lists} popular lists on each")
+    print(f"{len(rows)} TUs of {len({row['group'] for row in rows})} package(s), {which}, "
+          f"rows in {args.out} ({len(read_rows(args.out))} in all)\n")
     print(table(rows))
     shares = [entry[5] / entry[6] for row in rows for entry in row["lists"]
               if entry and entry[6] > 0]
