@@ -98,8 +98,13 @@ class Project:
 # harness builds them: bc and libsndfile (their builds run makeinfo and autogen, not installed),
 # tar (its configure refuses root), sharutils (its gnulib fseeko.c does not know this glibc),
 # indent (-Werror, and an implicit declaration), gperf (`register`, an error in C++17), libbsd
-# (needs libmd-dev), lzlib (its configure takes CC as an argument only); libidn, libconfuse and
-# libfastjson 404 on the mirror.
+# (needs libmd-dev), lzlib (its configure takes CC as an argument only), cmocka (its
+# test_exception_handler fails with plain clang here), libdeflate (Debian's 1.14 has no CMake
+# build, only a Makefile), libb2 (its configure sets -O3, a level llmcc leaves alone unless
+# LLMCC_LEVELS asks), spdlog (Debian's tarball lacks the fmt it bundles), catch2, rapidjson and
+# doctest (-Werror meets clang 19's warnings), flatbuffers (its reflection test fails with
+# plain clang here); libidn, libconfuse, libfastjson, libsigc++-2.0, pixman, uriparser, re2c,
+# yasm, qrencode, libcdio and cxxopts 404 on the mirror, and libucl has no source package.
 PROJECTS = {
     "pcre2": Project("pcre2", "-Os", ("--enable-jit",)),
     "xz-utils": Project("xz-utils", "-Oz", ("--disable-shared", "--disable-nls")),
@@ -148,6 +153,21 @@ PROJECTS = {
     "cunit": Project("cunit", "-Os"),
     "cjson": Project("cjson", "-Os -DNDEBUG", ("-DENABLE_CJSON_TEST=ON",), check=("test",),
                      cmake=True),
+    "check": Project("check", "-Os"),
+    "speexdsp": Project("speexdsp", "-Os"),
+    "libgc": Project("libgc", "-Os"),
+    "libsrtp2": Project("libsrtp2", "-Os", check=("runtest",)),
+    "file": Project("file", "-Os"),
+    "libmspack": Project("libmspack", "-Os"),
+    "hunspell": Project("hunspell", "-Os", ("--disable-nls",)),  # C++
+    "yajl": Project("yajl", "-Os -DNDEBUG", check=("test",), cmake=True),
+    "tiff": Project("tiff", "-Os"),
+    "lcms2": Project("lcms2", "-Os"),
+    "jimtcl": Project("jimtcl", "-Os", check=("test",)),
+    "libsoxr": Project("libsoxr", "-Os -DNDEBUG", ("-DBUILD_TESTS=ON", "-DWITH_OPENMP=OFF"),
+                       check=("test",), cmake=True),
+    "msgpack-c": Project("msgpack-c", "-Os -DNDEBUG", ("-DMSGPACK_BUILD_TESTS=ON",),
+                         check=("test",), cmake=True),
     # C++, CMake, as MinSizeRel builds it (log4cplus: the suite tests/test_suites.py runs)
     "log4cplus": Project("log4cplus", "-Os -DNDEBUG", ("-DLOG4CPLUS_BUILD_TESTING=ON",),
                          check=("test",), cmake=True),
@@ -177,6 +197,11 @@ PROJECTS = {
     # out, as tests/test_suites.py leaves them: minutes each (make hands ARGS to a shell)
     "re2": Project("re2", "-Oz -DNDEBUG", ("-DRE2_BUILD_TESTING=ON",),
                    check=("test", "ARGS=-E '^(dfa|exhaustive[123]?|random)_test'"), cmake=True),
+    "muparser": Project("muparser", "-Os -DNDEBUG", ("-DBUILD_TESTING=ON", "-DENABLE_OPENMP=OFF"),
+                        check=("test",), cmake=True),
+    "googletest": Project("googletest", "-Os -DNDEBUG", ("-Dgtest_build_tests=ON",
+                                                         "-Dgmock_build_tests=ON"),
+                          check=("test",), cmake=True),
 }
 
 
