@@ -62,15 +62,15 @@ def summed_properties(printed: bytes) -> dict[str, int]:
     return totals
 
 
-def measure(job: tuple[list[str] | int, str, str]) -> dict:
+def measure(job: tuple[list[str] | int, str]) -> dict:
     """One TU: the baseline's size, and per list its entry (ENTRY_LENGTH; size None where
     refused or where a tool failed). The lists are the job's, or where it gives a number, the
     forest's first that many for this TU."""
-    texts, bitcode, group = job
+    texts, bitcode = job
     with tempfile.TemporaryDirectory(prefix="llmcc-size-proxy-") as work:
         evaluator = recorded_evaluator(bitcode, work, TIMEOUT)
-        row = {"tu": os.path.basename(bitcode), "group": group,
-               "baseline_size": evaluator.baseline().size, "lists": []}
+        row = {"tu": os.path.basename(bitcode), "baseline_size": evaluator.baseline().size,
+               "lists": []}
         if isinstance(texts, int):
             texts = _forest_texts(evaluator, bitcode, texts)
         optimised, fast = os.path.join(work, "optimised.bc"), os.path.join(work, "fast.o")
@@ -115,14 +115,16 @@ def _forest_texts(evaluator, bitcode: str, count: int) -> list[str]:
     """The shipped forest's lists for this TU, in its order (no min_gain: as many as asked)."""
     from llmcc.summary import summarize_ir
 
-    chosen = _forest().choose(summarize_ir(evaluator.disassemble(bitcode)), count)
-    return [to_text(_forest().lists[i]) for i in chosen]
+    forest = _forest()
+    chosen = forest.choose(summarize_ir(evaluator.disassemble(bitcode)), count)
+    return [to_text(forest.lists[i]) for i in chosen]
 
 
 def learned_estimates(rows: list[dict]) -> dict[tuple[str, int], float]:
     """(TU, list position) -> estimated size: function properties weighed by a ridge
     regression of the size differences between each TU's lists (relative to its baseline),
-    fitted without the TU's own group (package), or without the TU where there is one group."""
+    fitted without the TU's own group (its package, which main sets), or without the TU where
+    there is one group."""
     import numpy as np
 
     names = sorted({name for row in rows for entry in row["lists"] if entry
@@ -133,11 +135,11 @@ def learned_estimates(rows: list[dict]) -> dict[tuple[str, int], float]:
                          for name in names], float)
 
     def pairs(row) -> tuple[np.ndarray, np.ndarray]:
-        measured = [entry for entry in row["lists"] if entry and entry[3] is not None]
-        xs = [(vector(a) - vector(b)) / row["baseline_size"]
-              for i, a in enumerate(measured) for b in measured[i + 1:]]
-        ys = [(a[3] - b[3]) / row["baseline_size"]
-              for i, a in enumerate(measured) for b in measured[i + 1:]]
+        measured = [(vector(entry), entry[3]) for entry in row["lists"]
+                    if entry and entry[3] is not None]
+        both = [(a, b) for i, a in enumerate(measured) for b in measured[i + 1:]]
+        xs = [(a[0] - b[0]) / row["baseline_size"] for a, b in both]
+        ys = [(a[1] - b[1]) / row["baseline_size"] for a, b in both]
         return np.array(xs).reshape(-1, len(names)), np.array(ys)
 
     by_row = [pairs(row) for row in rows]
@@ -218,9 +220,9 @@ def main() -> int:
         tus = [("", path) for path in sorted(glob.glob(os.path.join(args.records, "*.bc")))]
     if not tus:
         parser.error(f"no recorded TUs in {args.records}")
-    done = run_resumable(args.out, [(lists, path, group) for group, path in tus], measure,
-                         args.jobs)
-    rows = [done[os.path.basename(path)] for _, path in tus if os.path.basename(path) in done]
+    done = run_resumable(args.out, [(lists, path) for _, path in tus], measure, args.jobs)
+    rows = [{**done[os.path.basename(path)], "group": group} for group, path in tus
+            if os.path.basename(path) in done]
     if any(entry and len(entry) < ENTRY_LENGTH for row in rows for entry in row["lists"]):
         parser.error(f"{args.out} holds rows of an older size_proxy.py: give another --out")
     rows = [row for row in rows if row["baseline_size"] > 0]
