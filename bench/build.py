@@ -103,11 +103,16 @@ CMAKE = ("cmake", "-S", ".", "-B", "_build", "-G", "Unix Makefiles", "-DCMAKE_BU
 CMAKE_CXX = (*CMAKE, "-DCMAKE_CXX_COMPILER={clangxx}", "-DCMAKE_CXX_COMPILER_LAUNCHER={launcher}",
              "-DCMAKE_CXX_FLAGS={cflags}")
 # Debian C++ source packages -> CMake options that leave out what needs more than the compiler
-# (demos, tests against other libraries)
+# (demos, tests against other libraries): bench/unseen_cxx.py's projects
 CXX_OPTIONS = {
     "box2d": ("-DBOX2D_BUILD_TESTBED=OFF", "-DBOX2D_BUILD_UNIT_TESTS=OFF"),
     "double-conversion": ("-DBUILD_TESTING=OFF",),
     "meshoptimizer": ("-DMESHOPT_BUILD_DEMO=OFF", "-DMESHOPT_BUILD_GLTFPACK=OFF"),
+    "log4cplus": ("-DLOG4CPLUS_BUILD_TESTING=OFF", "-DLOG4CPLUS_BUILD_LOGGINGSERVER=OFF"),
+    "flatbuffers": ("-DFLATBUFFERS_BUILD_TESTS=OFF",),
+    "benchmark": ("-DBENCHMARK_ENABLE_TESTING=OFF", "-DBENCHMARK_ENABLE_GTEST_TESTS=OFF"),
+    "jsonnet": ("-DBUILD_TESTS=OFF",),
+    "highway": ("-DHWY_ENABLE_TESTS=OFF", "-DHWY_ENABLE_EXAMPLES=OFF", "-DHWY_ENABLE_CONTRIB=OFF"),
 }
 CMAKE_BUILD = ("make", "-C", "_build", "-j{jobs}")
 CMAKE_CLEAN = ("make", "-C", "_build", "clean")
@@ -143,12 +148,11 @@ PROJECTS = {p.name: p for p in (
             configure=(*CMAKE_CXX, *CXX_OPTIONS["meshoptimizer"]), build=CMAKE_BUILD,
             clean=CMAKE_CLEAN),
     Project("log4cplus", "log4cplus", "C++, CMake: logging, std::string and streams "
-            "throughout (extra)", configure=(*CMAKE_CXX, "-DLOG4CPLUS_BUILD_TESTING=OFF",
-                                   "-DLOG4CPLUS_BUILD_LOGGINGSERVER=OFF"),
+            "throughout (extra)", configure=(*CMAKE_CXX, *CXX_OPTIONS["log4cplus"]),
             build=CMAKE_BUILD, clean=CMAKE_CLEAN),
 )}
 DEFAULT_PROJECTS = ("bzip2", "libyaml", "lmdb", "zopfli", "libdeflate")
-CXX_PROJECTS = (*CXX_OPTIONS, "log4cplus")
+CXX_PROJECTS = ("box2d", "double-conversion", "meshoptimizer", "log4cplus")
 QUICK_PROJECTS = ("bzip2", "libyaml")
 _overlap = sorted({p.package for p in PROJECTS.values()} & set(ALLOWLIST))
 assert not _overlap, f"benchmark projects must not be training packages: {_overlap}"

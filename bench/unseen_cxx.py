@@ -1,7 +1,7 @@
 """C++ code no advisor saw: Debian C++ projects outside the training allowlist, scored by
 `llmcc-ctl eval` as a user would score their own project.
 
-    .venv/bin/python bench/unseen_cxx.py [--projects box2d,double-conversion,meshoptimizer]
+    .venv/bin/python bench/unseen_cxx.py [--projects box2d,double-conversion,...]
         [--work DIR] [-- EVAL ARGS, e.g. --forest FILE --seconds 40]
 
 Each project's upstream tree (fetched and unpacked as bench/build.py does) is configured with
