@@ -152,7 +152,7 @@ PROJECTS = {p.name: p for p in (
             build=CMAKE_BUILD, clean=CMAKE_CLEAN),
 )}
 DEFAULT_PROJECTS = ("bzip2", "libyaml", "lmdb", "zopfli", "libdeflate")
-CXX_PROJECTS = ("box2d", "double-conversion", "meshoptimizer", "log4cplus")
+CXX_PROJECTS = tuple(name for name in CXX_OPTIONS if name in PROJECTS)  # the C++ Projects above
 QUICK_PROJECTS = ("bzip2", "libyaml")
 _overlap = sorted({p.package for p in PROJECTS.values()} & set(ALLOWLIST))
 assert not _overlap, f"benchmark projects must not be training packages: {_overlap}"

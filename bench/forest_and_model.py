@@ -26,9 +26,8 @@ from llmcc.advisor.model_runtime import (
     prompt_text,
     top_count,
 )
-from llmcc.passes import parse
 from llmcc.summary import to_prompt
-from llmcc.train.evaluate import KS, held_split, score
+from llmcc.train.evaluate import KS, held_split, positions, score
 
 Savings = list[tuple[float, dict[int, int]]]  # weighted_greedy's TUs: weight, list -> ratio
 
@@ -60,9 +59,9 @@ def main() -> int:
     args = parser.parse_args()
     held, summaries, texts = held_split(args.dataset, args.split)
     forest = Forest.load(FOREST_FILE)
-    in_forest = {parse(text): i for i, text in enumerate(forest.texts)}
-    in_split = [{parse(text): i for i, text in enumerate(texts)}.get(passes)
-                for passes in forest.lists]
+    in_forest = positions(forest.texts)
+    position = positions(texts)
+    in_split = [position.get(passes) for passes in forest.lists]
     with ModelRuntime(DEFAULT_MODEL) as runtime:
         position = {list_index(token): in_forest[passes]
                     for token, passes in runtime.lists.items()}

@@ -95,10 +95,16 @@ def model_ranker(runtime) -> Ranker:
     return lambda summary, k, min_gain: runtime.rank(to_prompt(summary), k, min_gain, top)
 
 
+def positions(texts: Sequence[str]) -> dict[PassList, int]:
+    """Each list of `texts` (the broadcast set) -> its position there: where another list
+    (an advisor's answer, a forest's list) stands in the measured sizes."""
+    return {parse(text): i for i, text in enumerate(texts)}
+
+
 def orders_of(summaries: list[dict], texts: list[str], rank: Ranker, k: int,
               min_gain: float) -> list[list[int | None]]:
     """Each TU's model answers for k and min_gain, as positions in the broadcast set."""
-    position = {parse(text): i for i, text in enumerate(texts)}
+    position = positions(texts)
     return [[position.get(passes) for passes in rank(summary, k, min_gain)]
             for summary in summaries]
 
